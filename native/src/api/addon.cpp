@@ -1,0 +1,420 @@
+// N-API addon over the C ABI: the one door from TypeScript into the engine (native/index.ts).
+#include <napi.h>
+
+#include <atomic>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "api/c_api.h"
+#include "common/log.hpp"
+
+namespace {
+
+constexpr std::size_t kDeliveryHeaderBytes = 28;
+// Deliveries handed to JavaScript but not yet consumed; above this the engine holds delivery
+// back, rings fill up and senders stall, instead of the process growing without bound.
+constexpr std::size_t kMaxOutstandingDeliveryBytes = 64u << 20;
+
+struct LogLine {
+  std::string level;
+  std::string component;
+  std::string message;
+};
+
+void call_deliver(Napi::Env env, Napi::Function fn, class MemberWrap* wrap, std::vector<std::uint8_t>* batch);
+void call_writable(Napi::Env env, Napi::Function fn, class MemberWrap* wrap, std::nullptr_t* unused);
+void call_log(Napi::Env env, Napi::Function fn, std::nullptr_t* context, LogLine* line);
+
+using DeliverTsfn = Napi::TypedThreadSafeFunction<MemberWrap, std::vector<std::uint8_t>, call_deliver>;
+using WritableTsfn = Napi::TypedThreadSafeFunction<MemberWrap, std::nullptr_t, call_writable>;
+using LogTsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, LogLine, call_log>;
+
+void put_u32(std::uint8_t* at, std::uint32_t v) { std::memcpy(at, &v, 4); }
+void put_u64(std::uint8_t* at, std::uint64_t v) { std::memcpy(at, &v, 8); }
+
+// Field readers that name the field in their TypeError.
+Napi::Value field(const Napi::Object& o, const char* name, const std::string& path) {
+  if (!o.Has(name)) throw Napi::TypeError::New(o.Env(), path + "." + name + " is required");
+  return o.Get(name);
+}
+std::uint32_t u32_field(const Napi::Object& o, const char* name, const std::string& path) {
+  const Napi::Value v = field(o, name, path);
+  if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), path + "." + name + " must be a number");
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (d < 0 || d > 4294967295.0 || d != static_cast<double>(static_cast<std::uint32_t>(d))) {
+    throw Napi::TypeError::New(o.Env(), path + "." + name + " must be an unsigned 32-bit integer");
+  }
+  return static_cast<std::uint32_t>(d);
+}
+std::string string_field(const Napi::Object& o, const char* name, const std::string& path) {
+  const Napi::Value v = field(o, name, path);
+  if (!v.IsString()) throw Napi::TypeError::New(o.Env(), path + "." + name + " must be a string");
+  return v.As<Napi::String>().Utf8Value();
+}
+Napi::Array array_field(const Napi::Object& o, const char* name, const std::string& path) {
+  const Napi::Value v = field(o, name, path);
+  if (!v.IsArray()) throw Napi::TypeError::New(o.Env(), path + "." + name + " must be an array");
+  return v.As<Napi::Array>();
+}
+std::vector<std::uint32_t> id_list(const Napi::Object& o, const char* name, const std::string& path) {
+  const Napi::Array a = array_field(o, name, path);
+  std::vector<std::uint32_t> ids;
+  for (std::uint32_t i = 0; i < a.Length(); ++i) {
+    const Napi::Value v = a.Get(i);
+    if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), path + "." + name + "[" + std::to_string(i) + "] must be a number");
+    ids.push_back(v.As<Napi::Number>().Uint32Value());
+  }
+  return ids;
+}
+
+// Owns the storage that the C config structs point into.
+struct ConfigStorage {
+  std::string group;
+  std::vector<std::string> hosts;
+  std::vector<derecho_member_address> members;
+  std::vector<std::string> names;
+  std::vector<std::vector<std::uint32_t>> member_lists;
+  std::vector<std::vector<std::uint32_t>> sender_lists;
+  std::vector<derecho_subgroup_config> subgroups;
+  derecho_group_config config{};
+};
+
+std::unique_ptr<ConfigStorage> read_config(const Napi::Object& js) {
+  auto s = std::make_unique<ConfigStorage>();
+  s->group = string_field(js, "group", "config");
+  const std::string transport = string_field(js, "transport", "config");
+  if (transport == "shm") s->config.transport = DERECHO_TRANSPORT_SHM;
+  else if (transport == "tcp") s->config.transport = DERECHO_TRANSPORT_TCP;
+  else if (transport == "verbs") s->config.transport = DERECHO_TRANSPORT_VERBS;
+  else throw Napi::TypeError::New(js.Env(), "config.transport must be 'shm', 'tcp' or 'verbs', got '" + transport + "'");
+  const Napi::Array members = array_field(js, "members", "config");
+  s->hosts.reserve(members.Length());
+  for (std::uint32_t i = 0; i < members.Length(); ++i) {
+    const std::string path = "config.members[" + std::to_string(i) + "]";
+    const Napi::Value v = members.Get(i);
+    if (!v.IsObject()) throw Napi::TypeError::New(js.Env(), path + " must be an object");
+    const Napi::Object m = v.As<Napi::Object>();
+    s->hosts.push_back(string_field(m, "host", path));
+    const std::uint32_t port = u32_field(m, "port", path);
+    if (port > 65535) throw Napi::TypeError::New(js.Env(), path + ".port must be 0..65535");
+    s->members.push_back({u32_field(m, "id", path), nullptr, static_cast<std::uint16_t>(port)});
+  }
+  for (std::size_t i = 0; i < s->members.size(); ++i) s->members[i].host = s->hosts[i].c_str();
+  const Napi::Array subgroups = array_field(js, "subgroups", "config");
+  const std::uint32_t n = subgroups.Length();
+  s->names.reserve(n);
+  s->member_lists.reserve(n);
+  s->sender_lists.reserve(n);
+  for (std::uint32_t i = 0; i < n; ++i) {
+    const std::string path = "config.subgroups[" + std::to_string(i) + "]";
+    const Napi::Value v = subgroups.Get(i);
+    if (!v.IsObject()) throw Napi::TypeError::New(js.Env(), path + " must be an object");
+    const Napi::Object sg = v.As<Napi::Object>();
+    s->names.push_back(string_field(sg, "name", path));
+    s->member_lists.push_back(id_list(sg, "members", path));
+    s->sender_lists.push_back(id_list(sg, "senders", path));
+    s->subgroups.push_back({s->names.back().c_str(), s->member_lists.back().data(), s->member_lists.back().size(),
+                            s->sender_lists.back().data(), s->sender_lists.back().size(),
+                            u32_field(sg, "ringBytes", path), u32_field(sg, "maxMessageBytes", path)});
+  }
+  s->config.group = s->group.c_str();
+  s->config.members = s->members.data();
+  s->config.member_count = s->members.size();
+  s->config.subgroups = s->subgroups.data();
+  s->config.subgroup_count = s->subgroups.size();
+  s->config.spin_us = u32_field(js, "spinMicros", "config");
+  return s;
+}
+
+LogTsfn log_tsfn;
+std::atomic<int> log_users{0};
+
+class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
+ public:
+  static Napi::Function define(Napi::Env env) {
+    return DefineClass(env, "NativeMember",
+                       {InstanceMethod<&MemberWrap::start>("start"), InstanceMethod<&MemberWrap::send>("send"),
+                        InstanceMethod<&MemberWrap::send_batch>("sendBatch"),
+                        InstanceMethod<&MemberWrap::writable>("writable"), InstanceMethod<&MemberWrap::stats>("stats"),
+                        InstanceMethod<&MemberWrap::stop>("stop")});
+  }
+
+  // new NativeMember(config, self, onDeliver, onLog)
+  explicit MemberWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<MemberWrap>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 4 || !info[0].IsObject() || !info[1].IsNumber() || !info[2].IsFunction() ||
+        !info[3].IsFunction()) {
+      throw Napi::TypeError::New(env, "createMember(config, self, onDeliver, onLog): wrong argument types");
+    }
+    const auto storage = read_config(info[0].As<Napi::Object>());
+    // Queued calls reach this object after stop(); each function holds a reference until its
+    // finalizer runs, so the object outlives every call that names it.
+    Ref();
+    deliver_ = DeliverTsfn::New(env, info[2].As<Napi::Function>(), "derecho-deliver", 0, 1, this,
+                                &MemberWrap::unref_on_finalize, static_cast<void*>(nullptr));
+    Ref();
+    writable_tsfn_ = WritableTsfn::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}),
+                                       "derecho-writable", 0, 1, this, &MemberWrap::unref_on_finalize,
+                                       static_cast<void*>(nullptr));
+    attach_log(env, info[3].As<Napi::Function>());
+    const derecho_callbacks callbacks{&MemberWrap::on_deliver, &MemberWrap::on_ready, &MemberWrap::on_writable, this};
+    char error[512] = {0};
+    member_ = derecho_member_create(&storage->config, info[1].As<Napi::Number>().Uint32Value(), &callbacks, error,
+                                    sizeof error);
+    if (!member_) {
+      release();
+      throw Napi::Error::New(env, error);
+    }
+  }
+
+  // stop() must be called: until then the engine runs and the object stays referenced.
+  ~MemberWrap() override { shutdown(); }
+
+  void settle_writable(Napi::Env env) {
+    refused_ = false;
+    for (auto& d : waiting_writable_) d.Resolve(env.Undefined());
+    waiting_writable_.clear();
+  }
+
+  void consume(Napi::Env env, Napi::Function fn, std::unique_ptr<std::vector<std::uint8_t>> batch) {
+    const std::size_t bytes = batch->size();
+    if (!stopped_ && env && fn) {
+      std::vector<std::uint8_t>* raw = batch.release();
+      auto buffer = Napi::Buffer<std::uint8_t>::New(env, raw->data(), raw->size(),
+                                                    [](Napi::Env, std::uint8_t*, std::vector<std::uint8_t>* v) {
+                                                      std::unique_ptr<std::vector<std::uint8_t>> owned(v);
+                                                    },
+                                                    raw);
+      outstanding_.fetch_sub(bytes);
+      fn.Call({buffer});
+      return;
+    }
+    outstanding_.fetch_sub(bytes);
+  }
+
+ private:
+  static void unref_on_finalize(Napi::Env, void*, MemberWrap* self) { self->Unref(); }
+
+  static void on_deliver(void* context, const derecho_delivery* batch, std::size_t count) {
+    auto* self = static_cast<MemberWrap*>(context);
+    std::size_t bytes = 0;
+    for (std::size_t i = 0; i < count; ++i) bytes += kDeliveryHeaderBytes + batch[i].length;
+    auto out = std::make_unique<std::vector<std::uint8_t>>(bytes);
+    std::uint8_t* at = out->data();
+    for (std::size_t i = 0; i < count; ++i) {
+      const derecho_delivery& d = batch[i];
+      put_u64(at, d.index);
+      put_u64(at + 8, d.sender_seq);
+      put_u32(at + 16, d.subgroup);
+      put_u32(at + 20, d.sender);
+      put_u32(at + 24, d.length);
+      std::memcpy(at + kDeliveryHeaderBytes, d.data, d.length);
+      at += kDeliveryHeaderBytes + d.length;
+    }
+    self->outstanding_.fetch_add(bytes);
+    std::vector<std::uint8_t>* raw = out.release();
+    if (self->deliver_.NonBlockingCall(raw) != napi_ok) {
+      self->outstanding_.fetch_sub(bytes);
+      std::unique_ptr<std::vector<std::uint8_t>> dropped(raw);
+    }
+  }
+
+  static int on_ready(void* context) {
+    return static_cast<MemberWrap*>(context)->outstanding_.load() < kMaxOutstandingDeliveryBytes ? 1 : 0;
+  }
+
+  static void on_writable(void* context, std::uint32_t) {
+    static_cast<MemberWrap*>(context)->writable_tsfn_.NonBlockingCall(nullptr);
+  }
+
+  static void attach_log(Napi::Env env, Napi::Function on_log) {
+    if (log_users.fetch_add(1) == 0) {
+      log_tsfn = LogTsfn::New(env, on_log, "derecho-log", 0, 1, nullptr);
+      log_tsfn.Unref(env);
+      derecho::set_log_sink([](derecho::LogLevel level, std::string_view component, std::string_view message) {
+        auto line = std::make_unique<LogLine>(
+            LogLine{std::string(derecho::to_string(level)), std::string(component), std::string(message)});
+        if (log_tsfn.NonBlockingCall(line.get()) == napi_ok) line.release();
+      });
+    }
+  }
+
+  static void detach_log() {
+    if (log_users.fetch_sub(1) == 1) {
+      derecho::set_log_sink(nullptr);
+      log_tsfn.Release();
+    }
+  }
+
+  void check_live(Napi::Env env) const {
+    if (!member_) throw Napi::Error::New(env, "member is stopped");
+  }
+
+  Napi::Value start(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    check_live(env);
+    const std::uint32_t timeout = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Uint32Value() : 10000;
+    auto deferred = Napi::Promise::Deferred::New(env);
+    // An AsyncWorker deletes itself once it has settled the promise.
+    std::make_unique<StartWorker>(env, member_, timeout, deferred).release()->Queue();
+    return deferred.Promise();
+  }
+
+  class StartWorker : public Napi::AsyncWorker {
+   public:
+    StartWorker(Napi::Env env, derecho_member* member, std::uint32_t timeout, Napi::Promise::Deferred deferred)
+        : Napi::AsyncWorker(env), member_(member), timeout_(timeout), deferred_(deferred) {}
+    void Execute() override {
+      char error[512] = {0};
+      if (derecho_member_start(member_, timeout_, error, sizeof error) != 0) SetError(error);
+    }
+    void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+    void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+   private:
+    derecho_member* member_;
+    std::uint32_t timeout_;
+    Napi::Promise::Deferred deferred_;
+  };
+
+  int send_one(Napi::Env env, std::uint32_t subgroup, const std::uint8_t* data, std::size_t len) {
+    char error[512] = {0};
+    const int rc = derecho_member_send(member_, subgroup, data, len, error, sizeof error);
+    if (rc < 0) throw Napi::RangeError::New(env, error);
+    if (rc == 0) refused_ = true;
+    return rc;
+  }
+
+  Napi::Value send(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    check_live(env);
+    if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsTypedArray()) {
+      throw Napi::TypeError::New(env, "send(subgroup: number, payload: Buffer)");
+    }
+    const auto payload = info[1].As<Napi::Uint8Array>();
+    return Napi::Boolean::New(env, send_one(env, info[0].As<Napi::Number>().Uint32Value(), payload.Data(),
+                                            payload.ByteLength()) == 1);
+  }
+
+  Napi::Value send_batch(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    check_live(env);
+    if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsTypedArray()) {
+      throw Napi::TypeError::New(env, "sendBatch(subgroup: number, packed: Buffer)");
+    }
+    const std::uint32_t subgroup = info[0].As<Napi::Number>().Uint32Value();
+    const auto packed = info[1].As<Napi::Uint8Array>();
+    const std::uint8_t* p = packed.Data();
+    const std::size_t size = packed.ByteLength();
+    std::size_t at = 0;
+    std::uint32_t accepted = 0;
+    while (at < size) {
+      if (size - at < 4) throw Napi::RangeError::New(env, "sendBatch: truncated length prefix at byte " + std::to_string(at));
+      std::uint32_t len;
+      std::memcpy(&len, p + at, 4);
+      if (size - at - 4 < len) {
+        throw Napi::RangeError::New(env, "sendBatch: message at byte " + std::to_string(at) + " claims " +
+                                             std::to_string(len) + " bytes but only " + std::to_string(size - at - 4) +
+                                             " remain");
+      }
+      if (send_one(env, subgroup, p + at + 4, len) == 0) break;
+      at += 4 + len;
+      ++accepted;
+    }
+    return Napi::Number::New(env, accepted);
+  }
+
+  Napi::Value writable(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto deferred = Napi::Promise::Deferred::New(env);
+    if (!refused_ || !member_) {
+      deferred.Resolve(env.Undefined());
+    } else {
+      waiting_writable_.push_back(deferred);
+    }
+    return deferred.Promise();
+  }
+
+  Napi::Value stats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    check_live(env);
+    derecho_stats s{};
+    derecho_member_stats(member_, &s);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("delivered", static_cast<double>(s.delivered));
+    o.Set("deliveredBytes", static_cast<double>(s.delivered_bytes));
+    o.Set("sent", static_cast<double>(s.sent));
+    o.Set("nullsSent", static_cast<double>(s.nulls_sent));
+    o.Set("deliveryBatches", static_cast<double>(s.delivery_batches));
+    o.Set("sleeps", static_cast<double>(s.sleeps));
+    o.Set("badFrames", static_cast<double>(s.bad_frames));
+    return o;
+  }
+
+  Napi::Value stop(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    shutdown();
+    settle_writable(env);
+    auto deferred = Napi::Promise::Deferred::New(env);
+    deferred.Resolve(env.Undefined());
+    return deferred.Promise();
+  }
+
+  void shutdown() {
+    if (!member_) return;
+    stopped_ = true;
+    derecho_member_destroy(member_);
+    member_ = nullptr;
+    release();
+  }
+
+  void release() {
+    deliver_.Release();
+    writable_tsfn_.Release();
+    detach_log();
+  }
+
+  derecho_member* member_ = nullptr;
+  DeliverTsfn deliver_;
+  WritableTsfn writable_tsfn_;
+  std::atomic<std::size_t> outstanding_{0};
+  bool refused_ = false;
+  bool stopped_ = false;
+  std::vector<Napi::Promise::Deferred> waiting_writable_;
+};
+
+void call_deliver(Napi::Env env, Napi::Function fn, MemberWrap* wrap, std::vector<std::uint8_t>* batch) {
+  wrap->consume(env, fn, std::unique_ptr<std::vector<std::uint8_t>>(batch));
+}
+
+void call_writable(Napi::Env env, Napi::Function, MemberWrap* wrap, std::nullptr_t*) {
+  if (env) wrap->settle_writable(env);
+}
+
+void call_log(Napi::Env env, Napi::Function fn, std::nullptr_t*, LogLine* raw) {
+  std::unique_ptr<LogLine> line(raw);
+  if (env && fn) fn.Call({Napi::String::New(env, line->level), Napi::String::New(env, line->component),
+                          Napi::String::New(env, line->message)});
+}
+
+Napi::FunctionReference* constructor_ref(Napi::Env env) { return env.GetInstanceData<Napi::FunctionReference>(); }
+
+Napi::Value create_member(const Napi::CallbackInfo& info) {
+  std::vector<napi_value> args(info.Length());
+  for (std::size_t i = 0; i < info.Length(); ++i) args[i] = info[i];
+  return constructor_ref(info.Env())->New(args);
+}
+
+Napi::Object init(Napi::Env env, Napi::Object exports) {
+  auto ctor = std::make_unique<Napi::FunctionReference>(Napi::Persistent(MemberWrap::define(env)));
+  env.SetInstanceData(ctor.release());
+  exports.Set("createMember", Napi::Function::New(env, create_member, "createMember"));
+  exports.Set("apiVersion", Napi::Number::New(env, DERECHO_C_API_VERSION));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(derecho, init)

@@ -1,0 +1,68 @@
+#include "common/group_config.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+#include <unordered_set>
+
+namespace derecho {
+namespace {
+
+[[noreturn]] void fail(const std::string& field, const std::string& problem) {
+  throw std::invalid_argument(field + ": " + problem);
+}
+
+bool is_power_of_two(std::uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
+
+}  // namespace
+
+void validate(const GroupConfig& config) {
+  if (config.group_name.empty()) fail("group", "must not be empty");
+  if (config.members.empty()) fail("members", "at least one member is required");
+  std::unordered_set<MemberId> ids;
+  for (std::size_t i = 0; i < config.members.size(); ++i) {
+    const auto& m = config.members[i];
+    const std::string field = "members[" + std::to_string(i) + "]";
+    if (!ids.insert(m.id).second) fail(field + ".id", "duplicate member id " + std::to_string(m.id));
+    if (config.transport != TransportKind::shm) {
+      if (m.host.empty()) fail(field + ".host", "must not be empty");
+      if (m.port == 0) fail(field + ".port", "must be 1..65535");
+    }
+  }
+  if (config.subgroups.empty()) fail("subgroups", "at least one subgroup is required");
+  for (std::size_t s = 0; s < config.subgroups.size(); ++s) {
+    const auto& sg = config.subgroups[s];
+    const std::string field = "subgroups[" + std::to_string(s) + "]";
+    if (sg.members.empty()) fail(field + ".members", "at least one member is required");
+    std::unordered_set<MemberId> in_subgroup;
+    for (std::size_t i = 0; i < sg.members.size(); ++i) {
+      const auto id = sg.members[i];
+      const std::string f = field + ".members[" + std::to_string(i) + "]";
+      if (!ids.contains(id)) fail(f, "member " + std::to_string(id) + " is not in members");
+      if (!in_subgroup.insert(id).second) fail(f, "member " + std::to_string(id) + " listed twice");
+    }
+    if (sg.senders.empty()) fail(field + ".senders", "at least one sender is required");
+    std::unordered_set<MemberId> senders;
+    for (std::size_t i = 0; i < sg.senders.size(); ++i) {
+      const auto id = sg.senders[i];
+      const std::string f = field + ".senders[" + std::to_string(i) + "]";
+      if (!in_subgroup.contains(id)) fail(f, "member " + std::to_string(id) + " is not a member of the subgroup");
+      if (!senders.insert(id).second) fail(f, "sender " + std::to_string(id) + " listed twice");
+    }
+    if (sg.max_message_bytes == 0) fail(field + ".maxMessageBytes", "must be at least 1");
+    if (!is_power_of_two(sg.ring_bytes)) fail(field + ".ringBytes", "must be a power of two");
+    if (sg.ring_bytes < 4ull * sg.max_message_bytes + 64) {
+      fail(field + ".ringBytes", "must be at least 4 * maxMessageBytes + 64 (" +
+                                     std::to_string(4ull * sg.max_message_bytes + 64) + ")");
+    }
+  }
+}
+
+std::size_t member_rank(const GroupConfig& config, MemberId id) {
+  const auto it = std::find_if(config.members.begin(), config.members.end(),
+                               [id](const MemberAddress& m) { return m.id == id; });
+  if (it == config.members.end()) throw std::out_of_range("member " + std::to_string(id) + " is not in the group");
+  return static_cast<std::size_t>(it - config.members.begin());
+}
+
+}  // namespace derecho

@@ -1,0 +1,45 @@
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/types.hpp"
+
+namespace derecho {
+
+enum class TransportKind { shm, tcp, verbs };
+
+struct MemberAddress {
+  MemberId id = 0;
+  std::string host;     // IPv4 address or name for tcp/verbs side channel; unused by shm
+  std::uint16_t port = 0;
+};
+
+struct SubgroupConfig {
+  std::string name;
+  std::vector<MemberId> members;   // receivers, in rank order
+  std::vector<MemberId> senders;   // subset of members, in round-robin order
+  std::uint32_t ring_bytes = 1u << 20;        // per-sender ring in every member's region
+  std::uint32_t max_message_bytes = 64u << 10;
+};
+
+// A static group as read from the config file. Validated by validate() before the engine uses it.
+struct GroupConfig {
+  std::string group_name;          // names shm files and tags tcp handshakes
+  TransportKind transport = TransportKind::tcp;
+  std::vector<MemberAddress> members;  // member ids are unique; order = SST row order
+  std::vector<SubgroupConfig> subgroups;
+  // Busy-poll this long after the last progress before sleeping on the doorbell.
+  std::chrono::microseconds spin{50};
+  // Idle sleep bound: the predicate thread re-checks at least this often even with no wake-up.
+  std::chrono::microseconds idle_wait{10'000};
+};
+
+// Throws std::invalid_argument naming the offending field.
+void validate(const GroupConfig& config);
+
+// Row index of a member in the SST (its position in config.members).
+std::size_t member_rank(const GroupConfig& config, MemberId id);
+
+}  // namespace derecho

@@ -1,0 +1,26 @@
+#include "member/region_layout.hpp"
+
+#include "sst/sst.hpp"
+
+namespace derecho {
+
+RegionLayout RegionLayout::compute(const GroupConfig& config) {
+  RegionLayout layout;
+  layout.sst_offset = kRegionHeaderBytes;
+  std::size_t column = kHeartbeatColumn + 1;
+  for (const auto& sg : config.subgroups) {
+    layout.subgroups.push_back({column, 0, sg.ring_bytes});
+    column += multicast::SubgroupPlacement::columns_for(sg.senders.size());
+  }
+  layout.sst_columns = column;
+  std::size_t offset = align_up(layout.sst_offset + sst::Sst::bytes_needed(config.members.size(), column), 4096);
+  for (std::size_t s = 0; s < config.subgroups.size(); ++s) {
+    layout.subgroups[s].ring_offset = offset;
+    offset += config.subgroups[s].senders.size() * std::size_t{config.subgroups[s].ring_bytes};
+    offset = align_up(offset, 4096);
+  }
+  layout.region_bytes = offset;
+  return layout;
+}
+
+}  // namespace derecho

@@ -1,0 +1,24 @@
+#pragma once
+#include <cstddef>
+#include <vector>
+
+#include "common/group_config.hpp"
+#include "multicast/subgroup_multicast.hpp"
+
+namespace derecho {
+
+// Where everything sits in a member's region (docs/region-layout.md). Every member computes the
+// same layout from the same config, which is what makes one-sided writes at "the same offset"
+// meaningful.
+struct RegionLayout {
+  static constexpr std::size_t kHeartbeatColumn = 0;
+
+  std::size_t sst_offset = 0;
+  std::size_t sst_columns = 0;
+  std::vector<multicast::SubgroupPlacement> subgroups;
+  std::size_t region_bytes = 0;
+
+  static RegionLayout compute(const GroupConfig& config);
+};
+
+}  // namespace derecho

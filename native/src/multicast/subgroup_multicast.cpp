@@ -1,0 +1,205 @@
+#include "multicast/subgroup_multicast.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+namespace derecho::multicast {
+
+SubgroupMulticast::SubgroupMulticast(std::uint32_t subgroup, const SubgroupConfig& config,
+                                     const SubgroupPlacement& placement, sst::Sst& sst,
+                                     transport::Transport& transport, DeliverySink& sink,
+                                     std::size_t max_queued_bytes)
+    : subgroup_(subgroup),
+      config_(config),
+      placement_(placement),
+      sst_(sst),
+      transport_(transport),
+      sink_(sink),
+      order_(config.senders.size()),
+      col_sent_(placement.first_column),
+      col_delivered_(placement.first_column + 1),
+      col_received_(placement.first_column + 2),
+      received_by_me_(config.senders.size(), 0),
+      received_by_all_(config.senders.size(), 0),
+      app_messages_from_(config.senders.size(), 0),
+      max_queued_bytes_(std::max<std::size_t>(max_queued_bytes, config.max_message_bytes + 4)) {
+  const MemberId self = transport.self();
+  for (MemberId m : config.members) {
+    member_rows_.push_back(sst.row_of(m));
+    if (m != self) peers_.push_back(m);
+  }
+  auto region = transport.region();
+  for (std::size_t k = 0; k < config.senders.size(); ++k) {
+    sender_rows_.push_back(sst.row_of(config.senders[k]));
+    auto ring = region.subspan(placement.ring_offset + k * placement.ring_bytes, placement.ring_bytes);
+    readers_.emplace_back(ring);
+    if (config.senders[k] == self) {
+      my_sender_ = k;
+      writer_.emplace(ring);
+    }
+  }
+}
+
+void SubgroupMulticast::register_predicates(sst::PredicateThread& thread) {
+  const std::string tag = config_.name + ".";
+  thread.add(tag + "receive", [this] { return has_new_messages(); }, [this] { receive(); });
+  thread.add(tag + "deliver", [this] { return has_stable_messages(); }, [this] { deliver(); });
+  if (is_sender()) {
+    thread.add(tag + "send", [this] { return can_send_queued(); }, [this] { send_queued(); });
+    thread.add(tag + "nulls", [this] { return must_send_nulls(); }, [this] { send_nulls(); });
+  }
+}
+
+bool SubgroupMulticast::send(std::span<const std::byte> payload) {
+  if (!is_sender()) {
+    throw std::invalid_argument("member " + std::to_string(transport_.self()) + " is not a sender of subgroup '" +
+                                config_.name + "'");
+  }
+  if (payload.size() > config_.max_message_bytes) {
+    throw std::invalid_argument("message of " + std::to_string(payload.size()) + " bytes exceeds maxMessageBytes " +
+                                std::to_string(config_.max_message_bytes) + " of subgroup '" + config_.name + "'");
+  }
+  const std::size_t need = payload.size() + 4;
+  std::lock_guard lock(queue_mutex_);
+  if (!queue_.empty() && queue_.size() + need > max_queued_bytes_) {
+    refused_.store(true, std::memory_order_relaxed);
+    return false;
+  }
+  const auto len = static_cast<std::uint32_t>(payload.size());
+  const std::size_t at = queue_.size();
+  queue_.resize(at + need);
+  std::memcpy(queue_.data() + at, &len, 4);
+  std::memcpy(queue_.data() + at + 4, payload.data(), payload.size());
+  queued_bytes_.store(queue_.size(), std::memory_order_relaxed);
+  return true;
+}
+
+std::uint64_t SubgroupMulticast::min_over_members(std::size_t column) const {
+  std::uint64_t v = std::numeric_limits<std::uint64_t>::max();
+  for (std::size_t row : member_rows_) v = std::min(v, sst_.read(row, column));
+  return v;
+}
+
+bool SubgroupMulticast::has_new_messages() const {
+  for (std::size_t k = 0; k < sender_rows_.size(); ++k) {
+    if (sst_.read(sender_rows_[k], col_sent_) > received_by_me_[k]) return true;
+  }
+  return false;
+}
+
+void SubgroupMulticast::receive() {
+  // Everything that has arrived from every sender is taken in one pass.
+  for (std::size_t k = 0; k < sender_rows_.size(); ++k) {
+    const std::uint64_t sent = sst_.read(sender_rows_[k], col_sent_);
+    if (sent > received_by_me_[k]) {
+      received_by_me_[k] = sent;
+      sst_.write_own(col_received_ + k, sent);
+    }
+  }
+}
+
+bool SubgroupMulticast::has_stable_messages() {
+  for (std::size_t k = 0; k < received_by_all_.size(); ++k) {
+    received_by_all_[k] = min_over_members(col_received_ + k);
+  }
+  frontier_ = order_.stable_frontier(received_by_all_);
+  return frontier_ > delivered_ && sink_.ready();
+}
+
+void SubgroupMulticast::deliver() {
+  batch_.clear();
+  std::uint64_t bytes = 0;
+  for (std::uint64_t index = delivered_; index < frontier_; ++index) {
+    const std::size_t k = order_.sender_of(index);
+    const RingReader::Message m = readers_[k].next();
+    if (m.is_null) continue;
+    batch_.push_back({index, app_messages_from_[k]++, subgroup_, config_.senders[k], m.payload});
+    bytes += m.payload.size();
+  }
+  if (!batch_.empty()) {
+    sink_.deliver(batch_);
+    delivery_batches_.fetch_add(1, std::memory_order_relaxed);
+  }
+  delivered_ = frontier_;
+  sst_.write_own(col_delivered_, delivered_);
+  delivered_messages_.fetch_add(batch_.size(), std::memory_order_relaxed);
+  delivered_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+}
+
+void SubgroupMulticast::release_ring_space() {
+  writer_->release_delivered(order_.messages_below(min_over_members(col_delivered_), *my_sender_));
+}
+
+void SubgroupMulticast::push_ring_writes() {
+  const std::size_t my_ring = placement_.ring_offset + *my_sender_ * placement_.ring_bytes;
+  for (const RingRange& r : writer_->dirty()) {
+    for (MemberId peer : peers_) transport_.post_write(peer, my_ring + r.offset, r.length);
+  }
+  writer_->clear_dirty();
+  sst_.write_own(col_sent_, writer_->messages_written());
+}
+
+std::uint32_t SubgroupMulticast::next_staged_length() const {
+  std::uint32_t len;
+  std::memcpy(&len, staging_.data() + staging_pos_, 4);
+  return len;
+}
+
+bool SubgroupMulticast::can_send_queued() {
+  if (staging_pos_ >= staging_.size()) {
+    if (queued_bytes_.load(std::memory_order_relaxed) == 0) return false;
+    staging_.clear();
+    staging_pos_ = 0;
+    {
+      std::lock_guard lock(queue_mutex_);
+      std::swap(staging_, queue_);
+      queued_bytes_.store(0, std::memory_order_relaxed);
+    }
+    if (writable_ && refused_.exchange(false)) writable_();
+  }
+  release_ring_space();
+  return writer_->can_append(next_staged_length());
+}
+
+void SubgroupMulticast::send_queued() {
+  std::uint64_t appended = 0;
+  while (staging_pos_ < staging_.size()) {
+    const std::uint32_t len = next_staged_length();
+    if (!writer_->append_message({staging_.data() + staging_pos_ + 4, len})) break;
+    staging_pos_ += 4 + len;
+    ++appended;
+  }
+  sent_.fetch_add(appended, std::memory_order_relaxed);
+  push_ring_writes();
+}
+
+bool SubgroupMulticast::must_send_nulls() {
+  if (staging_pos_ < staging_.size() || queued_bytes_.load(std::memory_order_relaxed) != 0) return false;
+  const std::uint64_t needed = order_.needed_to_unblock(*my_sender_, received_by_me_);
+  if (needed <= writer_->messages_written()) return false;
+  release_ring_space();
+  nulls_needed_ = needed - writer_->messages_written();
+  return writer_->can_append(0);
+}
+
+void SubgroupMulticast::send_nulls() {
+  const auto count = static_cast<std::uint32_t>(std::min<std::uint64_t>(nulls_needed_, UINT32_MAX));
+  writer_->append_nulls(count);
+  nulls_sent_.fetch_add(count, std::memory_order_relaxed);
+  push_ring_writes();
+}
+
+void SubgroupMulticast::on_link_up(MemberId peer) {
+  if (!is_sender() || std::find(peers_.begin(), peers_.end(), peer) == peers_.end()) return;
+  transport_.post_write(peer, placement_.ring_offset + *my_sender_ * placement_.ring_bytes, placement_.ring_bytes);
+}
+
+SubgroupMulticast::Stats SubgroupMulticast::stats() const {
+  return {sent_.load(), nulls_sent_.load(), delivered_messages_.load(), delivered_bytes_.load(),
+          delivery_batches_.load()};
+}
+
+}  // namespace derecho::multicast

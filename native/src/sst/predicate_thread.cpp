@@ -1,0 +1,79 @@
+#include "sst/predicate_thread.hpp"
+
+#include <immintrin.h>
+
+#include <stdexcept>
+
+namespace derecho::sst {
+
+PredicateThread::PredicateThread(transport::Transport& transport, Sst& sst, Options options)
+    : transport_(transport), sst_(sst), options_(options) {}
+
+PredicateThread::~PredicateThread() { stop(); }
+
+void PredicateThread::add(std::string name, Predicate predicate, Trigger trigger) {
+  if (thread_.joinable()) throw std::logic_error("predicates must be registered before start()");
+  entries_.push_back({std::move(name), std::move(predicate), std::move(trigger)});
+}
+
+void PredicateThread::on_link_event(LinkHandler handler) { link_handler_ = std::move(handler); }
+
+void PredicateThread::start() {
+  thread_ = std::jthread([this](std::stop_token st) { loop(st); });
+}
+
+void PredicateThread::stop() {
+  if (!thread_.joinable()) return;
+  thread_.request_stop();
+  wake();
+  thread_.join();
+}
+
+bool PredicateThread::run_once() {
+  bool fired = false;
+  for (auto& event : transport_.take_link_events()) {
+    if (link_handler_) link_handler_(event);
+    fired = true;
+  }
+  for (auto& e : entries_) {
+    if (e.predicate()) {
+      e.trigger();
+      firings_.fetch_add(1, std::memory_order_relaxed);
+      fired = true;
+    }
+  }
+  sst_.push();
+  transport_.flush();
+  passes_.fetch_add(1, std::memory_order_relaxed);
+  return fired;
+}
+
+void PredicateThread::loop(const std::stop_token& stop) {
+  using clock = std::chrono::steady_clock;
+  auto idle_since = clock::now();
+  std::uint32_t idle_passes = 0;
+  while (!stop.stop_requested()) {
+    const std::uint32_t seen = transport_.doorbell().snapshot();
+    if (run_once()) {
+      idle_passes = 0;
+      continue;
+    }
+    if (options_.spin.count() > 0) {
+      if (idle_passes++ == 0) idle_since = clock::now();
+      // Reading the clock every pass would cost more than the pass itself.
+      if ((idle_passes & 63) != 0 || clock::now() - idle_since < options_.spin) {
+        _mm_pause();
+        continue;
+      }
+    }
+    sleeps_.fetch_add(1, std::memory_order_relaxed);
+    transport_.doorbell().wait(seen, options_.idle_wait);
+    idle_passes = 0;
+  }
+}
+
+PredicateThread::Stats PredicateThread::stats() const {
+  return {passes_.load(), firings_.load(), sleeps_.load()};
+}
+
+}  // namespace derecho::sst

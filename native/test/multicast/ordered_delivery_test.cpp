@@ -1,0 +1,243 @@
+// The ordering protocol as a pure state machine: members share one in-process network whose
+// writes are applied in a seeded random order, and each member's predicates run one pass at a
+// time on the test thread. No sockets, no threads, every schedule replayable from its seed.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "multicast/subgroup_multicast.hpp"
+#include "sst/predicate_thread.hpp"
+#include "sst/sst.hpp"
+#include "transport/memory_network.hpp"
+
+using namespace derecho;
+
+namespace {
+
+struct Delivered {
+  std::uint64_t index;
+  std::uint64_t sender_seq;
+  MemberId sender;
+  std::string payload;
+  bool operator==(const Delivered&) const = default;
+};
+
+class RecordingSink final : public multicast::DeliverySink {
+ public:
+  bool ready() override { return ready_; }
+  void deliver(std::span<const multicast::Delivery> batch) override {
+    ++batches;
+    for (const auto& d : batch) {
+      log.push_back({d.index, d.sender_seq, d.sender,
+                     std::string(reinterpret_cast<const char*>(d.payload.data()), d.payload.size())});
+    }
+  }
+  bool ready_ = true;
+  std::size_t batches = 0;
+  std::vector<Delivered> log;
+};
+
+struct SimMember {
+  std::unique_ptr<transport::Transport> transport;
+  std::unique_ptr<sst::Sst> sst;
+  std::unique_ptr<sst::PredicateThread> predicates;
+  RecordingSink sink;
+  std::unique_ptr<multicast::SubgroupMulticast> multicast;
+};
+
+class Group {
+ public:
+  Group(std::size_t n, std::uint32_t ring_bytes, std::uint64_t seed, std::vector<MemberId> senders = {}) {
+    std::vector<MemberId> ids;
+    for (std::size_t i = 0; i < n; ++i) ids.push_back(static_cast<MemberId>(i));
+    config_.name = "sg";
+    config_.members = ids;
+    config_.senders = senders.empty() ? ids : senders;
+    config_.ring_bytes = ring_bytes;
+    config_.max_message_bytes = ring_bytes / 4 - 16;
+    const std::size_t columns = 1 + multicast::SubgroupPlacement::columns_for(config_.senders.size());
+    placement_ = {1, align_up(kRegionHeaderBytes + sst::Sst::bytes_needed(n, columns), 4096), ring_bytes};
+    const std::size_t region = placement_.ring_offset + config_.senders.size() * ring_bytes;
+    net_ = std::make_unique<transport::MemoryNetwork>(ids, align_up(region, 4096), seed);
+    for (MemberId id : ids) {
+      auto m = std::make_unique<SimMember>();
+      m->transport = net_->endpoint(id);
+      m->sst = std::make_unique<sst::Sst>(*m->transport, ids, kRegionHeaderBytes, columns);
+      m->predicates = std::make_unique<sst::PredicateThread>(*m->transport, *m->sst, sst::PredicateThread::Options{});
+      m->multicast = std::make_unique<multicast::SubgroupMulticast>(0, config_, placement_, *m->sst, *m->transport,
+                                                                    m->sink, 1u << 20);
+      m->multicast->register_predicates(*m->predicates);
+      members_.push_back(std::move(m));
+    }
+  }
+
+  SimMember& at(std::size_t i) { return *members_[i]; }
+  transport::MemoryNetwork& net() { return *net_; }
+  std::size_t size() const { return members_.size(); }
+
+  // One random step: a predicate pass at a random member, or one write landing on a random link.
+  void step() {
+    auto& rng = net_->random();
+    if (net_->pending() > 0 && rng() % 2 == 0) {
+      net_->deliver_one();
+    } else {
+      members_[rng() % members_.size()]->predicates->run_once();
+    }
+  }
+
+  // Runs passes and deliveries until nothing moves any more.
+  void settle() {
+    for (int round = 0; round < 100000; ++round) {
+      bool moved = net_->pending() > 0;
+      net_->deliver_all();
+      for (auto& m : members_) moved |= m->predicates->run_once();
+      if (!moved) return;
+    }
+    FAIL() << "group did not settle";
+  }
+
+ private:
+  SubgroupConfig config_;
+  multicast::SubgroupPlacement placement_{};
+  std::unique_ptr<transport::MemoryNetwork> net_;
+  std::vector<std::unique_ptr<SimMember>> members_;
+};
+
+std::vector<std::byte> payload_for(MemberId sender, std::uint64_t seq, std::size_t size) {
+  std::vector<std::byte> p(size);
+  for (std::size_t i = 0; i < size; ++i) p[i] = static_cast<std::byte>((sender * 131 + seq * 7 + i) & 0xff);
+  return p;
+}
+
+std::string as_string(const std::vector<std::byte>& b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
+
+}  // namespace
+
+TEST(OrderedDelivery, EveryMemberDeliversTheSameSequenceUnderRandomSchedules) {
+  for (std::uint64_t seed = 1; seed <= 40; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    const std::size_t n = 2 + seed % 4;
+    Group g(n, 1024, seed);
+    std::mt19937_64 rng(seed * 977);
+    std::vector<std::uint64_t> sent(n, 0);
+    std::vector<std::size_t> quota(n);
+    for (auto& q : quota) q = rng() % 60;  // some senders send nothing at all
+    for (int s = 0; s < 4000; ++s) {
+      const std::size_t who = rng() % n;
+      if (sent[who] < quota[who] && rng() % 3 == 0) {
+        const auto p = payload_for(static_cast<MemberId>(who), sent[who], rng() % 200);
+        if (g.at(who).multicast->send(p)) ++sent[who];
+      }
+      g.step();
+    }
+    for (std::size_t who = 0; who < n; ++who) {
+      while (sent[who] < quota[who]) {
+        const auto p = payload_for(static_cast<MemberId>(who), sent[who], 17);
+        if (g.at(who).multicast->send(p)) ++sent[who];
+        g.settle();
+      }
+    }
+    g.settle();
+    std::uint64_t total = 0;
+    for (auto s : sent) total += s;
+    const auto& reference = g.at(0).sink.log;
+    ASSERT_EQ(reference.size(), total);
+    for (std::size_t m = 1; m < n; ++m) ASSERT_EQ(g.at(m).sink.log, reference) << "member " << m;
+    std::vector<std::uint64_t> next_seq(n, 0);
+    std::uint64_t last_index = 0;
+    for (std::size_t i = 0; i < reference.size(); ++i) {
+      const auto& d = reference[i];
+      if (i > 0) {
+        EXPECT_GT(d.index, last_index);
+      }
+      last_index = d.index;
+      EXPECT_EQ(d.index % n, d.sender);  // round-robin slot of its sender
+      ASSERT_EQ(d.sender_seq, next_seq[d.sender]++);  // nothing lost, nothing duplicated
+    }
+    for (std::size_t m = 0; m < n; ++m) EXPECT_EQ(next_seq[m], sent[m]);
+  }
+}
+
+TEST(OrderedDelivery, IdleSendersFillTheirTurnsWithNulls) {
+  Group g(3, 4096, 7);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(g.at(0).multicast->send(payload_for(0, i, 10)));
+  g.settle();
+  for (std::size_t m = 0; m < 3; ++m) ASSERT_EQ(g.at(m).sink.log.size(), 5u) << m;
+  // Sender 0's 5th message has index 12; senders 1 and 2 each filled indices below it.
+  EXPECT_EQ(g.at(0).sink.log.back().index, 12u);
+  EXPECT_EQ(g.at(1).multicast->stats().nulls_sent, 4u);  // 1, 4, 7, 10
+  EXPECT_EQ(g.at(2).multicast->stats().nulls_sent, 4u);  // 2, 5, 8, 11
+  EXPECT_EQ(g.at(0).multicast->stats().nulls_sent, 0u);
+}
+
+TEST(OrderedDelivery, NothingIsDeliveredUntilEveryMemberHasReceivedIt) {
+  Group g(3, 4096, 3, std::vector<MemberId>{0});
+  ASSERT_TRUE(g.at(0).multicast->send(payload_for(0, 0, 10)));
+  g.at(0).predicates->run_once();  // writes the message to 1 and 2, raises num_sent
+  // Only member 1 gets it; member 2's link stays held.
+  while (g.net().deliver_from(0, 1)) {
+  }
+  for (int i = 0; i < 5; ++i) {
+    g.at(1).predicates->run_once();
+    while (g.net().deliver_from(1, 0)) {
+    }
+    g.at(0).predicates->run_once();
+  }
+  EXPECT_TRUE(g.at(0).sink.log.empty());
+  EXPECT_TRUE(g.at(1).sink.log.empty());
+  g.settle();  // member 2 receives and reports: now it is stable everywhere
+  for (std::size_t m = 0; m < 3; ++m) EXPECT_EQ(g.at(m).sink.log.size(), 1u) << m;
+}
+
+TEST(OrderedDelivery, SenderWaitsForTheSlowestMemberBeforeReusingItsRing) {
+  Group g(2, 256, 5, std::vector<MemberId>{0});  // 256 B ring: four 64 B records at most
+  const auto p = payload_for(0, 0, 40);
+  int accepted = 0;
+  while (accepted < 20 && g.at(0).multicast->send(p)) ++accepted;
+  // Member 1 never runs: member 0 can fill its ring once, then must stop.
+  for (int i = 0; i < 50; ++i) {
+    g.at(0).predicates->run_once();
+    while (g.net().deliver_from(0, 1)) {
+    }
+  }
+  EXPECT_EQ(g.at(0).multicast->stats().sent, 4u);
+  g.settle();
+  EXPECT_EQ(g.at(0).multicast->stats().sent, static_cast<std::uint64_t>(accepted));
+  EXPECT_EQ(g.at(1).sink.log.size(), static_cast<std::size_t>(accepted));
+  for (const auto& d : g.at(1).sink.log) EXPECT_EQ(d.payload, as_string(p));
+}
+
+TEST(OrderedDelivery, ConsumerThatIsNotReadyHoldsDeliveryBack) {
+  Group g(2, 4096, 9);
+  g.at(1).sink.ready_ = false;
+  ASSERT_TRUE(g.at(0).multicast->send(payload_for(0, 0, 10)));
+  g.settle();
+  EXPECT_EQ(g.at(0).sink.log.size(), 1u);
+  EXPECT_TRUE(g.at(1).sink.log.empty());
+  g.at(1).sink.ready_ = true;
+  g.settle();
+  EXPECT_EQ(g.at(1).sink.log.size(), 1u);
+}
+
+TEST(OrderedDelivery, ReceiversTakeEverythingThatArrivedInOneBatch) {
+  Group g(2, 1 << 16, 11, std::vector<MemberId>{0});
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(g.at(0).multicast->send(payload_for(0, i, 8)));
+  g.settle();
+  EXPECT_EQ(g.at(1).sink.log.size(), 100u);
+  EXPECT_LE(g.at(1).sink.batches, 2u);
+}
+
+TEST(OrderedDelivery, OversizedMessageIsRefusedWithAClearError) {
+  Group g(2, 1024, 1);
+  const std::vector<std::byte> big(2000);
+  try {
+    g.at(0).multicast->send(big);
+    FAIL() << "expected invalid_argument";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("exceeds maxMessageBytes"), std::string::npos) << e.what();
+  }
+}
