@@ -1,0 +1,150 @@
+// Whole members (transport + SST + predicate thread + multicast) over real shm and TCP, each
+// with its own engine thread, all sending at once.
+#include "member/member.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace derecho;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Record {
+  std::uint64_t index;
+  std::uint64_t sender_seq;
+  MemberId sender;
+  std::uint64_t digest;
+  bool operator==(const Record&) const = default;
+};
+
+std::uint64_t fnv(std::span<const std::byte> bytes) {
+  std::uint64_t h = 1469598103934665603ull;
+  for (std::byte b : bytes) h = (h ^ static_cast<std::uint8_t>(b)) * 1099511628211ull;
+  return h;
+}
+
+class LoggingSink final : public multicast::DeliverySink {
+ public:
+  bool ready() override { return true; }
+  void deliver(std::span<const multicast::Delivery> batch) override {
+    std::lock_guard lock(mutex);
+    for (const auto& d : batch) log.push_back({d.index, d.sender_seq, d.sender, fnv(d.payload)});
+    count.store(log.size());
+  }
+  std::mutex mutex;
+  std::vector<Record> log;
+  std::atomic<std::size_t> count{0};
+};
+
+std::uint16_t base_port() { return static_cast<std::uint16_t>(30000 + (getpid() * 13) % 20000); }
+
+GroupConfig group(TransportKind kind, std::size_t n, const std::string& tag) {
+  static int runs = 0;
+  GroupConfig c;
+  c.group_name = "member-test-" + tag + "-" + std::to_string(getpid()) + "-" + std::to_string(runs++);
+  c.transport = kind;
+  SubgroupConfig sg;
+  sg.name = "all";
+  const auto port = static_cast<std::uint16_t>(base_port() + 10 * runs);
+  for (std::size_t i = 0; i < n; ++i) {
+    c.members.push_back({static_cast<MemberId>(i), "127.0.0.1", static_cast<std::uint16_t>(port + i)});
+    sg.members.push_back(static_cast<MemberId>(i));
+    sg.senders.push_back(static_cast<MemberId>(i));
+  }
+  sg.ring_bytes = 1u << 20;
+  sg.max_message_bytes = 64u << 10;
+  c.subgroups.push_back(sg);
+  return c;
+}
+
+std::vector<std::byte> payload_for(MemberId sender, std::uint64_t seq, std::mt19937& rng) {
+  // Sizes from 1 B to 64 KiB, mostly small.
+  const std::size_t size = (rng() % 8 == 0) ? 1 + rng() % (64u << 10) : 1 + rng() % 512;
+  std::vector<std::byte> p(size);
+  for (std::size_t i = 0; i < size; ++i) p[i] = static_cast<std::byte>((sender * 31 + seq * 7 + i) & 0xff);
+  return p;
+}
+
+void run_group(TransportKind kind, std::size_t n, std::size_t per_sender) {
+  const auto config = group(kind, n, kind == TransportKind::tcp ? "tcp" : "shm");
+  std::vector<std::unique_ptr<LoggingSink>> sinks;
+  std::vector<std::unique_ptr<Member>> members;
+  for (std::size_t i = 0; i < n; ++i) {
+    sinks.push_back(std::make_unique<LoggingSink>());
+    members.push_back(std::make_unique<Member>(config, static_cast<MemberId>(i), *sinks.back()));
+  }
+  std::vector<std::thread> starters;
+  std::atomic<int> up{0};
+  for (auto& m : members) starters.emplace_back([&, mp = m.get()] { up += mp->start(10s) ? 1 : 0; });
+  for (auto& t : starters) t.join();
+  ASSERT_EQ(up.load(), static_cast<int>(n));
+
+  std::vector<std::thread> senders;
+  for (std::size_t i = 0; i < n; ++i) {
+    senders.emplace_back([&, i] {
+      std::mt19937 rng(static_cast<unsigned>(i + 1));
+      for (std::uint64_t seq = 0; seq < per_sender; ++seq) {
+        const auto payload = payload_for(static_cast<MemberId>(i), seq, rng);
+        while (!members[i]->send(0, payload)) std::this_thread::sleep_for(100us);
+      }
+    });
+  }
+  for (auto& t : senders) t.join();
+  const std::size_t total = n * per_sender;
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  for (auto& s : sinks) {
+    while (s->count.load() < total && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(2ms);
+  }
+  for (auto& m : members) m->stop();
+  ASSERT_EQ(sinks[0]->log.size(), total);
+  for (std::size_t i = 1; i < n; ++i) ASSERT_EQ(sinks[i]->log, sinks[0]->log) << "member " << i;
+  std::vector<std::uint64_t> next(n, 0);
+  std::vector<std::mt19937> rngs;
+  for (std::size_t i = 0; i < n; ++i) rngs.emplace_back(static_cast<unsigned>(i + 1));
+  for (const auto& r : sinks[0]->log) {
+    ASSERT_EQ(r.sender_seq, next[r.sender]);
+    ASSERT_EQ(r.digest, fnv(payload_for(r.sender, next[r.sender], rngs[r.sender])));
+    ++next[r.sender];
+  }
+}
+
+}  // namespace
+
+TEST(Member, ThreeMembersOverShmDeliverOneOrder) { run_group(TransportKind::shm, 3, 3000); }
+TEST(Member, FiveMembersOverShmDeliverOneOrder) { run_group(TransportKind::shm, 5, 1500); }
+TEST(Member, ThreeMembersOverTcpDeliverOneOrder) { run_group(TransportKind::tcp, 3, 3000); }
+TEST(Member, FiveMembersOverTcpDeliverOneOrder) { run_group(TransportKind::tcp, 5, 1500); }
+
+TEST(Member, InvalidConfigNamesTheField) {
+  LoggingSink sink;
+  auto c = group(TransportKind::shm, 3, "bad");
+  c.subgroups[0].senders.push_back(9);
+  try {
+    Member m(c, 0, sink);
+    FAIL() << "expected invalid_argument";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "subgroups[0].senders[3]: member 9 is not a member of the subgroup");
+  }
+  c = group(TransportKind::shm, 3, "bad");
+  c.subgroups[0].ring_bytes = 1000;
+  EXPECT_THROW(Member(c, 0, sink), std::invalid_argument);
+  c = group(TransportKind::shm, 3, "bad");
+  EXPECT_THROW(Member(c, 7, sink), std::out_of_range);
+}
+
+TEST(Member, SendToUnknownSubgroupIsRefused) {
+  LoggingSink sink;
+  Member m(group(TransportKind::shm, 1, "one"), 0, sink);
+  const std::vector<std::byte> p(4);
+  EXPECT_THROW(m.send(3, p), std::invalid_argument);
+}
