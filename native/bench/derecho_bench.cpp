@@ -364,6 +364,26 @@ int main(int argc, char** argv) {
                      field(group, "msgsPerSecPerMember"), base_rate);
       }
     }
+    out += "],\"spinThenSleep\":[";
+    // Does spinning briefly before sleeping pay? The same 100 B run with spin 0 (sleep at once).
+    first = true;
+    for (const auto& t : o.transports) {
+      Options b = o;
+      b.size = 100;
+      b.transport = t;
+      const double with_spin = field(run_group(b), "msgsPerSecPerMember");
+      b.spin_us = 0;
+      const double without = field(run_group(b), "msgsPerSecPerMember");
+      char buf[256];
+      std::snprintf(buf, sizeof buf,
+                    "%s{\"transport\":\"%s\",\"messageBytes\":100,\"spinMicros\":%u,\"msgsPerSecWithSpin\":%.0f,"
+                    "\"msgsPerSecSleepAtOnce\":%.0f,\"ratio\":%.3f}",
+                    first ? "" : ",", t.c_str(), o.spin_us, with_spin, without, with_spin / without);
+      out += buf;
+      first = false;
+      std::fprintf(stderr, "%s 100 B: spin %u us %.0f msgs/s, sleep at once %.0f msgs/s\n", t.c_str(), o.spin_us,
+                   with_spin, without);
+    }
     out += "]}";
     std::printf("%s\n", out.c_str());
     return 0;

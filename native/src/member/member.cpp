@@ -27,13 +27,14 @@ Member::Member(GroupConfig config, MemberId self, multicast::DeliverySink& sink,
         static_cast<std::uint32_t>(s), sg, layout_.subgroups[s], *sst_, *transport_, sink, max_queued_bytes));
     subgroups_.back()->register_predicates(*predicates_);
   }
-  // Writes posted while a link was down may be lost: re-push everything we own to that peer.
+  // Writes posted while a link was down may be lost: re-push everything we own to that peer,
+  // rings before the row, so the counters that announce ring contents land after them.
   predicates_->on_link_event([this](const transport::LinkEvent& event) {
     if (!event.up) return;
-    sst_->push_all_to(event.peer);
     for (auto& sg : subgroups_) {
       if (sg) sg->on_link_up(event.peer);
     }
+    sst_->push_all_to(event.peer);
   });
 }
 

@@ -1,0 +1,72 @@
+// `npm run bench`: runs the native engine benchmark (member processes running the C++ engine,
+// plus a raw loopback TCP baseline measured in the same run) and writes its JSON to
+// bench/results/, adding the issue's targets and whether this run met them.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+interface GroupRun {
+  transport: string;
+  members: number;
+  messageBytes: number;
+  msgsPerSecPerMember: number;
+  MBPerSecPerMember: number;
+  sameOrderEverywhere: boolean;
+}
+
+interface SuiteRun {
+  group: GroupRun;
+  tcpBaseline: { messageBytes: number; msgsPerSec: number; MBPerSec: number };
+  ratioToTcpBaseline: number;
+}
+
+interface Suite {
+  runs: SuiteRun[];
+  spinThenSleep: unknown[];
+}
+
+const TARGETS: Record<string, number> = { shm: 1_000_000, tcp: 500_000 };
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const binary = join(root, 'build', 'native', 'derecho_bench');
+if (!existsSync(binary)) {
+  throw new Error(`${binary} is missing: run \`make build\` first`);
+}
+const seconds = process.env.BENCH_SECONDS ?? '3';
+const stdout = execFileSync(binary, ['--mode', 'suite', '--seconds', seconds], {
+  encoding: 'utf8',
+  stdio: ['ignore', 'pipe', 'inherit'],
+  maxBuffer: 16 << 20,
+});
+const suite = JSON.parse(stdout) as Suite;
+
+const targets = suite.runs
+  .filter((r) => r.group.messageBytes === 100 && r.group.members === 3)
+  .map((r) => ({
+    transport: r.group.transport,
+    target: TARGETS[r.group.transport],
+    reached: r.group.msgsPerSecPerMember,
+    met: r.group.msgsPerSecPerMember >= (TARGETS[r.group.transport] ?? Infinity),
+  }));
+const orderOk = suite.runs.every((r) => r.group.sameOrderEverywhere);
+
+const report = {
+  date: new Date().toISOString(),
+  machine: { cpus: cpus().length, model: cpus()[0]?.model ?? 'unknown', memoryBytes: totalmem() },
+  secondsPerRun: Number(seconds),
+  ...suite,
+  targets,
+  sameOrderEverywhere: orderOk,
+};
+
+const outDir = join(root, 'bench', 'results');
+mkdirSync(outDir, { recursive: true });
+const file = join(outDir, `engine-${report.date.replace(/[:.]/g, '-')}.json`);
+writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
+process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+process.stderr.write(`written to ${file}\n`);
+if (!orderOk) {
+  process.exitCode = 1;
+}
