@@ -80,7 +80,7 @@ class DigestSink final : public derecho::multicast::DeliverySink {
     std::uint64_t bytes = 0;
     for (const auto& d : batch) {
       std::uint64_t head = 0;
-      std::memcpy(&head, d.payload.data(), std::min<std::size_t>(8, d.payload.size()));
+      if (!d.payload.empty()) std::memcpy(&head, d.payload.data(), std::min<std::size_t>(8, d.payload.size()));
       h = mix(mix(mix(h, d.index), (d.sender_seq << 16) ^ d.sender), head ^ (d.payload.size() << 40));
       bytes += d.payload.size();
     }

@@ -210,7 +210,7 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
       put_u32(at + 16, d.subgroup);
       put_u32(at + 20, d.sender);
       put_u32(at + 24, d.length);
-      std::memcpy(at + kDeliveryHeaderBytes, d.data, d.length);
+      if (d.length > 0) std::memcpy(at + kDeliveryHeaderBytes, d.data, d.length);
       at += kDeliveryHeaderBytes + d.length;
     }
     self->outstanding_.fetch_add(bytes);

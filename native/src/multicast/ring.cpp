@@ -60,7 +60,7 @@ bool RingWriter::append_message(std::span<const std::byte> payload) {
   std::byte* at = reserve(record_bytes(payload.size()), 1);
   if (!at) return false;
   write_header(at, static_cast<std::uint32_t>(payload.size()), RecordKind::message, 1);
-  std::memcpy(at + kRecordHeaderBytes, payload.data(), payload.size());
+  if (!payload.empty()) std::memcpy(at + kRecordHeaderBytes, payload.data(), payload.size());
   return true;
 }
 

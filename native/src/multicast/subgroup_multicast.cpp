@@ -72,7 +72,7 @@ bool SubgroupMulticast::send(std::span<const std::byte> payload) {
   const std::size_t at = queue_.size();
   queue_.resize(at + need);
   std::memcpy(queue_.data() + at, &len, 4);
-  std::memcpy(queue_.data() + at + 4, payload.data(), payload.size());
+  if (!payload.empty()) std::memcpy(queue_.data() + at + 4, payload.data(), payload.size());
   queued_bytes_.store(queue_.size(), std::memory_order_relaxed);
   return true;
 }
