@@ -1,0 +1,301 @@
+// The group config file (docs/config.md): parsing, defaults and cross-field validation.
+// The result is exactly what the native engine takes (NativeGroupConfig).
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import type { NativeGroupConfig } from '../native/index.js';
+
+export const CONFIG_VERSION = 1;
+export const DEFAULT_RING_BYTES = 4 * 1024 * 1024;
+export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024;
+export const DEFAULT_SPIN_MICROS = 50;
+/** Largest ring the engine's u32 offsets allow. */
+export const MAX_RING_BYTES = 2 ** 31;
+/** Every ring slot needs room for 4 messages plus the slot header; see docs/config.md. */
+export const RING_OVERHEAD_BYTES = 64;
+
+/** One problem in a config, at a JSON path like `subgroups[0].senders[1]`. */
+export interface ConfigIssue {
+  path: string;
+  message: string;
+}
+
+/** A config that could not be read or is invalid; `message` is the line a user sees. */
+export class ConfigError extends Error {
+  readonly source: string;
+  readonly issues: ConfigIssue[];
+
+  constructor(source: string, issues: ConfigIssue[]) {
+    const lines = issues.map((i) => `config error in ${source}: ${i.path ? `${i.path}: ` : ''}${i.message}`);
+    super(lines.join('\n'));
+    this.name = 'ConfigError';
+    this.source = source;
+    this.issues = issues;
+  }
+}
+
+const memberId = z
+  .number({ error: (iss) => `expected a member id (integer >= 0), found ${describe(iss.input)}` })
+  .int({ error: (iss) => `expected a member id (integer >= 0), found ${describe(iss.input)}` })
+  .min(0, { error: (iss) => `expected a member id (integer >= 0), found ${describe(iss.input)}` })
+  .max(2 ** 32 - 1, { error: (iss) => `member id must fit in 32 bits, found ${describe(iss.input)}` });
+
+function positiveInt(what: string, max = Number.MAX_SAFE_INTEGER) {
+  const msg = (iss: { input?: unknown }) => `expected ${what}, found ${describe(iss.input)}`;
+  return z.number({ error: msg }).int({ error: msg }).min(1, { error: msg }).max(max, { error: msg });
+}
+
+const memberSchema = z.strictObject({
+  id: memberId,
+  host: z.string({ error: (iss) => `expected a host name or address, found ${describe(iss.input)}` }).min(1, {
+    error: 'expected a host name or address, found an empty string',
+  }),
+  port: positiveInt('a port in 1..65535', 65535),
+}, { error: (iss) => `expected a member object {id, host, port}, found ${describe(iss.input)}` });
+
+const subgroupSchema = z.strictObject({
+  name: z
+    .string({ error: (iss) => `expected a subgroup name, found ${describe(iss.input)}` })
+    .min(1, { error: 'expected a subgroup name, found an empty string' }),
+  members: z
+    .array(memberId, { error: (iss) => `expected a list of member ids, found ${describe(iss.input)}` })
+    .min(1, { error: 'a subgroup needs at least 1 member' }),
+  senders: z
+    .array(memberId, { error: (iss) => `expected a list of member ids, found ${describe(iss.input)}` })
+    .min(1, { error: 'a subgroup needs at least 1 sender (leave senders out to make every member a sender)' })
+    .optional(),
+  ringBytes: positiveInt('a ring size in bytes (a power of two)', MAX_RING_BYTES).optional(),
+  maxMessageBytes: positiveInt('a message size limit in bytes (>= 1)', MAX_RING_BYTES).optional(),
+}, { error: (iss) => `expected a subgroup object {name, members, ...}, found ${describe(iss.input)}` });
+
+const configSchema = z.strictObject({
+  version: z.literal(CONFIG_VERSION, {
+    error: (iss) => `expected ${CONFIG_VERSION} (the only config version), found ${describe(iss.input)}`,
+  }),
+  group: z
+    .string({ error: (iss) => `expected a group name, found ${describe(iss.input)}` })
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/, {
+      error: (iss) =>
+        `expected a group name of 1..100 letters, digits, '.', '_' or '-' (it names shm files), found ${describe(iss.input)}`,
+    }),
+  transport: z.enum(['tcp', 'shm', 'verbs'], {
+    error: (iss) => `expected one of "tcp", "shm", "verbs", found ${describe(iss.input)}`,
+  }),
+  members: z
+    .array(memberSchema, { error: (iss) => `expected a list of members, found ${describe(iss.input)}` })
+    .min(1, { error: 'a group needs at least 1 member' }),
+  subgroups: z
+    .array(subgroupSchema, { error: (iss) => `expected a list of subgroups, found ${describe(iss.input)}` })
+    .min(1, { error: 'a group needs at least 1 subgroup' }),
+  spinMicros: z
+    .number({ error: (iss) => `expected microseconds (integer >= 0), found ${describe(iss.input)}` })
+    .int({ error: (iss) => `expected microseconds (integer >= 0), found ${describe(iss.input)}` })
+    .min(0, { error: (iss) => `expected microseconds (integer >= 0), found ${describe(iss.input)}` })
+    .max(1_000_000, { error: (iss) => `expected at most 1000000 microseconds, found ${describe(iss.input)}` })
+    .optional(),
+}, { error: (iss) => `expected a JSON object with version, group, transport, members and subgroups, found ${describe(iss.input)}` });
+
+/** The config file as written: optional fields may be missing. */
+export type GroupConfigFile = z.input<typeof configSchema>;
+
+function describe(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'an object';
+  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value);
+  return String(value);
+}
+
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const key of path) {
+    if (typeof key === 'number') out += `[${key}]`;
+    else out += out === '' ? String(key) : `.${String(key)}`;
+  }
+  return out;
+}
+
+/** Smallest power of two >= n. */
+function nextPowerOfTwo(n: number): number {
+  let p = 1;
+  while (p < n) p *= 2;
+  return p;
+}
+
+function isPowerOfTwo(n: number): boolean {
+  return Number.isInteger(n) && n > 0 && (n & (n - 1)) === 0;
+}
+
+/** The smallest ring that fits messages of up to `maxMessageBytes`. */
+export function minRingBytes(maxMessageBytes: number): number {
+  return 4 * maxMessageBytes + RING_OVERHEAD_BYTES;
+}
+
+/** The ring size used when a subgroup names none: 4 MiB, or more when messages are large. */
+export function defaultRingBytes(maxMessageBytes: number): number {
+  return Math.max(DEFAULT_RING_BYTES, nextPowerOfTwo(minRingBytes(maxMessageBytes)));
+}
+
+/** True when `path` names a field that is absent from `root` (its parent exists). */
+function isMissing(root: unknown, path: readonly PropertyKey[]): boolean {
+  let node: unknown = root;
+  for (const [i, key] of path.entries()) {
+    if (node === null || typeof node !== 'object') return false;
+    const record = node as Record<PropertyKey, unknown>;
+    if (!(key in record)) return i === path.length - 1;
+    node = record[key];
+  }
+  return false;
+}
+
+function zodIssues(error: z.ZodError, input: unknown): ConfigIssue[] {
+  const out: ConfigIssue[] = [];
+  for (const issue of error.issues) {
+    const path = issue.path;
+    if (issue.code === 'unrecognized_keys') {
+      for (const key of issue.keys) {
+        out.push({ path: formatPath([...issue.path, key]), message: 'unknown field' });
+      }
+      continue;
+    }
+    if (path.length > 0 && isMissing(input, issue.path)) {
+      out.push({ path: formatPath(issue.path), message: 'required field is missing' });
+      continue;
+    }
+    out.push({ path: formatPath(issue.path), message: issue.message });
+  }
+  return out;
+}
+
+type ParsedConfig = z.output<typeof configSchema>;
+
+function crossFieldIssues(config: ParsedConfig): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  const known = new Map<number, number>(); // member id -> index in members
+  const endpoints = new Map<string, number>(); // host:port -> member id
+  config.members.forEach((m, i) => {
+    const first = known.get(m.id);
+    if (first !== undefined) {
+      issues.push({ path: `members[${i}].id`, message: `duplicate member id ${m.id} (also members[${first}])` });
+    } else {
+      known.set(m.id, i);
+    }
+    if (config.transport !== 'shm') {
+      const endpoint = `${m.host}:${m.port}`;
+      const owner = endpoints.get(endpoint);
+      if (owner !== undefined && owner !== m.id) {
+        issues.push({ path: `members[${i}].port`, message: `${endpoint} is already used by member ${owner}` });
+      } else {
+        endpoints.set(endpoint, m.id);
+      }
+    }
+  });
+
+  const names = new Map<string, number>();
+  config.subgroups.forEach((sg, s) => {
+    const at = `subgroups[${s}]`;
+    const firstName = names.get(sg.name);
+    if (firstName !== undefined) {
+      issues.push({ path: `${at}.name`, message: `duplicate subgroup name "${sg.name}" (also subgroups[${firstName}])` });
+    } else {
+      names.set(sg.name, s);
+    }
+
+    const listIssues = (field: 'members' | 'senders', ids: number[]): void => {
+      const seen = new Set<number>();
+      ids.forEach((id, k) => {
+        if (!known.has(id)) {
+          issues.push({ path: `${at}.${field}[${k}]`, message: `member ${id} is not in members` });
+        } else if (seen.has(id)) {
+          issues.push({ path: `${at}.${field}[${k}]`, message: `member ${id} is listed twice` });
+        }
+        seen.add(id);
+      });
+    };
+    listIssues('members', sg.members);
+    if (sg.senders) {
+      listIssues('senders', sg.senders);
+      const inSubgroup = new Set(sg.members);
+      sg.senders.forEach((id, k) => {
+        if (known.has(id) && !inSubgroup.has(id)) {
+          issues.push({ path: `${at}.senders[${k}]`, message: `sender ${id} is not in ${at}.members` });
+        }
+      });
+    }
+
+    const maxMessageBytes = sg.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    if (sg.ringBytes !== undefined) {
+      const need = minRingBytes(maxMessageBytes);
+      if (!isPowerOfTwo(sg.ringBytes)) {
+        issues.push({ path: `${at}.ringBytes`, message: `must be a power of two, found ${sg.ringBytes}` });
+      } else if (sg.ringBytes < need) {
+        issues.push({
+          path: `${at}.ringBytes`,
+          message: `must be at least 4 * maxMessageBytes + ${RING_OVERHEAD_BYTES} = ${need} (maxMessageBytes is ${maxMessageBytes}), found ${sg.ringBytes}`,
+        });
+      }
+    } else if (defaultRingBytes(maxMessageBytes) > MAX_RING_BYTES) {
+      issues.push({
+        path: `${at}.maxMessageBytes`,
+        message: `too large: the ring it needs exceeds ${MAX_RING_BYTES} bytes, found ${maxMessageBytes}`,
+      });
+    }
+  });
+  return issues;
+}
+
+/**
+ * Validates a parsed JSON value and fills in defaults. Throws ConfigError listing every problem,
+ * each at its field path; `source` names the file in the message.
+ */
+export function parseGroupConfig(value: unknown, source = '<config>'): NativeGroupConfig {
+  const parsed = configSchema.safeParse(value);
+  if (!parsed.success) throw new ConfigError(source, zodIssues(parsed.error, value));
+  const config = parsed.data;
+  const issues = crossFieldIssues(config);
+  if (issues.length > 0) throw new ConfigError(source, issues);
+  return {
+    group: config.group,
+    transport: config.transport,
+    members: config.members.map((m) => ({ id: m.id, host: m.host, port: m.port })),
+    subgroups: config.subgroups.map((sg) => {
+      const maxMessageBytes = sg.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+      return {
+        name: sg.name,
+        members: [...sg.members],
+        senders: [...(sg.senders ?? sg.members)],
+        ringBytes: sg.ringBytes ?? defaultRingBytes(maxMessageBytes),
+        maxMessageBytes,
+      };
+    }),
+    spinMicros: config.spinMicros ?? DEFAULT_SPIN_MICROS,
+  };
+}
+
+/** Parses config text (JSON); see parseGroupConfig. */
+export function parseGroupConfigText(text: string, source = '<config>'): NativeGroupConfig {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(source, [{ path: '', message: `not valid JSON: ${(err as Error).message}` }]);
+  }
+  return parseGroupConfig(value, source);
+}
+
+/** Reads and validates a config file. */
+export function loadGroupConfig(path: string): NativeGroupConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw new ConfigError(path, [{ path: '', message: `cannot read the file (${code})` }]);
+  }
+  return parseGroupConfigText(text, path);
+}
+
+/** The config file form of a validated config (what `derecho local` writes). */
+export function toConfigFile(config: NativeGroupConfig): GroupConfigFile {
+  return { version: CONFIG_VERSION, ...config };
+}

@@ -1,0 +1,162 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  ConfigError,
+  DEFAULT_RING_BYTES,
+  defaultRingBytes,
+  loadGroupConfig,
+  parseGroupConfig,
+  parseGroupConfigText,
+} from '../sidecar/group-config.js';
+
+type Json = Record<string, unknown>;
+
+function valid(): Json {
+  return {
+    version: 1,
+    group: 'g1',
+    transport: 'tcp',
+    members: [
+      { id: 0, host: '127.0.0.1', port: 7000 },
+      { id: 1, host: '127.0.0.1', port: 7001 },
+      { id: 5, host: '127.0.0.1', port: 7002 },
+    ],
+    subgroups: [{ name: 'all', members: [0, 1, 5] }],
+  };
+}
+
+/** The error lines parseGroupConfig reports for `value`. */
+function errorsOf(value: unknown): string[] {
+  try {
+    parseGroupConfig(value, 'x.json');
+  } catch (err) {
+    if (err instanceof ConfigError) return err.message.split('\n');
+    throw err;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+function withChange(change: (c: Json) => void): Json {
+  const c = valid();
+  change(c);
+  return c;
+}
+
+function subgroup(c: Json): Json {
+  return (c.subgroups as Json[])[0] as Json;
+}
+
+describe('parseGroupConfig', () => {
+  it('fills in defaults', () => {
+    const config = parseGroupConfig(valid());
+    expect(config).toEqual({
+      group: 'g1',
+      transport: 'tcp',
+      members: valid().members,
+      subgroups: [{ name: 'all', members: [0, 1, 5], senders: [0, 1, 5], ringBytes: DEFAULT_RING_BYTES, maxMessageBytes: 65536 }],
+      spinMicros: 50,
+    });
+  });
+
+  it('keeps given values', () => {
+    const config = parseGroupConfig(
+      withChange((c) => {
+        c.transport = 'shm';
+        c.spinMicros = 0;
+        Object.assign(subgroup(c), { senders: [5, 0], ringBytes: 1 << 20, maxMessageBytes: 1000 });
+      }),
+    );
+    expect(config.transport).toBe('shm');
+    expect(config.spinMicros).toBe(0);
+    expect(config.subgroups[0]).toMatchObject({ senders: [5, 0], ringBytes: 1 << 20, maxMessageBytes: 1000 });
+  });
+
+  it('grows the default ring for large messages', () => {
+    expect(defaultRingBytes(64 * 1024)).toBe(DEFAULT_RING_BYTES);
+    expect(defaultRingBytes(1 << 20)).toBe(8 << 20);
+    const config = parseGroupConfig(withChange((c) => Object.assign(subgroup(c), { maxMessageBytes: 1 << 20 })));
+    expect(config.subgroups[0]?.ringBytes).toBe(8 << 20);
+  });
+
+  const cases: [string, (c: Json) => void, string][] = [
+    ['unknown sender', (c) => Object.assign(subgroup(c), { senders: [0, 7] }), 'config error in x.json: subgroups[0].senders[1]: member 7 is not in members'],
+    ['unknown subgroup member', (c) => Object.assign(subgroup(c), { members: [0, 9] }), 'subgroups[0].members[1]: member 9 is not in members'],
+    ['sender outside the subgroup', (c) => Object.assign(subgroup(c), { members: [0, 1], senders: [5] }), 'subgroups[0].senders[0]: sender 5 is not in subgroups[0].members'],
+    ['duplicate subgroup member', (c) => Object.assign(subgroup(c), { members: [0, 1, 0] }), 'subgroups[0].members[2]: member 0 is listed twice'],
+    ['duplicate member id', (c) => ((c.members as Json[])[2] = { id: 1, host: 'h', port: 9 }), 'members[2].id: duplicate member id 1 (also members[1])'],
+    ['same host and port', (c) => ((c.members as Json[])[1] = { id: 1, host: '127.0.0.1', port: 7000 }), 'members[1].port: 127.0.0.1:7000 is already used by member 0'],
+    ['port 0', (c) => ((c.members as Json[])[0] = { id: 0, host: 'h', port: 0 }), 'members[0].port: expected a port in 1..65535, found 0'],
+    ['port too large', (c) => ((c.members as Json[])[0] = { id: 0, host: 'h', port: 70000 }), 'members[0].port: expected a port in 1..65535, found 70000'],
+    ['port as a string', (c) => ((c.members as Json[])[0] = { id: 0, host: 'h', port: '80' }), 'members[0].port: expected a port in 1..65535, found "80"'],
+    ['negative member id', (c) => ((c.members as Json[])[0] = { id: -1, host: 'h', port: 1 }), 'members[0].id: expected a member id (integer >= 0), found -1'],
+    ['no members', (c) => (c.members = []), 'members: a group needs at least 1 member'],
+    ['no subgroups', (c) => (c.subgroups = []), 'subgroups: a group needs at least 1 subgroup'],
+    ['empty sender list', (c) => Object.assign(subgroup(c), { senders: [] }), 'subgroups[0].senders: a subgroup needs at least 1 sender'],
+    ['ring not a power of two', (c) => Object.assign(subgroup(c), { ringBytes: 3_000_000 }), 'subgroups[0].ringBytes: must be a power of two, found 3000000'],
+    ['ring too small', (c) => Object.assign(subgroup(c), { ringBytes: 1 << 18 }), 'subgroups[0].ringBytes: must be at least 4 * maxMessageBytes + 64 = 262208'],
+    ['ring too small for its messages', (c) => Object.assign(subgroup(c), { ringBytes: 1 << 16, maxMessageBytes: 1 << 14 }), 'subgroups[0].ringBytes: must be at least 4 * maxMessageBytes + 64 = 65600 (maxMessageBytes is 16384), found 65536'],
+    ['zero max message size', (c) => Object.assign(subgroup(c), { maxMessageBytes: 0 }), 'subgroups[0].maxMessageBytes: expected a message size limit in bytes (>= 1), found 0'],
+    ['duplicate subgroup name', (c) => (c.subgroups = [{ name: 'a', members: [0] }, { name: 'a', members: [1] }]), 'subgroups[1].name: duplicate subgroup name "a" (also subgroups[0])'],
+    ['bad transport', (c) => (c.transport = 'udp'), 'transport: expected one of "tcp", "shm", "verbs", found "udp"'],
+    ['bad version', (c) => (c.version = 2), 'version: expected 1 (the only config version), found 2'],
+    ['missing version', (c) => delete c.version, 'version: required field is missing'],
+    ['missing host', (c) => delete ((c.members as Json[])[1] as Json).host, 'members[1].host: required field is missing'],
+    ['group with a slash', (c) => (c.group = 'a/b'), 'group: expected a group name of 1..100 letters, digits'],
+    ['negative spin', (c) => (c.spinMicros = -1), 'spinMicros: expected microseconds (integer >= 0), found -1'],
+    ['unknown field', (c) => (c.memebrs = []), 'memebrs: unknown field'],
+    ['unknown member field', (c) => ((c.members as Json[])[0] = { id: 0, host: 'h', port: 1, weight: 2 }), 'members[0].weight: unknown field'],
+    ['member not an object', (c) => ((c.members as unknown[])[0] = 3), 'members[0]: expected a member object {id, host, port}, found 3'],
+  ];
+
+  it.each(cases)('rejects %s, naming the field', (_name, change, expected) => {
+    const errors = errorsOf(withChange(change));
+    expect(errors.some((line) => line.includes(expected))).toBe(true);
+    for (const line of errors) expect(line).toMatch(/^config error in x\.json: /);
+  });
+
+  it('reports every problem, not just the first', () => {
+    const errors = errorsOf(withChange((c) => {
+      c.transport = 'udp';
+      c.spinMicros = 'fast';
+    }));
+    expect(errors).toHaveLength(2);
+  });
+
+  it('allows the same port on different hosts and any ports for shm', () => {
+    expect(() => parseGroupConfig(withChange((c) => ((c.members as Json[])[1] = { id: 1, host: '10.0.0.2', port: 7000 })))).not.toThrow();
+    expect(() => parseGroupConfig(withChange((c) => {
+      c.transport = 'shm';
+      (c.members as Json[])[1] = { id: 1, host: '127.0.0.1', port: 7000 };
+    }))).not.toThrow();
+  });
+
+  it('rejects a root that is not an object', () => {
+    expect(errorsOf([])).toEqual(['config error in x.json: expected a JSON object with version, group, transport, members and subgroups, found a list']);
+  });
+});
+
+describe('loadGroupConfig', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'derecho-config-test-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('reads a valid file', () => {
+    const path = join(dir, 'ok.json');
+    writeFileSync(path, JSON.stringify(valid()));
+    expect(loadGroupConfig(path).members).toHaveLength(3);
+  });
+
+  it('names the file and the JSON problem', () => {
+    const path = join(dir, 'broken.json');
+    writeFileSync(path, '{"version": 1,');
+    expect(() => loadGroupConfig(path)).toThrow(new RegExp(`^config error in ${path}: not valid JSON: `));
+  });
+
+  it('names a file that is missing', () => {
+    expect(() => loadGroupConfig(join(dir, 'nope.json'))).toThrow(/config error in .*nope\.json: cannot read the file \(ENOENT\)/);
+  });
+
+  it('parses text with a source name', () => {
+    expect(() => parseGroupConfigText('[1]', 'inline')).toThrow(/^config error in inline: expected a JSON object/);
+  });
+});
