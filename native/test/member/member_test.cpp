@@ -2,6 +2,8 @@
 // with its own engine thread, all sending at once.
 #include "member/member.hpp"
 
+#include "../support/free_ports.hpp"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -46,8 +48,6 @@ class LoggingSink final : public multicast::DeliverySink {
   std::atomic<std::size_t> count{0};
 };
 
-std::uint16_t base_port() { return static_cast<std::uint16_t>(30000 + (getpid() * 13) % 20000); }
-
 GroupConfig group(TransportKind kind, std::size_t n, const std::string& tag) {
   static int runs = 0;
   GroupConfig c;
@@ -55,9 +55,9 @@ GroupConfig group(TransportKind kind, std::size_t n, const std::string& tag) {
   c.transport = kind;
   SubgroupConfig sg;
   sg.name = "all";
-  const auto port = static_cast<std::uint16_t>(base_port() + 10 * runs);
+  const auto ports = derecho::testing::free_ports(n);
   for (std::size_t i = 0; i < n; ++i) {
-    c.members.push_back({static_cast<MemberId>(i), "127.0.0.1", static_cast<std::uint16_t>(port + i)});
+    c.members.push_back({static_cast<MemberId>(i), "127.0.0.1", ports[i]});
     sg.members.push_back(static_cast<MemberId>(i));
     sg.senders.push_back(static_cast<MemberId>(i));
   }

@@ -1,5 +1,7 @@
 #include "transport/tcp_transport.hpp"
 
+#include "../support/free_ports.hpp"
+
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -31,24 +33,7 @@ constexpr std::size_t kRegion = 1u << 20;
 constexpr auto kPatience = 5s;
 constexpr char kGroup[] = "tcp-test";
 
-// Ports the kernel just handed out; all sockets stay open until every port is chosen so the
-// same port is never returned twice.
-std::vector<std::uint16_t> free_ports(std::size_t n) {
-  std::vector<Fd> holders;
-  std::vector<std::uint16_t> ports;
-  for (std::size_t i = 0; i < n; ++i) {
-    Fd fd(::socket(AF_INET, SOCK_STREAM, 0));
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    socklen_t len = sizeof addr;
-    ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&addr), &len);
-    ports.push_back(ntohs(addr.sin_port));
-    holders.push_back(std::move(fd));
-  }
-  return ports;
-}
+using derecho::testing::free_ports;
 
 GroupConfig make_group(const std::vector<std::uint16_t>& ports, std::string name = kGroup) {
   GroupConfig group;
@@ -323,7 +308,9 @@ TEST(TcpTransport, DoorbellRingsOnlyAfterTheBytesLanded) {
   auto a = make(group, 1);
   auto b = make(group, 2);
   start_all({a.get(), b.get()});
-  b->take_link_events();
+  // The link-up event also rings the doorbell and may be queued just after start() returned.
+  std::vector<LinkEvent> seen_events;
+  ASSERT_TRUE(wait_event(*b, 1, true, seen_events));
 
   for (std::uint64_t i = 1; i <= 50; ++i) {
     const std::uint32_t seen = b->doorbell().snapshot();
