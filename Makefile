@@ -50,6 +50,7 @@ demo: setup build
 test: setup build
 	@status=0; \
 	ctest --test-dir $(NATIVE_DIR) --output-on-failure || status=1; \
+	echo "verbs device tests:"; ctest --test-dir $(NATIVE_DIR) -R '^VerbsDevice' -V 2>&1 | grep -E 'no RDMA device|Skipped' | sort -u; \
 	ctest --test-dir $(NATIVE_ASAN_DIR) --output-on-failure || status=1; \
 	npm run --silent typecheck || status=1; \
 	npm test || status=1; \

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -29,7 +30,7 @@ using clock_type = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
 struct Options {
-  std::string mode = "suite";  // suite | group | tcp-baseline
+  std::string mode = "suite";  // suite | group | latency | tcp-baseline
   std::string transport = "shm";
   std::size_t members = 3;
   std::size_t size = 100;
@@ -38,6 +39,7 @@ struct Options {
   std::uint16_t base_port = 0;
   std::vector<std::size_t> sizes{100, 1024, 10240};
   std::vector<std::string> transports{"shm", "tcp"};
+  std::size_t round_trips = 2000;
 };
 
 // Per-member results, written by the child into memory shared with the parent.
@@ -56,6 +58,7 @@ struct Shared {
   std::atomic<std::uint32_t> ready;
   std::atomic<std::uint32_t> done_sending;
   MemberResult members[64];
+  double latency_micros[2];  // p50, p99 of member 0's send-to-own-delivery time
 };
 
 template <typename T>
@@ -85,7 +88,8 @@ class DigestSink final : public derecho::multicast::DeliverySink {
       bytes += d.payload.size();
     }
     digest_.store(h, std::memory_order_relaxed);
-    delivered_.fetch_add(batch.size(), std::memory_order_relaxed);
+    delivered_.fetch_add(batch.size(), std::memory_order_release);
+    delivered_.notify_all();
     bytes_.fetch_add(bytes, std::memory_order_relaxed);
   }
   std::atomic<std::uint64_t> digest_{0};
@@ -106,7 +110,7 @@ derecho::GroupConfig make_config(const Options& o, const std::string& name, std:
   for (std::size_t i = 0; i < o.members; ++i) {
     c.members.push_back({static_cast<derecho::MemberId>(i), "127.0.0.1", static_cast<std::uint16_t>(base_port + i)});
     sg.members.push_back(static_cast<derecho::MemberId>(i));
-    sg.senders.push_back(static_cast<derecho::MemberId>(i));
+    if (o.mode != "latency" || i == 0) sg.senders.push_back(static_cast<derecho::MemberId>(i));
   }
   sg.max_message_bytes = static_cast<std::uint32_t>(std::max<std::size_t>(o.size, 1024));
   sg.ring_bytes = 4u << 20;
@@ -232,6 +236,64 @@ std::string run_group(const Options& o) {
   return std::string(head) + per_member + "}";
 }
 
+// One message at a time from member 0, timed from send() until member 0 delivers it, which
+// needs every member to have received it: a full stability round. This is where an idle
+// member's wake-up cost shows, so it is where spinning before sleeping has to pay.
+void run_latency_member(const Options& o, const derecho::GroupConfig& config, derecho::MemberId self,
+                        Shared* shared) {
+  DigestSink sink;
+  derecho::Member member(config, self, sink);
+  if (!member.start(10s)) throw std::runtime_error("peers not reachable");
+  shared->ready.fetch_add(1);
+  while (shared->ready.load() < o.members) std::this_thread::sleep_for(1ms);
+  if (self == 0) {
+    std::vector<double> micros;
+    const std::vector<std::byte> payload(o.size);
+    for (std::size_t i = 0; i < o.round_trips; ++i) {
+      const auto t0 = clock_type::now();
+      while (!member.send(0, payload)) std::this_thread::yield();
+      // Block, as an application thread would; a spinning one would take a core from the members.
+      for (auto d = sink.delivered_.load(); d <= i; d = sink.delivered_.load()) sink.delivered_.wait(d);
+      micros.push_back(std::chrono::duration<double, std::micro>(clock_type::now() - t0).count());
+    }
+    std::sort(micros.begin(), micros.end());
+    shared->latency_micros[0] = micros[micros.size() / 2];
+    shared->latency_micros[1] = micros[micros.size() * 99 / 100];
+    shared->done_sending.store(1);
+  }
+  while (shared->done_sending.load() == 0) std::this_thread::sleep_for(1ms);
+  member.stop();
+}
+
+std::string run_latency(const Options& o) {
+  Shared* shared = shared_anonymous<Shared>();
+  const std::string name = "lat-" + std::to_string(getpid()) + "-" + std::to_string(clock_type::now().time_since_epoch().count() % 100000);
+  const auto config = make_config(o, name, o.base_port ? o.base_port : pick_base_port());
+  std::vector<pid_t> children;
+  for (std::size_t i = 0; i < o.members; ++i) {
+    const pid_t pid = fork();
+    if (pid == 0) {
+      try {
+        run_latency_member(o, config, static_cast<derecho::MemberId>(i), shared);
+        _exit(0);
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "member %zu failed: %s\n", i, e.what());
+        _exit(1);
+      }
+    }
+    children.push_back(pid);
+  }
+  for (pid_t pid : children) waitpid(pid, nullptr, 0);
+  char buf[256];
+  std::snprintf(buf, sizeof buf,
+                "{\"transport\":\"%s\",\"members\":%zu,\"messageBytes\":%zu,\"spinMicros\":%u,\"roundTrips\":%zu,"
+                "\"p50Micros\":%.1f,\"p99Micros\":%.1f}",
+                o.transport.c_str(), o.members, o.size, o.spin_us, o.round_trips, shared->latency_micros[0],
+                shared->latency_micros[1]);
+  munmap(shared, sizeof(Shared));
+  return buf;
+}
+
 // Raw one-way loopback TCP: one process writes [u32 length][payload] records in the same
 // 64 KiB batches the engine coalesces into, the other reads and walks every record.
 std::string run_tcp_baseline(const Options& o) {
@@ -342,6 +404,10 @@ int main(int argc, char** argv) {
       std::printf("%s\n", run_group(o).c_str());
       return 0;
     }
+    if (o.mode == "latency") {
+      std::printf("%s\n", run_latency(o).c_str());
+      return 0;
+    }
     if (o.mode == "tcp-baseline") {
       std::printf("%s\n", run_tcp_baseline(o).c_str());
       return 0;
@@ -372,17 +438,26 @@ int main(int argc, char** argv) {
       b.size = 100;
       b.transport = t;
       const double with_spin = field(run_group(b), "msgsPerSecPerMember");
+      Options l = b;
+      l.mode = "latency";
+      const std::string latency_spin = run_latency(l);
       b.spin_us = 0;
+      l.spin_us = 0;
       const double without = field(run_group(b), "msgsPerSecPerMember");
-      char buf[256];
+      const std::string latency_sleep = run_latency(l);
+      char buf[512];
       std::snprintf(buf, sizeof buf,
                     "%s{\"transport\":\"%s\",\"messageBytes\":100,\"spinMicros\":%u,\"msgsPerSecWithSpin\":%.0f,"
-                    "\"msgsPerSecSleepAtOnce\":%.0f,\"ratio\":%.3f}",
-                    first ? "" : ",", t.c_str(), o.spin_us, with_spin, without, with_spin / without);
+                    "\"msgsPerSecSleepAtOnce\":%.0f,\"throughputRatio\":%.3f,\"latencyWithSpin\":%s,"
+                    "\"latencySleepAtOnce\":%s,\"p50LatencyRatio\":%.3f}",
+                    first ? "" : ",", t.c_str(), o.spin_us, with_spin, without, with_spin / without,
+                    latency_spin.c_str(), latency_sleep.c_str(),
+                    field(latency_spin, "p50Micros") / field(latency_sleep, "p50Micros"));
       out += buf;
       first = false;
-      std::fprintf(stderr, "%s 100 B: spin %u us %.0f msgs/s, sleep at once %.0f msgs/s\n", t.c_str(), o.spin_us,
-                   with_spin, without);
+      std::fprintf(stderr, "%s 100 B: spin %u us %.0f msgs/s, p50 %.1f us; sleep at once %.0f msgs/s, p50 %.1f us\n",
+                   t.c_str(), o.spin_us, with_spin, field(latency_spin, "p50Micros"), without,
+                   field(latency_sleep, "p50Micros"));
     }
     out += "]}";
     std::printf("%s\n", out.c_str());

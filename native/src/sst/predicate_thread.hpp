@@ -14,8 +14,8 @@ namespace derecho::sst {
 // Evaluates registered (predicate, trigger) pairs over the SST in a loop, one thread per
 // member. A pass runs every trigger whose predicate holds, then pushes our row and flushes the
 // transport once, so all writes of one pass travel as one batch. When no predicate fired the
-// thread spins for a short while (cheap wake-up under load) and then sleeps on the transport's
-// doorbell, which peers ring when their writes land; on two cores an idle member must not spin.
+// thread spins (yielding) for a short while, a cheap wake-up under load, and then sleeps on the
+// transport's doorbell, which peers ring when their writes land: an idle member never spins.
 class PredicateThread {
  public:
   using Predicate = std::function<bool()>;
