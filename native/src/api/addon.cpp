@@ -304,25 +304,13 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
     if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsTypedArray()) {
       throw Napi::TypeError::New(env, "sendBatch(subgroup: number, packed: Buffer)");
     }
-    const std::uint32_t subgroup = info[0].As<Napi::Number>().Uint32Value();
     const auto packed = info[1].As<Napi::Uint8Array>();
-    const std::uint8_t* p = packed.Data();
-    const std::size_t size = packed.ByteLength();
-    std::size_t at = 0;
-    std::uint32_t accepted = 0;
-    while (at < size) {
-      if (size - at < 4) throw Napi::RangeError::New(env, "sendBatch: truncated length prefix at byte " + std::to_string(at));
-      std::uint32_t len;
-      std::memcpy(&len, p + at, 4);
-      if (size - at - 4 < len) {
-        throw Napi::RangeError::New(env, "sendBatch: message at byte " + std::to_string(at) + " claims " +
-                                             std::to_string(len) + " bytes but only " + std::to_string(size - at - 4) +
-                                             " remain");
-      }
-      if (send_one(env, subgroup, p + at + 4, len) == 0) break;
-      at += 4 + len;
-      ++accepted;
-    }
+    char error[512] = {0};
+    std::size_t accepted = 0;
+    const int rc = derecho_member_send_packed(member_, info[0].As<Napi::Number>().Uint32Value(), packed.Data(),
+                                              packed.ByteLength(), &accepted, error, sizeof error);
+    if (rc < 0) throw Napi::RangeError::New(env, error);
+    if (rc == 0) refused_ = true;
     return Napi::Number::New(env, accepted);
   }
 

@@ -82,6 +82,11 @@ int derecho_member_start(derecho_member* member, uint32_t timeout_ms, char* erro
 /* 1: queued; 0: queue full (wait for writable); -1: invalid (error filled in). */
 int derecho_member_send(derecho_member* member, uint32_t subgroup, const void* data, size_t length,
                         char* error, size_t error_len);
+/* Messages packed as [u32 length LE][bytes]...: queues the longest prefix that fits and stores its
+ * message count in *accepted. 1: all queued; 0: the queue filled up (wait for writable); -1: a
+ * message is malformed or invalid (nothing is queued, error filled in). */
+int derecho_member_send_packed(derecho_member* member, uint32_t subgroup, const void* packed, size_t length,
+                               size_t* accepted, char* error, size_t error_len);
 void derecho_member_stats(const derecho_member* member, derecho_stats* out);
 /* Stops the engine thread and the transport; no callback runs after it returns. */
 void derecho_member_destroy(derecho_member* member);

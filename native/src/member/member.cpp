@@ -75,6 +75,12 @@ bool Member::send(std::uint32_t index, std::span<const std::byte> payload) {
   return accepted;
 }
 
+multicast::SubgroupMulticast::Queued Member::send_packed(std::uint32_t index, std::span<const std::byte> packed) {
+  const auto queued = subgroup(index).send_packed(packed);
+  if (queued.messages > 0) predicates_->wake();
+  return queued;
+}
+
 void Member::on_writable(std::function<void(std::uint32_t)> callback) {
   for (std::size_t s = 0; s < subgroups_.size(); ++s) {
     if (subgroups_[s]) subgroups_[s]->on_writable([callback, s] { callback(static_cast<std::uint32_t>(s)); });

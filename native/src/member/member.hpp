@@ -45,6 +45,8 @@ class Member {
 
   // Any thread. False when the subgroup's send queue is full: call again after on_writable.
   bool send(std::uint32_t subgroup, std::span<const std::byte> payload);
+  // Any thread. Messages packed as [u32 length][payload]...; see SubgroupMulticast::send_packed.
+  multicast::SubgroupMulticast::Queued send_packed(std::uint32_t subgroup, std::span<const std::byte> packed);
   void on_writable(std::function<void(std::uint32_t subgroup)> callback);
 
   Stats stats() const;

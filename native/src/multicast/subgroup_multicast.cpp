@@ -53,27 +53,66 @@ void SubgroupMulticast::register_predicates(sst::PredicateThread& thread) {
   }
 }
 
-bool SubgroupMulticast::send(std::span<const std::byte> payload) {
+void SubgroupMulticast::check_sendable(std::size_t bytes, const std::string& what) const {
   if (!is_sender()) {
     throw std::invalid_argument("member " + std::to_string(transport_.self()) + " is not a sender of subgroup '" +
                                 config_.name + "'");
   }
-  if (payload.size() > config_.max_message_bytes) {
-    throw std::invalid_argument("message of " + std::to_string(payload.size()) + " bytes exceeds maxMessageBytes " +
+  if (bytes > config_.max_message_bytes) {
+    throw std::invalid_argument(what + " of " + std::to_string(bytes) + " bytes exceeds maxMessageBytes " +
                                 std::to_string(config_.max_message_bytes) + " of subgroup '" + config_.name + "'");
   }
-  const std::size_t need = payload.size() + 4;
-  std::lock_guard lock(queue_mutex_);
-  if (!queue_.empty() && queue_.size() + need > max_queued_bytes_) {
-    refused_.store(true, std::memory_order_relaxed);
-    return false;
-  }
+}
+
+bool SubgroupMulticast::send(std::span<const std::byte> payload) {
+  check_sendable(payload.size(), "message");
   const auto len = static_cast<std::uint32_t>(payload.size());
+  std::lock_guard lock(queue_mutex_);
+  if (!admit(payload.size() + 4)) return false;
   const std::size_t at = queue_.size();
-  queue_.resize(at + need);
+  queue_.resize(at + 4 + payload.size());
   std::memcpy(queue_.data() + at, &len, 4);
   if (!payload.empty()) std::memcpy(queue_.data() + at + 4, payload.data(), payload.size());
   queued_bytes_.store(queue_.size(), std::memory_order_relaxed);
+  return true;
+}
+
+SubgroupMulticast::Queued SubgroupMulticast::send_packed(std::span<const std::byte> packed) {
+  // The whole batch is checked before anything is queued, so a bad one is refused whole.
+  std::vector<std::size_t> ends;
+  for (std::size_t at = 0; at < packed.size();) {
+    const std::string where = "packed message " + std::to_string(ends.size()) + " at byte " + std::to_string(at);
+    if (packed.size() - at < 4) throw std::invalid_argument(where + ": truncated length prefix");
+    std::uint32_t len;
+    std::memcpy(&len, packed.data() + at, 4);
+    check_sendable(len, where);
+    if (packed.size() - at - 4 < len) {
+      throw std::invalid_argument(where + ": claims " + std::to_string(len) + " bytes but only " +
+                                  std::to_string(packed.size() - at - 4) + " remain");
+    }
+    at += 4 + len;
+    ends.push_back(at);
+  }
+  if (ends.empty()) return {};
+  std::lock_guard lock(queue_mutex_);
+  // The longest prefix of whole messages that the queue takes, in one copy.
+  std::size_t count = 0;
+  while (count < ends.size() &&
+         (queue_.size() + ends[count] <= max_queued_bytes_ || (queue_.empty() && count == 0))) {
+    ++count;
+  }
+  if (count < ends.size()) refused_.store(true, std::memory_order_relaxed);
+  if (count == 0) return {};
+  queue_.insert(queue_.end(), packed.begin(), packed.begin() + static_cast<std::ptrdiff_t>(ends[count - 1]));
+  queued_bytes_.store(queue_.size(), std::memory_order_relaxed);
+  return {count, ends[count - 1]};
+}
+
+bool SubgroupMulticast::admit(std::size_t bytes) {
+  if (!queue_.empty() && queue_.size() + bytes > max_queued_bytes_) {
+    refused_.store(true, std::memory_order_relaxed);
+    return false;
+  }
   return true;
 }
 

@@ -6,6 +6,7 @@
 #include <mutex>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "common/group_config.hpp"
@@ -55,7 +56,14 @@ class SubgroupMulticast {
   // Any thread. Queues a copy; false when the queue is full. Throws std::invalid_argument for
   // a payload over max_message_bytes or when this member is not a sender.
   bool send(std::span<const std::byte> payload);
-  // Called (predicate thread) after the queue drained below half once a send was refused.
+  struct Queued {
+    std::size_t messages = 0;
+    std::size_t bytes = 0;  // of the packed input; less than its size when the queue filled up
+  };
+  // Queues messages packed as [u32 length][payload]...: the longest prefix the queue takes.
+  // Throws std::invalid_argument, queueing nothing, when any message is malformed or too big.
+  Queued send_packed(std::span<const std::byte> packed);
+  // Called on the predicate thread when it takes the queue after a send was refused.
   void on_writable(std::function<void()> callback) { writable_ = std::move(callback); }
 
   // Re-pushes our ring to a peer whose link came back (writes may have been lost).
@@ -76,6 +84,9 @@ class SubgroupMulticast {
 
   void release_ring_space();
   std::uint32_t next_staged_length() const;
+  void check_sendable(std::size_t bytes, const std::string& what) const;
+  // Under queue_mutex_: whether `bytes` more may be queued (a lone message always may).
+  bool admit(std::size_t bytes);
   void push_ring_writes();
   std::uint64_t min_over_members(std::size_t column) const;
 

@@ -241,3 +241,36 @@ TEST(OrderedDelivery, OversizedMessageIsRefusedWithAClearError) {
     EXPECT_NE(std::string(e.what()).find("exceeds maxMessageBytes"), std::string::npos) << e.what();
   }
 }
+
+namespace {
+
+std::vector<std::byte> packed(const std::vector<std::size_t>& sizes) {
+  std::vector<std::byte> out;
+  for (std::size_t size : sizes) {
+    const auto len = static_cast<std::uint32_t>(size);
+    const auto* p = reinterpret_cast<const std::byte*>(&len);
+    out.insert(out.end(), p, p + 4);
+    out.insert(out.end(), size, std::byte{7});
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(OrderedDelivery, PackedBatchesQueueAPrefixAndRefuseBadInputWhole) {
+  Group g(2, 1024, 2);
+  auto& sender = *g.at(0).multicast;
+  // A message over maxMessageBytes (240 here) anywhere in the batch: nothing is queued.
+  EXPECT_THROW(sender.send_packed(packed({10, 10, 500})), std::invalid_argument);
+  auto truncated = packed({10, 10});
+  truncated.resize(truncated.size() - 3);
+  EXPECT_THROW(sender.send_packed(truncated), std::invalid_argument);
+  g.settle();
+  EXPECT_TRUE(g.at(1).sink.log.empty());
+  // A good batch is queued whole, in order.
+  const auto q = sender.send_packed(packed({1, 2, 3}));
+  EXPECT_EQ(q.messages, 3u);
+  g.settle();
+  ASSERT_EQ(g.at(1).sink.log.size(), 3u);
+  EXPECT_EQ(g.at(1).sink.log[2].payload.size(), 3u);
+}
