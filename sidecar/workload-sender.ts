@@ -20,7 +20,7 @@ export interface WorkloadSenderOptions extends PayloadShape {
   batchMessages?: number;
 }
 
-/** The part of NativeMember the sender uses (fakes implement just this). */
+/** The part of NativeMember the sender uses (a wrapper around a member can implement just this). */
 export type SendingMember = Pick<NativeMember, 'sendBatch' | 'writable'>;
 
 const LENGTH_PREFIX_BYTES = 4;
