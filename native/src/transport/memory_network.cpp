@@ -1,6 +1,7 @@
 #include "transport/memory_network.hpp"
 
 #include <stdexcept>
+#include <utility>
 #include <string>
 
 namespace derecho::transport {
@@ -21,17 +22,22 @@ class MemoryNetwork::Endpoint final : public Transport {
     if (offset < kRegionHeaderBytes || offset + len > net_.region_bytes_) {
       throw std::out_of_range("write outside the region");
     }
-    net_.enqueue(self_, peer, offset, region().subspan(offset, len));
-    ++posted_[peer];
+    if (net_.enqueue(self_, peer, offset, region().subspan(offset, len))) ++posted_[peer];
   }
   void flush() override {}
   std::uint64_t completed(MemberId peer) const override {
     const auto it = posted_.find(peer);
-    return it == posted_.end() ? 0 : it->second - net_.links_.at({self_, peer}).size();
+    return it == posted_.end() ? 0 : it->second - net_.links_.at({self_, peer}).writes.size();
   }
   Doorbell& doorbell() override { return doorbell_; }
-  std::vector<LinkEvent> take_link_events() override { return {}; }
-  bool link_up(MemberId) const override { return true; }
+  std::vector<LinkEvent> take_link_events() override {
+    auto taken = std::exchange(net_.nodes_.at(self_).events, {});
+    for (const LinkEvent& e : taken) {
+      if (e.up) net_.links_.at({self_, e.peer}).engine_session = e.session;
+    }
+    return taken;
+  }
+  bool link_up(MemberId peer) const override { return net_.links_.at({self_, peer}).up; }
 
  private:
   MemoryNetwork& net_;
@@ -45,7 +51,9 @@ MemoryNetwork::MemoryNetwork(std::vector<MemberId> members, std::size_t region_b
   for (MemberId m : members_) {
     nodes_[m].region.assign(region_bytes, std::byte{0});
     for (MemberId p : members_) {
-      if (p != m) links_[{m, p}];
+      if (p == m) continue;
+      links_[{m, p}];
+      nodes_[m].events.push_back({p, true, "in-memory link", 1});
     }
   }
 }
@@ -57,8 +65,33 @@ std::unique_ptr<Transport> MemoryNetwork::endpoint(MemberId id) {
   return std::make_unique<Endpoint>(*this, id);
 }
 
-void MemoryNetwork::enqueue(MemberId from, MemberId to, std::size_t offset, std::span<const std::byte> bytes) {
-  links_.at({from, to}).push_back({offset, {bytes.begin(), bytes.end()}});
+bool MemoryNetwork::enqueue(MemberId from, MemberId to, std::size_t offset, std::span<const std::byte> bytes) {
+  Link& link = links_.at({from, to});
+  if (!link.up || link.session != link.engine_session) return false;
+  link.writes.push_back({offset, {bytes.begin(), bytes.end()}});
+  return true;
+}
+
+void MemoryNetwork::queue_event(MemberId at, LinkEvent event) {
+  Node& node = nodes_.at(at);
+  node.events.push_back(std::move(event));
+  if (node.doorbell) node.doorbell->ring();
+}
+
+void MemoryNetwork::break_link(MemberId from, MemberId to) {
+  Link& link = links_.at({from, to});
+  if (!link.up) return;
+  link.up = false;
+  link.writes.clear();
+  queue_event(from, {to, false, "link broken by the test", 0});
+}
+
+void MemoryNetwork::restore_link(MemberId from, MemberId to) {
+  Link& link = links_.at({from, to});
+  if (link.up) return;
+  link.up = true;
+  ++link.session;
+  queue_event(from, {to, true, "link restored by the test", link.session});
 }
 
 void MemoryNetwork::apply(MemberId to, const Write& w) {
@@ -68,7 +101,7 @@ void MemoryNetwork::apply(MemberId to, const Write& w) {
 }
 
 bool MemoryNetwork::deliver_from(MemberId from, MemberId to) {
-  auto& q = links_.at({from, to});
+  auto& q = links_.at({from, to}).writes;
   if (q.empty()) return false;
   apply(to, q.front());
   q.pop_front();
@@ -77,8 +110,8 @@ bool MemoryNetwork::deliver_from(MemberId from, MemberId to) {
 
 bool MemoryNetwork::deliver_one() {
   std::vector<std::pair<MemberId, MemberId>> busy;
-  for (const auto& [link, q] : links_) {
-    if (!q.empty()) busy.push_back(link);
+  for (const auto& [ends, link] : links_) {
+    if (!link.writes.empty()) busy.push_back(ends);
   }
   if (busy.empty()) return false;
   const auto& link = busy[std::uniform_int_distribution<std::size_t>(0, busy.size() - 1)(random_)];
@@ -92,7 +125,7 @@ void MemoryNetwork::deliver_all() {
 
 std::size_t MemoryNetwork::pending() const {
   std::size_t n = 0;
-  for (const auto& [link, q] : links_) n += q.size();
+  for (const auto& [ends, link] : links_) n += link.writes.size();
   return n;
 }
 

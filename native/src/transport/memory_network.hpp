@@ -21,6 +21,12 @@ class MemoryNetwork {
   // The endpoint of one member; the network must outlive it.
   std::unique_ptr<Transport> endpoint(MemberId id);
 
+  // Cuts the link from -> to: writes waiting on it are lost, later ones are dropped, and `from`
+  // gets a down event. restore_link brings it back as a new session with an up event; writes
+  // flow again once `from`'s engine has taken that event, as with the real transports.
+  void break_link(MemberId from, MemberId to);
+  void restore_link(MemberId from, MemberId to);
+
   // Applies the oldest write of one randomly chosen non-empty link; false when none is pending.
   bool deliver_one();
   // Applies the oldest write of the link from -> to; false when that link is empty.
@@ -38,16 +44,24 @@ class MemoryNetwork {
   struct Node {
     std::vector<std::byte> region;
     Doorbell* doorbell = nullptr;
+    std::vector<LinkEvent> events;  // for this node's engine to take
+  };
+  struct Link {
+    std::deque<Write> writes;
+    bool up = true;
+    std::uint64_t session = 1;
+    std::uint64_t engine_session = 0;  // the session whose up event the sender's engine took
   };
 
-  void enqueue(MemberId from, MemberId to, std::size_t offset, std::span<const std::byte> bytes);
+  bool enqueue(MemberId from, MemberId to, std::size_t offset, std::span<const std::byte> bytes);
+  void queue_event(MemberId at, LinkEvent event);
   void apply(MemberId to, const Write& w);
 
   std::vector<MemberId> members_;
   std::size_t region_bytes_;
   std::mt19937_64 random_;
   std::map<MemberId, Node> nodes_;
-  std::map<std::pair<MemberId, MemberId>, std::deque<Write>> links_;
+  std::map<std::pair<MemberId, MemberId>, Link> links_;
 };
 
 }  // namespace derecho::transport

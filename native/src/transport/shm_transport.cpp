@@ -133,11 +133,14 @@ class ShmTransport final : public Transport {
 
   void post_write(MemberId peer, std::size_t offset, std::size_t len) override {
     Peer& p = find(peer);
-    std::byte* base = p.base.load(std::memory_order_acquire);
-    if (!base) return;  // not mapped yet: the engine re-pushes on the link-up event
-    if (offset < kRegionHeaderBytes || offset + len > options_.region_bytes) {
-      throw std::out_of_range("shm write outside the region");
+    if (offset < kRegionHeaderBytes || offset > options_.region_bytes || len > options_.region_bytes - offset) {
+      throw std::out_of_range("shm write [" + std::to_string(offset) + ", +" + std::to_string(len) +
+                              ") outside the writable region [" + std::to_string(kRegionHeaderBytes) + ", " +
+                              std::to_string(options_.region_bytes) + ")");
     }
+    // Not mapped yet, or the engine has not taken the link-up event: it re-pushes after that.
+    if (!p.engine_up) return;
+    std::byte* base = p.base.load(std::memory_order_acquire);
     copy_into_region(base + offset, own_.data() + offset, len);
     p.landed.fetch_add(1, std::memory_order_relaxed);
     p.dirty = true;
@@ -158,8 +161,15 @@ class ShmTransport final : public Transport {
   }
 
   std::vector<LinkEvent> take_link_events() override {
-    std::lock_guard lock(events_mutex_);
-    return std::exchange(events_, {});
+    std::vector<LinkEvent> taken;
+    {
+      std::lock_guard lock(events_mutex_);
+      taken = std::exchange(events_, {});
+    }
+    for (const LinkEvent& e : taken) {
+      if (e.up) find(e.peer).engine_up = true;
+    }
+    return taken;
   }
 
   bool link_up(MemberId peer) const override {
@@ -174,6 +184,7 @@ class ShmTransport final : public Transport {
     std::atomic<std::byte*> base{nullptr};
     std::atomic<std::uint64_t> landed{0};
     bool dirty = false;
+    bool engine_up = false;  // engine thread only: it has taken this peer's up event
   };
 
   Peer& find(MemberId id) {
@@ -225,7 +236,7 @@ class ShmTransport final : public Transport {
     p.base.store(p.mapping.data(), std::memory_order_release);
     {
       std::lock_guard lock(events_mutex_);
-      events_.push_back({p.id, true, "mapped " + name});
+      events_.push_back({p.id, true, "mapped " + name, 1});
     }
     doorbell().ring();
     return true;

@@ -17,6 +17,10 @@ struct LinkEvent {
   MemberId peer = 0;
   bool up = false;
   std::string reason;
+  // The link session an up event opens. A transport accepts post_write for a peer only once the
+  // engine has taken the up event of the peer's current session, so nothing posted in a pass
+  // that began before the link (re)appeared can get through ahead of the engine's re-push.
+  std::uint64_t session = 0;
 };
 
 // One-sided writes between equally sized memory regions, one region per member.
@@ -52,8 +56,9 @@ class Transport {
   // Rung whenever a peer's write lands in our region (or a link event is queued).
   virtual Doorbell& doorbell() = 0;
 
-  // Link state changes since the last call. After a link comes back up the engine re-pushes
-  // everything it owns, since writes posted while it was down may be lost.
+  // Link state changes since the last call. Writes to a peer are dropped from the moment its
+  // link goes down until the engine has taken the up event of its new session here; the engine
+  // then re-pushes everything it owns, data before counters.
   virtual std::vector<LinkEvent> take_link_events() = 0;
   virtual bool link_up(MemberId peer) const = 0;
 

@@ -71,6 +71,12 @@ class Group {
       m->multicast = std::make_unique<multicast::SubgroupMulticast>(0, config_, placement_, *m->sst, *m->transport,
                                                                     m->sink, 1u << 20);
       m->multicast->register_predicates(*m->predicates);
+      // What Member does on link-up: rings first, then the SST row that announces them.
+      m->predicates->on_link_event([mp = m.get()](const transport::LinkEvent& e) {
+        if (!e.up) return;
+        mp->multicast->on_link_up(e.peer);
+        mp->sst->push_all_to(e.peer);
+      });
       members_.push_back(std::move(m));
     }
   }
@@ -273,4 +279,47 @@ TEST(OrderedDelivery, PackedBatchesQueueAPrefixAndRefuseBadInputWhole) {
   g.settle();
   ASSERT_EQ(g.at(1).sink.log.size(), 3u);
   EXPECT_EQ(g.at(1).sink.log[2].payload.size(), 3u);
+}
+
+TEST(OrderedDelivery, LinkThatComesBackMidPassDoesNotLetACounterOvertakeItsData) {
+  // Sender 0's 256 B ring holds four 64 B records. Its link to member 1 breaks, messages go on
+  // to member 2, and the link comes back in the middle of a pass: after the ring bytes were
+  // posted (and dropped) but before the pass pushes the SST row that announces them. That row
+  // must not reach member 1 before the re-push, or member 1 reads a stale ring slot.
+  Group g(3, 256, 4, std::vector<MemberId>{0});
+  bool restore_now = false;
+  g.at(0).predicates->add("test.restore-link", [&] { return restore_now; }, [&] {
+    restore_now = false;
+    g.net().restore_link(0, 1);
+  });
+  std::uint64_t seq = 0;
+  const auto send = [&] { ASSERT_TRUE(g.at(0).multicast->send(payload_for(0, seq, 40))); ++seq; };
+  for (int i = 0; i < 4; ++i) send();
+  g.settle();
+  ASSERT_EQ(g.at(1).sink.log.size(), 4u);
+
+  g.net().break_link(0, 1);
+  send();
+  g.at(0).predicates->run_once();
+  while (g.net().deliver_from(0, 2)) {
+  }
+  g.at(2).predicates->run_once();  // member 2 reports it has received 5
+  while (g.net().deliver_from(2, 0)) {
+  }
+  while (g.net().deliver_from(2, 1)) {
+  }
+  restore_now = true;
+  send();
+  g.at(0).predicates->run_once();  // the link comes back during this pass
+  while (g.net().deliver_from(0, 1)) {
+  }
+  g.at(1).predicates->run_once();
+  g.at(1).predicates->run_once();
+  g.settle();
+  for (std::size_t m = 0; m < 3; ++m) {
+    ASSERT_EQ(g.at(m).sink.log.size(), 6u) << "member " << m;
+    for (std::uint64_t i = 0; i < 6; ++i) {
+      EXPECT_EQ(g.at(m).sink.log[i].payload, as_string(payload_for(0, i, 40))) << "member " << m << " seq " << i;
+    }
+  }
 }

@@ -45,6 +45,8 @@ std::vector<Node> make_nodes(std::size_t n) {
   }
   for (auto& node : nodes) {
     node.transport->start(2s);
+    // Writes go out only once the engine has taken the link-up events (transport.hpp).
+    EXPECT_EQ(node.transport->take_link_events().size(), n - 1);
     node.sst = std::make_unique<sst::Sst>(*node.transport, ids, kRegionHeaderBytes, kColumns);
   }
   return nodes;

@@ -40,6 +40,7 @@ TEST(ShmTransport, DataPostedBeforeACounterIsVisibleWhenTheCounterIs) {
   a->start(2s);
   b->start(2s);
   ASSERT_TRUE(a->link_up(1));
+  ASSERT_EQ(a->take_link_events().size(), 1u);
   std::atomic<bool> ok{true};
   std::thread reader([&] {
     std::uint64_t last = 0;
@@ -110,4 +111,21 @@ TEST(ShmTransport, StaleRegionFromACrashedRunIsReplaced) {
   auto a = transport::make_shm_transport({config, 0, kRegion});
   EXPECT_EQ(a->region().size(), kRegion);
   EXPECT_EQ(load(a->region(), 4096), 0u);
+}
+
+TEST(ShmTransport, WritesWaitForTheEngineToTakeTheLinkUpEvent) {
+  const auto config = shm_group("engine-up", 2);
+  auto a = transport::make_shm_transport({config, 0, kRegion});
+  auto b = transport::make_shm_transport({config, 1, kRegion});
+  a->start(2s);
+  ASSERT_TRUE(a->link_up(1));
+  const std::uint64_t v = 7;
+  std::memcpy(a->region().data() + 4096, &v, 8);
+  a->post_write(1, 4096, 8);  // mapped, but the engine has not taken the up event: dropped
+  EXPECT_EQ(load(b->region(), 4096), 0u);
+  EXPECT_EQ(a->completed(1), 0u);
+  ASSERT_EQ(a->take_link_events().size(), 1u);
+  a->post_write(1, 4096, 8);
+  EXPECT_EQ(load(b->region(), 4096), 7u);
+  EXPECT_EQ(a->completed(1), 1u);
 }
