@@ -36,6 +36,7 @@ export interface MemberStats {
   deliveryBatches: number;
   sleeps: number;           // times the predicate thread slept on its doorbell
   badFrames: number;        // peer frames rejected (tcp)
+  failed: boolean;          // the engine thread stopped on an error (logged); nothing more is delivered
 }
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -59,7 +60,10 @@ export interface NativeMember {
   /** Resolves once the send queue has room again. */
   writable(): Promise<void>;
   stats(): MemberStats;
-  /** Stops the engine thread and the transport; no delivery callback runs after it resolves. */
+  /**
+   * Stops the engine thread and the transport (after a pending start() has finished); no delivery
+   * callback runs after it resolves. Must be called: until then the member keeps the process alive.
+   */
   stop(): Promise<void>;
 }
 

@@ -149,8 +149,18 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
       throw Napi::TypeError::New(env, "createMember(config, self, onDeliver, onLog): wrong argument types");
     }
     const auto storage = read_config(info[0].As<Napi::Object>());
-    // Queued calls reach this object after stop(); each function holds a reference until its
-    // finalizer runs, so the object outlives every call that names it.
+    attach_log(env, info[3].As<Napi::Function>());
+    const derecho_callbacks callbacks{&MemberWrap::on_deliver, &MemberWrap::on_ready, &MemberWrap::on_writable, this};
+    char error[512] = {0};
+    member_ = derecho_member_create(&storage->config, info[1].As<Napi::Number>().Uint32Value(), &callbacks, error,
+                                    sizeof error);
+    if (!member_) {
+      detach_log();
+      throw Napi::Error::New(env, error);
+    }
+    // The engine calls back only after start(), so the functions can come after creation. Queued
+    // calls reach this object after stop(); each function holds a reference until its finalizer
+    // runs, so the object outlives every call that names it.
     Ref();
     deliver_ = DeliverTsfn::New(env, info[2].As<Napi::Function>(), "derecho-deliver", 0, 1, this,
                                 &MemberWrap::unref_on_finalize, static_cast<void*>(nullptr));
@@ -158,15 +168,6 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
     writable_tsfn_ = WritableTsfn::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}),
                                        "derecho-writable", 0, 1, this, &MemberWrap::unref_on_finalize,
                                        static_cast<void*>(nullptr));
-    attach_log(env, info[3].As<Napi::Function>());
-    const derecho_callbacks callbacks{&MemberWrap::on_deliver, &MemberWrap::on_ready, &MemberWrap::on_writable, this};
-    char error[512] = {0};
-    member_ = derecho_member_create(&storage->config, info[1].As<Napi::Number>().Uint32Value(), &callbacks, error,
-                                    sizeof error);
-    if (!member_) {
-      release();
-      throw Napi::Error::New(env, error);
-    }
   }
 
   // stop() must be called: until then the engine runs and the object stays referenced.
@@ -187,11 +188,29 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
                                                       std::unique_ptr<std::vector<std::uint8_t>> owned(v);
                                                     },
                                                     raw);
-      outstanding_.fetch_sub(bytes);
+      drained(bytes);
       fn.Call({buffer});
       return;
     }
-    outstanding_.fetch_sub(bytes);
+    drained(bytes);
+  }
+
+  // The engine held delivery back while too much was outstanding; once JavaScript has caught
+  // up, wake it rather than leave it asleep until its idle timeout.
+  void drained(std::size_t bytes) {
+    const std::size_t before = outstanding_.fetch_sub(bytes);
+    if (before >= kMaxOutstandingDeliveryBytes && before - bytes < kMaxOutstandingDeliveryBytes && member_) {
+      derecho_member_wake(member_);
+    }
+  }
+
+  void start_finished(Napi::Env env) {
+    starting_ = false;
+    if (stop_waiters_.empty()) return;
+    shutdown();
+    settle_writable(env);
+    for (auto& d : stop_waiters_) d.Resolve(env.Undefined());
+    stop_waiters_.clear();
   }
 
  private:
@@ -256,24 +275,34 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
     Napi::Env env = info.Env();
     check_live(env);
     const std::uint32_t timeout = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Uint32Value() : 10000;
+    if (starting_) throw Napi::Error::New(env, "start() is already running");
+    starting_ = true;
     auto deferred = Napi::Promise::Deferred::New(env);
     // An AsyncWorker deletes itself once it has settled the promise.
-    std::make_unique<StartWorker>(env, member_, timeout, deferred).release()->Queue();
+    std::make_unique<StartWorker>(env, this, timeout, deferred).release()->Queue();
     return deferred.Promise();
   }
 
+  // Connects on a pool thread. A stop() that arrives meanwhile waits for it (start_finished).
   class StartWorker : public Napi::AsyncWorker {
    public:
-    StartWorker(Napi::Env env, derecho_member* member, std::uint32_t timeout, Napi::Promise::Deferred deferred)
-        : Napi::AsyncWorker(env), member_(member), timeout_(timeout), deferred_(deferred) {}
+    StartWorker(Napi::Env env, MemberWrap* wrap, std::uint32_t timeout, Napi::Promise::Deferred deferred)
+        : Napi::AsyncWorker(env), wrap_(wrap), member_(wrap->member_), timeout_(timeout), deferred_(deferred) {}
     void Execute() override {
       char error[512] = {0};
       if (derecho_member_start(member_, timeout_, error, sizeof error) != 0) SetError(error);
     }
-    void OnOK() override { deferred_.Resolve(Env().Undefined()); }
-    void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+    void OnOK() override {
+      deferred_.Resolve(Env().Undefined());
+      wrap_->start_finished(Env());
+    }
+    void OnError(const Napi::Error& e) override {
+      deferred_.Reject(e.Value());
+      wrap_->start_finished(Env());
+    }
 
    private:
+    MemberWrap* wrap_;
     derecho_member* member_;
     std::uint32_t timeout_;
     Napi::Promise::Deferred deferred_;
@@ -338,14 +367,19 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
     o.Set("deliveryBatches", static_cast<double>(s.delivery_batches));
     o.Set("sleeps", static_cast<double>(s.sleeps));
     o.Set("badFrames", static_cast<double>(s.bad_frames));
+    o.Set("failed", s.failed != 0);
     return o;
   }
 
   Napi::Value stop(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
+    auto deferred = Napi::Promise::Deferred::New(env);
+    if (starting_) {
+      stop_waiters_.push_back(deferred);
+      return deferred.Promise();
+    }
     shutdown();
     settle_writable(env);
-    auto deferred = Napi::Promise::Deferred::New(env);
     deferred.Resolve(env.Undefined());
     return deferred.Promise();
   }
@@ -370,7 +404,9 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
   std::atomic<std::size_t> outstanding_{0};
   bool refused_ = false;
   bool stopped_ = false;
+  bool starting_ = false;
   std::vector<Napi::Promise::Deferred> waiting_writable_;
+  std::vector<Napi::Promise::Deferred> stop_waiters_;
 };
 
 void call_deliver(Napi::Env env, Napi::Function fn, MemberWrap* wrap, std::vector<std::uint8_t>* batch) {

@@ -117,20 +117,23 @@ int derecho_member_send(derecho_member* member, uint32_t subgroup, const void* d
 int derecho_member_send_packed(derecho_member* member, uint32_t subgroup, const void* packed, size_t length,
                                size_t* accepted, char* error, size_t error_len) {
   try {
+    if (!accepted) throw std::invalid_argument("accepted must not be NULL");
     const auto queued = member->member->send_packed(subgroup, {static_cast<const std::byte*>(packed), length});
     *accepted = queued.messages;
     return queued.bytes == length ? 1 : 0;
   } catch (const std::exception& e) {
-    *accepted = 0;
+    if (accepted) *accepted = 0;
     write_error(error, error_len, e.what());
     return -1;
   }
 }
 
+void derecho_member_wake(derecho_member* member) { member->member->wake(); }
+
 void derecho_member_stats(const derecho_member* member, derecho_stats* out) {
   const auto s = member->member->stats();
-  *out = {s.sent, s.nulls_sent, s.delivered, s.delivered_bytes, s.delivery_batches, s.predicate_passes, s.sleeps,
-          s.bad_frames};
+  *out = {s.sent,   s.nulls_sent, s.delivered,  s.delivered_bytes, s.delivery_batches, s.predicate_passes,
+          s.sleeps, s.bad_frames, s.failed ? 1 : 0};
 }
 
 void derecho_member_destroy(derecho_member* member) {

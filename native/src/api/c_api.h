@@ -59,6 +59,7 @@ typedef struct {
   uint64_t predicate_passes;
   uint64_t sleeps;
   uint64_t bad_frames;
+  int failed; /* the engine thread stopped on an error (logged); the member delivers nothing more */
 } derecho_stats;
 
 /* Called on the engine thread with one stable batch, in delivery order. */
@@ -87,6 +88,8 @@ int derecho_member_send(derecho_member* member, uint32_t subgroup, const void* d
  * message is malformed or invalid (nothing is queued, error filled in). */
 int derecho_member_send_packed(derecho_member* member, uint32_t subgroup, const void* packed, size_t length,
                                size_t* accepted, char* error, size_t error_len);
+/* Any thread: makes the engine re-check at once, e.g. after ready() would now return 1. */
+void derecho_member_wake(derecho_member* member);
 void derecho_member_stats(const derecho_member* member, derecho_stats* out);
 /* Stops the engine thread and the transport; no callback runs after it returns. */
 void derecho_member_destroy(derecho_member* member);

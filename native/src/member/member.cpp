@@ -101,6 +101,7 @@ Member::Stats Member::stats() const {
   const auto p = predicates_->stats();
   total.predicate_passes = p.passes;
   total.sleeps = p.sleeps;
+  total.failed = p.failed;
   total.bad_frames = transport_->bad_frames();
   return total;
 }

@@ -29,6 +29,7 @@ class Member {
     std::uint64_t predicate_passes = 0;
     std::uint64_t sleeps = 0;
     std::uint64_t bad_frames = 0;
+    bool failed = false;
   };
 
   // Validates the config (std::invalid_argument naming the field) and creates the transport.
@@ -48,6 +49,8 @@ class Member {
   // Any thread. Messages packed as [u32 length][payload]...; see SubgroupMulticast::send_packed.
   multicast::SubgroupMulticast::Queued send_packed(std::uint32_t subgroup, std::span<const std::byte> packed);
   void on_writable(std::function<void(std::uint32_t subgroup)> callback);
+  // Any thread: the engine re-checks its predicates at once (e.g. a consumer became ready).
+  void wake() { predicates_->wake(); }
 
   Stats stats() const;
   MemberId self() const { return self_; }

@@ -94,17 +94,21 @@ RingReader::Message RingReader::next() {
   }
   std::size_t at = position_ % ring_.size();
   RecordHeader h = header_at(at);
-  if (h.kind == RecordKind::wrap) {
-    position_ += ring_.size() - at;
-    at = 0;
-    h = header_at(0);
-  }
   const auto corrupt = [&](const std::string& why) {
     return std::runtime_error("corrupted ring record at offset " + std::to_string(at) + ": " + why);
   };
+  if (h.kind == RecordKind::wrap) {
+    if (at == 0) throw corrupt("wrap record at the start of the ring");
+    position_ += ring_.size() - at;
+    at = 0;
+    h = header_at(0);
+    if (h.kind == RecordKind::wrap) throw corrupt("wrap record right after a wrap");
+  }
   switch (h.kind) {
     case RecordKind::nulls:
-      if (h.count == 0) throw corrupt("null record with count 0");
+      if (h.count == 0 || h.length != 0) {
+        throw corrupt("null record with count " + std::to_string(h.count) + " length " + std::to_string(h.length));
+      }
       position_ += kRecordHeaderBytes;
       nulls_left_ = h.count - 1;
       ++messages_;

@@ -17,7 +17,6 @@ namespace derecho::multicast {
 // The ring lives at the same offset in every member's region; the sender writes its own copy
 // and pushes the written range, receivers read their copy in place.
 inline constexpr std::size_t kRecordHeaderBytes = 16;
-inline constexpr std::uint32_t kRingVersion = 1;
 
 enum class RecordKind : std::uint16_t { message = 1, nulls = 2, wrap = 3 };
 

@@ -1,6 +1,9 @@
 #include "sst/predicate_thread.hpp"
 
+#include "common/log.hpp"
+
 #include <stdexcept>
+#include <string>
 #include <thread>
 
 namespace derecho::sst {
@@ -53,7 +56,17 @@ void PredicateThread::loop(const std::stop_token& stop) {
   std::uint32_t idle_passes = 0;
   while (!stop.stop_requested()) {
     const std::uint32_t seen = transport_.doorbell().snapshot();
-    if (run_once()) {
+    bool fired = false;
+    try {
+      fired = run_once();
+    } catch (const std::exception& e) {
+      // A broken invariant (e.g. a corrupted ring) must not take the whole process down with
+      // std::terminate; this member stops delivering and says why.
+      log(LogLevel::error, "predicates", std::string("engine thread stopped: ") + e.what());
+      failed_.store(true);
+      return;
+    }
+    if (fired) {
       idle_passes = 0;
       continue;
     }
@@ -75,7 +88,7 @@ void PredicateThread::loop(const std::stop_token& stop) {
 }
 
 PredicateThread::Stats PredicateThread::stats() const {
-  return {passes_.load(), firings_.load(), sleeps_.load()};
+  return {passes_.load(), firings_.load(), sleeps_.load(), failed_.load()};
 }
 
 }  // namespace derecho::sst

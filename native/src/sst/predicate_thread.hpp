@@ -31,6 +31,7 @@ class PredicateThread {
     std::uint64_t passes = 0;
     std::uint64_t firings = 0;
     std::uint64_t sleeps = 0;
+    bool failed = false;  // a trigger threw: logged, and the thread stopped
   };
 
   PredicateThread(transport::Transport& transport, Sst& sst, Options options);
@@ -69,6 +70,7 @@ class PredicateThread {
   std::atomic<std::uint64_t> passes_{0};
   std::atomic<std::uint64_t> firings_{0};
   std::atomic<std::uint64_t> sleeps_{0};
+  std::atomic<bool> failed_{false};
   std::jthread thread_;
 };
 

@@ -79,3 +79,17 @@ TEST(Ring, CorruptedRecordIsReportedNotRead) {
   RingReader r(ring);
   EXPECT_THROW(r.next(), std::runtime_error);
 }
+
+TEST(Ring, MalformedNullAndWrapRecordsAreReported) {
+  std::vector<std::byte> ring(128);
+  RingWriter w(ring);
+  ASSERT_TRUE(w.append_nulls(2));
+  const std::uint32_t length = 8;
+  std::memcpy(ring.data(), &length, 4);  // a null record never has a payload
+  EXPECT_THROW(RingReader(ring).next(), std::runtime_error);
+
+  std::vector<std::byte> wraps(128);
+  const std::uint16_t wrap = 3;
+  std::memcpy(wraps.data() + 4, &wrap, 2);  // a wrap at offset 0 would loop forever
+  EXPECT_THROW(RingReader(wraps).next(), std::runtime_error);
+}
