@@ -210,11 +210,18 @@ FrameEvent FrameReader::next() {
   const std::byte* at = buffer_.get() + begin_;
 
   if (stream_left_ != 0) {
-    std::size_t n = std::min<std::size_t>(avail, stream_left_);
-    if (n < stream_left_) n -= (stream_offset_ + n) % 8;
-    if (n == 0) {
-      need_ = 8;
-      return ev;
+    // Cut at the last 8-byte boundary (of the absolute region offset) that the buffered bytes
+    // reach, so no aligned word is split between pieces. The frame's last piece is taken
+    // whole once all of it is here, however its end is aligned.
+    std::size_t n = stream_left_;
+    if (avail < n) {
+      const std::uint64_t cut = (stream_offset_ + avail) & ~std::uint64_t{7};
+      if (cut <= stream_offset_) {
+        // Not even one boundary reached: wait for the bytes up to the next one (or the end).
+        need_ = std::min<std::size_t>(stream_left_, 8 - (stream_offset_ % 8));
+        return ev;
+      }
+      n = static_cast<std::size_t>(cut - stream_offset_);
     }
     ev.kind = FrameEvent::Kind::write;
     ev.header = stream_header_;

@@ -100,6 +100,7 @@ struct Peer {
   // Engine thread only: frames posted since the last flush.
   std::vector<std::byte> pending;
   std::uint64_t pending_session = 0;
+  std::uint64_t engine_session = 0;  // the session whose up event the engine has taken
   std::size_t last_header = kNoFrame;  // where in `pending` the last write frame starts
   std::uint64_t last_end = 0;          // region offset just past that frame's bytes
 
@@ -328,8 +329,15 @@ void TcpTransport::stop() {
 }
 
 std::vector<LinkEvent> TcpTransport::take_link_events() {
-  std::lock_guard lock(events_mutex_);
-  return std::exchange(events_, {});
+  std::vector<LinkEvent> taken;
+  {
+    std::lock_guard lock(events_mutex_);
+    taken = std::exchange(events_, {});
+  }
+  for (const LinkEvent& e : taken) {
+    if (e.up) find_peer(e.peer).engine_session = e.session;
+  }
+  return taken;
 }
 
 void TcpTransport::push_event(LinkEvent event) {
@@ -363,9 +371,11 @@ void TcpTransport::post_write(MemberId peer_id, std::size_t offset, std::size_t 
                             std::to_string(kRegionHeaderBytes) + ", " +
                             std::to_string(region_.size()) + ")");
   }
-  // A write posted while the link is down is dropped: the engine re-pushes on link-up.
+  // A write posted while the link is down, or before the engine took its up event, is dropped:
+  // the engine re-pushes on link-up.
   if (!peer.up.load(std::memory_order_acquire)) return;
   const std::uint64_t session = peer.session.load(std::memory_order_relaxed);
+  if (session != peer.engine_session) return;
   if (session != peer.pending_session) {
     peer.pending.clear();
     peer.last_header = kNoFrame;
@@ -687,18 +697,19 @@ void TcpTransport::drain_backlog(Peer& peer) {
 }
 
 void TcpTransport::link_came_up(Peer& peer) {
+  std::uint64_t session = 0;
   {
     std::lock_guard lock(peer.mutex);
     peer.completed_base = peer.completed.load(std::memory_order_relaxed);
     // session first: an engine that sees up=true must also see the new session.
-    peer.session.fetch_add(1, std::memory_order_relaxed);
+    session = peer.session.fetch_add(1, std::memory_order_relaxed) + 1;
     peer.up.store(true, std::memory_order_release);
   }
   peer.state = LinkState::up;
   peer.backoff = kFirstBackoff;
   peer.last_failure.clear();
   log_line(LogLevel::info, "link to " + peer.name + " up");
-  push_event({peer.id, true, "connected to " + peer.host + ":" + std::to_string(peer.port)});
+  push_event({peer.id, true, "connected to " + peer.host + ":" + std::to_string(peer.port), session});
 }
 
 void TcpTransport::fail_outbound(Peer& peer, std::string reason) {

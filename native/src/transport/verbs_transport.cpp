@@ -222,6 +222,7 @@ class VerbsTransport final : public Transport {
     std::uint64_t session_base = 0;
     std::uint32_t accepted_epoch = 0;
     std::uint64_t accepted = 0;
+    std::uint32_t engine_epoch = 0;  // the epoch whose up event the engine has taken
 
     // Predicate thread only.
     std::vector<Pending> pending;
@@ -501,7 +502,7 @@ void VerbsTransport::post_write(MemberId peer, std::size_t offset, std::size_t l
   if (!p.up_flag.load(std::memory_order_acquire)) return;
 
   std::unique_lock lk(mu_);
-  if (!p.up) return;
+  if (!p.up || p.epoch != p.engine_epoch) return;
   const std::uint32_t epoch = p.epoch;
   if (p.accepted_epoch != epoch) {
     p.accepted_epoch = epoch;
@@ -765,7 +766,7 @@ std::unique_ptr<QueuePair> VerbsTransport::install_locked(Peer& p) {
   const std::string reason = "connected to " + endpoint_text(p.host, p.port) + " (qpn " +
                              std::to_string(p.qp->qp_num()) + " -> " +
                              std::to_string(p.handshake_remote.qpn) + ")";
-  push_event(LinkEvent{p.id, true, reason});
+  push_event(LinkEvent{p.id, true, reason, p.epoch});
   p.up_flag.store(true, std::memory_order_release);
   log(LogLevel::info, kComponent, "link to member " + std::to_string(p.id) + " up: " + reason);
   doorbell_.ring();
@@ -791,8 +792,16 @@ std::uint64_t VerbsTransport::completed(MemberId peer) const {
 }
 
 std::vector<LinkEvent> VerbsTransport::take_link_events() {
-  std::lock_guard lk(events_mu_);
-  return std::exchange(events_, {});
+  std::vector<LinkEvent> taken;
+  {
+    std::lock_guard lk(events_mu_);
+    taken = std::exchange(events_, {});
+  }
+  std::lock_guard lk(mu_);
+  for (const LinkEvent& e : taken) {
+    if (e.up) peers_[index_.at(e.peer)]->engine_epoch = static_cast<std::uint32_t>(e.session);
+  }
+  return taken;
 }
 
 bool VerbsTransport::link_up(MemberId peer) const {

@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
+#include <random>
 #include <vector>
 
 namespace derecho::transport::tcp {
@@ -223,6 +225,212 @@ TEST(TcpFrameReader, StreamsLargeWritesInAlignedPieces) {
   EXPECT_EQ(completed, 2u);
   EXPECT_EQ(small_frames, 1);
   EXPECT_FALSE(reader.mid_frame());
+}
+
+// One write frame of a test stream, and what a reader handed out for it.
+struct SentWrite {
+  std::uint64_t offset;
+  std::vector<std::byte> payload;
+  std::uint32_t count;
+};
+
+struct Piece {
+  FrameHeader header;
+  std::uint64_t offset;
+  std::vector<std::byte> bytes;
+  std::uint32_t completes;
+};
+
+// Feeds `stream` to `reader` in reads of `chunk()` bytes (capped by the space offered) and
+// collects every write event. Fails if the reader ever offers no space while it needs bytes.
+template <class Chunk>
+std::vector<Piece> feed(FrameReader& reader, const std::vector<std::byte>& stream, Chunk chunk) {
+  std::vector<Piece> pieces;
+  std::size_t fed = 0;
+  while (fed < stream.size()) {
+    const auto space = reader.space();
+    if (space.empty()) {
+      ADD_FAILURE() << "reader offers no space with " << stream.size() - fed << " bytes to go";
+      break;
+    }
+    const std::size_t n = std::min({space.size(), stream.size() - fed, chunk()});
+    std::memcpy(space.data(), stream.data() + fed, n);
+    reader.commit(n);
+    fed += n;
+    for (FrameEvent ev = reader.next(); ev.kind != FrameEvent::Kind::need_more;
+         ev = reader.next()) {
+      if (ev.kind != FrameEvent::Kind::write) {
+        ADD_FAILURE() << "unexpected event kind " << static_cast<int>(ev.kind);
+        return pieces;
+      }
+      // Checked before the bytes are touched: a piece must lie inside its frame.
+      const std::uint64_t frame_end = ev.header.value + ev.header.length;
+      if (ev.offset < ev.header.value || ev.offset > frame_end ||
+          ev.bytes.size() > frame_end - ev.offset) {
+        ADD_FAILURE() << "piece [" << ev.offset << ", +" << ev.bytes.size()
+                      << ") outside its frame [" << ev.header.value << ", " << frame_end << ")";
+        return pieces;
+      }
+      pieces.push_back({ev.header, ev.offset, {ev.bytes.begin(), ev.bytes.end()}, ev.completes});
+    }
+  }
+  return pieces;
+}
+
+// Checks that `pieces` are exactly `sent`, in order: every piece lies inside its frame, pieces
+// follow each other without gaps, a frame is cut only at 8-byte-aligned region offsets (so no
+// aligned word is split between pieces), and only a frame's last piece completes its posts.
+void expect_reassembled(const std::vector<SentWrite>& sent, const std::vector<Piece>& pieces) {
+  std::size_t p = 0;
+  for (std::size_t f = 0; f < sent.size(); ++f) {
+    SCOPED_TRACE("frame " + std::to_string(f) + " at offset " + std::to_string(sent[f].offset) +
+                 ", " + std::to_string(sent[f].payload.size()) + " bytes");
+    const std::uint64_t begin = sent[f].offset;
+    const std::uint64_t end = begin + sent[f].payload.size();
+    std::vector<std::byte> rebuilt;
+    std::uint64_t at = begin;
+    std::uint32_t completes = 0;
+    do {
+      ASSERT_LT(p, pieces.size()) << "pieces missing";
+      const Piece& piece = pieces[p++];
+      EXPECT_EQ(piece.header.value, begin);
+      EXPECT_EQ(piece.header.length, sent[f].payload.size());
+      ASSERT_EQ(piece.offset, at) << "gap or overlap between pieces";
+      ASSERT_LE(piece.bytes.size(), end - at) << "piece runs past the frame's end";
+      if (sent[f].payload.empty()) {
+        ASSERT_TRUE(piece.bytes.empty());
+      } else {
+        ASSERT_FALSE(piece.bytes.empty()) << "empty piece inside a frame";
+      }
+      rebuilt.insert(rebuilt.end(), piece.bytes.begin(), piece.bytes.end());
+      at += piece.bytes.size();
+      completes += piece.completes;
+      if (at != end) {
+        EXPECT_EQ(at % 8, 0u) << "a piece ends mid-word at " << at;
+        EXPECT_EQ(piece.completes, 0u) << "a piece before the last completes posts";
+      }
+    } while (at != end);
+    EXPECT_EQ(completes, sent[f].count);
+    EXPECT_TRUE(rebuilt == sent[f].payload) << "payload differs";
+  }
+  EXPECT_EQ(p, pieces.size()) << "extra pieces";
+}
+
+// Write frames at every offset alignment, with lengths that are not multiples of 8, most of
+// them long enough to stream through a buffer of `capacity`, including one that ends exactly at
+// the region's end.
+std::vector<SentWrite> unaligned_writes(std::size_t capacity, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::vector<SentWrite> sent;
+  std::uint64_t offset = 4096;
+  for (std::uint64_t misalign = 0; misalign < 8; ++misalign) {
+    const std::size_t len = capacity / 4 + 1 + rng() % (3 * capacity);
+    sent.push_back({offset + misalign, pattern(len, static_cast<unsigned>(rng())),
+                    static_cast<std::uint32_t>(1 + rng() % 3)});
+    offset += 4 * capacity + 64;
+    // A small frame (handed out whole) in between, at an odd offset.
+    sent.push_back({offset + 5, pattern(1 + rng() % 30, static_cast<unsigned>(rng())), 1});
+    offset += 64;
+  }
+  // One starting a byte short of a word boundary.
+  sent.push_back({offset + 7, pattern(capacity / 4 + 2, 3), 1});
+  const std::size_t tail = capacity / 4 + 13;
+  sent.push_back({kRegion - tail, pattern(tail, 4), 2});
+  return sent;
+}
+
+std::vector<std::byte> encode_writes(const std::vector<SentWrite>& sent) {
+  std::vector<std::byte> stream;
+  for (const SentWrite& w : sent) {
+    const auto h = write_header(w.offset, static_cast<std::uint32_t>(w.payload.size()), w.count);
+    EXPECT_EQ(validate_header(h, kRegion), FrameError::none) << "test frame at " << w.offset;
+    append_write(stream, w.offset, w.payload, w.count);
+  }
+  return stream;
+}
+
+TEST(TcpFrameReader, StreamedWriteWithUnalignedOffsetWaitsForAWordBoundary) {
+  // Regression: with fewer bytes buffered than reach the next 8-byte boundary, the cut used to
+  // underflow and hand out a span of nearly 2^64 bytes.
+  const auto payload = pattern(2000, 1);
+  std::vector<std::byte> stream;
+  append_write(stream, 4097, payload);
+  FrameReader reader(4096, kRegion);
+
+  auto space = reader.space();
+  std::memcpy(space.data(), stream.data(), kHeaderBytes + 3);
+  reader.commit(kHeaderBytes + 3);
+  EXPECT_EQ(reader.next().kind, FrameEvent::Kind::need_more);
+  EXPECT_TRUE(reader.mid_frame());
+
+  // Four more bytes reach offset 4104: the first piece is [4097, 4104).
+  space = reader.space();
+  ASSERT_GE(space.size(), 4u);
+  std::memcpy(space.data(), stream.data() + kHeaderBytes + 3, 4);
+  reader.commit(4);
+  FrameEvent ev = reader.next();
+  ASSERT_EQ(ev.kind, FrameEvent::Kind::write);
+  EXPECT_EQ(ev.offset, 4097u);
+  ASSERT_EQ(ev.bytes.size(), 7u);
+  EXPECT_TRUE(std::equal(ev.bytes.begin(), ev.bytes.end(), payload.begin()));
+  EXPECT_EQ(ev.completes, 0u);
+  EXPECT_EQ(reader.next().kind, FrameEvent::Kind::need_more);
+
+  // Seven more bytes do not reach 4112.
+  space = reader.space();
+  std::memcpy(space.data(), stream.data() + kHeaderBytes + 7, 7);
+  reader.commit(7);
+  EXPECT_EQ(reader.next().kind, FrameEvent::Kind::need_more);
+
+  // The rest arrives: one piece to the frame's (unaligned) end, completing the post.
+  const std::size_t rest = stream.size() - (kHeaderBytes + 14);
+  space = reader.space();
+  ASSERT_GE(space.size(), rest);
+  std::memcpy(space.data(), stream.data() + kHeaderBytes + 14, rest);
+  reader.commit(rest);
+  ev = reader.next();
+  ASSERT_EQ(ev.kind, FrameEvent::Kind::write);
+  EXPECT_EQ(ev.offset, 4104u);
+  ASSERT_EQ(ev.bytes.size(), payload.size() - 7);
+  EXPECT_TRUE(std::equal(ev.bytes.begin(), ev.bytes.end(), payload.begin() + 7));
+  EXPECT_EQ(ev.completes, 1u);
+  EXPECT_EQ(reader.next().kind, FrameEvent::Kind::need_more);
+  EXPECT_FALSE(reader.mid_frame());
+}
+
+TEST(TcpFrameReader, UnalignedStreamedWritesFedOneByteAtATimeReassemble) {
+  for (const std::size_t capacity : {std::size_t{4096}, std::size_t{1000}}) {
+    SCOPED_TRACE("capacity " + std::to_string(capacity));
+    const auto sent = unaligned_writes(capacity, 11);
+    FrameReader reader(capacity, kRegion);
+    const auto pieces = feed(reader, encode_writes(sent), [] { return std::size_t{1}; });
+    expect_reassembled(sent, pieces);
+    EXPECT_FALSE(reader.mid_frame());
+  }
+}
+
+TEST(TcpFrameReader, UnalignedStreamedWritesFedInRandomChunksReassemble) {
+  for (const std::size_t capacity : {std::size_t{4096}, std::size_t{1000}, std::size_t{16384}}) {
+    for (unsigned seed = 1; seed <= 20; ++seed) {
+      SCOPED_TRACE("capacity " + std::to_string(capacity) + ", seed " + std::to_string(seed));
+      const auto sent = unaligned_writes(capacity, seed);
+      std::mt19937 rng(seed * 7919);
+      // Mostly short reads (fewer bytes than reach a word boundary), some long ones.
+      auto chunk = [&rng, capacity]() -> std::size_t {
+        switch (rng() % 4) {
+          case 0: return 1 + rng() % 7;
+          case 1: return 1 + rng() % 64;
+          case 2: return 1 + rng() % capacity;
+          default: return 1 + rng() % (2 * capacity);
+        }
+      };
+      FrameReader reader(capacity, kRegion);
+      const auto pieces = feed(reader, encode_writes(sent), chunk);
+      expect_reassembled(sent, pieces);
+      EXPECT_FALSE(reader.mid_frame());
+      if (::testing::Test::HasFailure()) return;
+    }
+  }
 }
 
 TEST(TcpFrameReader, ReportsBadHeaderAndTruncation) {

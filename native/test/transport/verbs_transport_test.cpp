@@ -401,12 +401,43 @@ bool all_up(const std::vector<std::unique_ptr<Transport>>& ts) {
   return true;
 }
 
+// Takes `t`'s link events (as the engine would) until the latest one for each of `peers` is an
+// up event. A transport accepts writes to a peer only once the up event of the peer's current
+// link session has been taken, so a test must do this before it posts. Every event taken is
+// appended to `seen` when one is given.
+bool take_up_events(Transport& t, const std::vector<MemberId>& peers,
+                    std::vector<LinkEvent>* seen = nullptr,
+                    std::chrono::milliseconds timeout = 10s) {
+  std::unordered_map<MemberId, bool> latest_up;
+  return wait_until(
+      [&] {
+        for (LinkEvent& e : t.take_link_events()) {
+          latest_up[e.peer] = e.up;
+          if (seen != nullptr) seen->push_back(std::move(e));
+        }
+        for (MemberId peer : peers) {
+          const auto it = latest_up.find(peer);
+          if (it == latest_up.end() || !it->second) return false;
+        }
+        return true;
+      },
+      timeout);
+}
+
+// Starts the group, waits until every link is up, and takes every member's up event for each
+// of its peers, so writes between any two of them are accepted.
 std::vector<std::unique_ptr<Transport>> start_group(const GroupConfig& g, const Factory& make) {
   std::vector<std::unique_ptr<Transport>> ts;
   for (const auto& m : g.members) ts.push_back(make(options_for(g, m.id)));
   for (auto& t : ts) t->start(0ms);
   EXPECT_TRUE(wait_until([&] { return all_up(ts); })) << "links did not come up";
-  for (auto& t : ts) t->take_link_events();
+  for (auto& t : ts) {
+    std::vector<MemberId> peers;
+    for (const auto& other : ts) {
+      if (other != t) peers.push_back(other->self());
+    }
+    EXPECT_TRUE(take_up_events(*t, peers)) << "member " << t->self() << " got no up events";
+  }
   return ts;
 }
 
@@ -604,6 +635,8 @@ void run_peer_recreated(const Factory& make, std::size_t victim) {
   ASSERT_TRUE(wait_event(s, victim_id, true, &reason)) << "no link-up event";
   EXPECT_TRUE(s.link_up(victim_id));
   ASSERT_TRUE(wait_until([&] { return ts[victim]->link_up(s.self()); }));
+  // The new member posts too, so it takes its up event first, as its engine would.
+  ASSERT_TRUE(take_up_events(*ts[victim], {s.self()})) << "no link-up event at the new member";
 
   store_u64(s.region(), off, 42);
   s.post_write(victim_id, off, 8);
@@ -615,6 +648,87 @@ void run_peer_recreated(const Factory& make, std::size_t victim) {
   ts[victim]->post_write(s.self(), off + 8, 8);
   ts[victim]->flush();
   EXPECT_TRUE(wait_until([&] { return load_u64(s.region(), off + 8) == 43; }));
+}
+
+// A link that is up accepts writes only once its up event has been taken: one posted before is
+// dropped (never lands, never counted), one posted after lands.
+void run_writes_wait_for_up_event(const Factory& make) {
+  const GroupConfig g = make_group(2);
+  auto a = make(options_for(g, 1));
+  auto b = make(options_for(g, 2));
+  a->start(0ms);
+  b->start(0ms);
+  ASSERT_TRUE(wait_until([&] { return a->link_up(2); })) << "link did not come up";
+  const std::size_t off = kRegionHeaderBytes + 256;
+
+  store_u64(a->region(), off, 111);
+  a->post_write(2, off, 8);
+  a->flush();
+  EXPECT_EQ(a->completed(2), 0u);
+
+  std::vector<LinkEvent> seen;
+  ASSERT_TRUE(take_up_events(*a, {2}, &seen));
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_TRUE(seen[0].up);
+  EXPECT_NE(seen[0].session, 0u);
+
+  // Writes to one peer land in order, so had the first one been sent it would be visible once
+  // this one is.
+  store_u64(a->region(), off + 8, 222);
+  a->post_write(2, off + 8, 8);
+  a->flush();
+  ASSERT_TRUE(wait_until([&] { return load_u64(b->region(), off + 8) == 222; }));
+  EXPECT_TRUE(wait_until([&] { return a->completed(2) == 1; })) << a->completed(2);
+  EXPECT_EQ(load_u64(b->region(), off), 0u) << "a write posted before the up event was taken arrived";
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(a->completed(2), 1u);
+  EXPECT_EQ(load_u64(b->region(), off), 0u);
+}
+
+// After the peer is recreated, writes are dropped until the survivor has taken the up event of
+// the new session, even though the link is already up.
+void run_reconnect_writes_wait_for_new_up_event(const Factory& make) {
+  const GroupConfig g = make_group(2);
+  auto a = make(options_for(g, 1));
+  auto b = make(options_for(g, 2));
+  a->start(0ms);
+  b->start(0ms);
+  std::vector<LinkEvent> first;
+  ASSERT_TRUE(take_up_events(*a, {2}, &first));
+  ASSERT_EQ(first.size(), 1u);
+  const std::size_t off = kRegionHeaderBytes + 512;
+  store_u64(a->region(), off, 1);
+  a->post_write(2, off, 8);
+  a->flush();
+  ASSERT_TRUE(wait_until([&] { return load_u64(b->region(), off) == 1; }));
+  ASSERT_TRUE(wait_until([&] { return a->completed(2) == 1; })) << a->completed(2);
+
+  b.reset();
+  ASSERT_TRUE(wait_event(*a, 2, false)) << "no link-down event";
+  b = make(options_for(g, 2));
+  b->start(0ms);
+  ASSERT_TRUE(wait_until([&] { return a->link_up(2); })) << "link did not come back";
+
+  store_u64(a->region(), off + 8, 333);
+  a->post_write(2, off + 8, 8);
+  a->flush();
+  EXPECT_EQ(a->completed(2), 1u);
+
+  std::vector<LinkEvent> second;
+  ASSERT_TRUE(take_up_events(*a, {2}, &second));
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_NE(second[0].session, first[0].session) << "a new link session reuses the old number";
+
+  store_u64(a->region(), off + 16, 444);
+  a->post_write(2, off + 16, 8);
+  a->flush();
+  ASSERT_TRUE(wait_until([&] { return load_u64(b->region(), off + 16) == 444; }));
+  EXPECT_TRUE(wait_until([&] { return a->completed(2) == 2; })) << a->completed(2);
+  EXPECT_EQ(load_u64(b->region(), off + 8), 0u)
+      << "a write posted before the new up event was taken arrived";
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(a->completed(2), 2u);
+  EXPECT_EQ(load_u64(b->region(), off + 8), 0u);
 }
 
 // ---- device tests --------------------------------------------------------------------------
@@ -669,6 +783,16 @@ TEST(VerbsDevice, LinkDownUpWhenAcceptingPeerRecreated) {
   run_peer_recreated(device_factory(), 1);
 }
 
+TEST(VerbsDevice, WritesWaitUntilTheUpEventIsTaken) {
+  REQUIRE_RDMA_DEVICE();
+  run_writes_wait_for_up_event(device_factory());
+}
+
+TEST(VerbsDevice, AfterAReconnectWritesWaitForTheNewUpEvent) {
+  REQUIRE_RDMA_DEVICE();
+  run_reconnect_writes_wait_for_new_up_event(device_factory());
+}
+
 // ---- fake fabric tests ---------------------------------------------------------------------
 
 class VerbsFakeFabric : public ::testing::Test {
@@ -698,6 +822,14 @@ TEST_F(VerbsFakeFabric, LinkDownUpWhenConnectingPeerRecreated) {
 
 TEST_F(VerbsFakeFabric, LinkDownUpWhenAcceptingPeerRecreated) {
   run_peer_recreated(fake.factory(), 1);
+}
+
+TEST_F(VerbsFakeFabric, WritesWaitUntilTheUpEventIsTaken) {
+  run_writes_wait_for_up_event(fake.factory());
+}
+
+TEST_F(VerbsFakeFabric, AfterAReconnectWritesWaitForTheNewUpEvent) {
+  run_reconnect_writes_wait_for_new_up_event(fake.factory());
 }
 
 TEST_F(VerbsFakeFabric, CompletionErrorMarksLinkDownThenReconnects) {
