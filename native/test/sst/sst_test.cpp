@@ -12,8 +12,11 @@
 #include "sst/sst.hpp"
 #include "transport/shm_transport.hpp"
 
+#include "../support/eventually.hpp"
+
 using namespace derecho;
 using namespace std::chrono_literals;
+using derecho::testing::eventually;
 
 namespace {
 
@@ -50,16 +53,6 @@ std::vector<Node> make_nodes(std::size_t n) {
     node.sst = std::make_unique<sst::Sst>(*node.transport, ids, kRegionHeaderBytes, kColumns);
   }
   return nodes;
-}
-
-template <typename F>
-bool eventually(F condition, std::chrono::milliseconds limit = 5s) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(1ms);
-  }
-  return condition();
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "transport/tcp_transport.hpp"
 
 #include "../support/free_ports.hpp"
+#include "../support/link_events.hpp"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -34,7 +35,9 @@ constexpr std::size_t kRegion = 1u << 20;
 constexpr auto kPatience = 5s;
 constexpr char kGroup[] = "tcp-test";
 
+using derecho::testing::eventually;
 using derecho::testing::free_ports;
+using derecho::testing::take_up_events;
 
 GroupConfig make_group(const std::vector<std::uint16_t>& ports, std::string name = kGroup) {
   GroupConfig group;
@@ -49,16 +52,6 @@ GroupConfig make_group(const std::vector<std::uint16_t>& ports, std::string name
 std::unique_ptr<Transport> make(const GroupConfig& group, MemberId self,
                                 std::size_t region_bytes = kRegion) {
   return make_tcp_transport(TransportOptions{group, self, region_bytes});
-}
-
-template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds limit = kPatience) {
-  const auto deadline = Clock::now() + limit;
-  while (!pred()) {
-    if (Clock::now() > deadline) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
 }
 
 std::uint64_t load_word(Transport& t, std::size_t offset) {
@@ -89,26 +82,6 @@ bool wait_word(Transport& t, std::size_t offset, std::uint64_t value) {
     if (Clock::now() > deadline) return false;
     t.doorbell().wait(seen, 10ms);
   }
-}
-
-// Takes `t`'s link events (as the engine would) until the latest one for each of `peers` is an
-// up event. A transport accepts writes to a peer only once the up event of the peer's current
-// link session has been taken, so a test must do this before it posts. Every event taken is
-// appended to `seen` when one is given.
-bool take_up_events(Transport& t, const std::vector<MemberId>& peers,
-                    std::vector<LinkEvent>* seen = nullptr) {
-  std::map<MemberId, bool> latest_up;
-  return eventually([&] {
-    for (LinkEvent& e : t.take_link_events()) {
-      latest_up[e.peer] = e.up;
-      if (seen != nullptr) seen->push_back(std::move(e));
-    }
-    for (MemberId peer : peers) {
-      const auto it = latest_up.find(peer);
-      if (it == latest_up.end() || !it->second) return false;
-    }
-    return true;
-  });
 }
 
 // Starts every transport, waits until each has all its links up, and takes every transport's

@@ -36,10 +36,15 @@
 #include "transport/verbs_transport.hpp"
 #include "transport/verbs_wire.hpp"
 
+#include "../support/eventually.hpp"
+#include "../support/link_events.hpp"
+
 namespace derecho::transport {
 namespace {
 
 using namespace std::chrono_literals;
+using derecho::testing::eventually;
+using derecho::testing::take_up_events;
 using verbs::Completion;
 using verbs::WriteRequest;
 
@@ -383,15 +388,6 @@ struct FakeFactory {
   }
 };
 
-bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 10s) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
-
 bool all_up(const std::vector<std::unique_ptr<Transport>>& ts) {
   for (const auto& a : ts) {
     for (const auto& b : ts) {
@@ -401,36 +397,13 @@ bool all_up(const std::vector<std::unique_ptr<Transport>>& ts) {
   return true;
 }
 
-// Takes `t`'s link events (as the engine would) until the latest one for each of `peers` is an
-// up event. A transport accepts writes to a peer only once the up event of the peer's current
-// link session has been taken, so a test must do this before it posts. Every event taken is
-// appended to `seen` when one is given.
-bool take_up_events(Transport& t, const std::vector<MemberId>& peers,
-                    std::vector<LinkEvent>* seen = nullptr,
-                    std::chrono::milliseconds timeout = 10s) {
-  std::unordered_map<MemberId, bool> latest_up;
-  return wait_until(
-      [&] {
-        for (LinkEvent& e : t.take_link_events()) {
-          latest_up[e.peer] = e.up;
-          if (seen != nullptr) seen->push_back(std::move(e));
-        }
-        for (MemberId peer : peers) {
-          const auto it = latest_up.find(peer);
-          if (it == latest_up.end() || !it->second) return false;
-        }
-        return true;
-      },
-      timeout);
-}
-
 // Starts the group, waits until every link is up, and takes every member's up event for each
 // of its peers, so writes between any two of them are accepted.
 std::vector<std::unique_ptr<Transport>> start_group(const GroupConfig& g, const Factory& make) {
   std::vector<std::unique_ptr<Transport>> ts;
   for (const auto& m : g.members) ts.push_back(make(options_for(g, m.id)));
   for (auto& t : ts) t->start(0ms);
-  EXPECT_TRUE(wait_until([&] { return all_up(ts); })) << "links did not come up";
+  EXPECT_TRUE(eventually([&] { return all_up(ts); })) << "links did not come up";
   for (auto& t : ts) {
     std::vector<MemberId> peers;
     for (const auto& other : ts) {
@@ -547,7 +520,7 @@ void run_ordered_writes(std::size_t members, const Factory& make, std::uint64_t 
       if (peer == me) continue;
       const MemberId pid = ts[peer]->self();
       const std::uint64_t want = iterations * 2;
-      EXPECT_TRUE(wait_until([&] { return ts[me]->completed(pid) == want; }))
+      EXPECT_TRUE(eventually([&] { return ts[me]->completed(pid) == want; }))
           << "completed(" << pid << ") at member " << ts[me]->self() << " is "
           << ts[me]->completed(pid) << ", want " << want;
     }
@@ -572,7 +545,7 @@ void run_completed_catches_up(const Factory& make, std::size_t writes) {
   a.post_write(b.self(), base, 0);  // a zero-length write is legal and counts
   EXPECT_EQ(a.completed(b.self()), 0u);
   a.flush();
-  EXPECT_TRUE(wait_until([&] { return a.completed(b.self()) == writes + 1; }))
+  EXPECT_TRUE(eventually([&] { return a.completed(b.self()) == writes + 1; }))
       << "completed " << a.completed(b.self()) << " of " << writes + 1;
   for (std::size_t i = 0; i < writes; ++i) {
     ASSERT_EQ(load_u64(b.region(), base + i * 8), 0xabc000 + i) << "word " << i;
@@ -583,14 +556,14 @@ void run_completed_catches_up(const Factory& make, std::size_t writes) {
     a.post_write(b.self(), base, 8);
     a.flush();
   }
-  EXPECT_TRUE(wait_until([&] { return a.completed(b.self()) == writes + 51; }));
+  EXPECT_TRUE(eventually([&] { return a.completed(b.self()) == writes + 51; }));
   EXPECT_EQ(load_u64(b.region(), base), 7049u);
 }
 
 bool wait_event(Transport& t, MemberId peer, bool up, std::string* reason = nullptr,
                 std::chrono::milliseconds timeout = 15s) {
   std::vector<LinkEvent> got;
-  const bool ok = wait_until(
+  const bool ok = eventually(
       [&] {
         for (auto& e : t.take_link_events()) got.push_back(e);
         for (const auto& e : got) {
@@ -634,20 +607,20 @@ void run_peer_recreated(const Factory& make, std::size_t victim) {
   ts[victim]->start(0ms);
   ASSERT_TRUE(wait_event(s, victim_id, true, &reason)) << "no link-up event";
   EXPECT_TRUE(s.link_up(victim_id));
-  ASSERT_TRUE(wait_until([&] { return ts[victim]->link_up(s.self()); }));
+  ASSERT_TRUE(eventually([&] { return ts[victim]->link_up(s.self()); }));
   // The new member posts too, so it takes its up event first, as its engine would.
   ASSERT_TRUE(take_up_events(*ts[victim], {s.self()})) << "no link-up event at the new member";
 
   store_u64(s.region(), off, 42);
   s.post_write(victim_id, off, 8);
   s.flush();
-  EXPECT_TRUE(wait_until([&] { return load_u64(ts[victim]->region(), off) == 42; }));
-  EXPECT_TRUE(wait_until([&] { return s.completed(victim_id) == before + 1; }))
+  EXPECT_TRUE(eventually([&] { return load_u64(ts[victim]->region(), off) == 42; }));
+  EXPECT_TRUE(eventually([&] { return s.completed(victim_id) == before + 1; }))
       << s.completed(victim_id) << " vs " << before;
   store_u64(ts[victim]->region(), off + 8, 43);
   ts[victim]->post_write(s.self(), off + 8, 8);
   ts[victim]->flush();
-  EXPECT_TRUE(wait_until([&] { return load_u64(s.region(), off + 8) == 43; }));
+  EXPECT_TRUE(eventually([&] { return load_u64(s.region(), off + 8) == 43; }));
 }
 
 // A link that is up accepts writes only once its up event has been taken: one posted before is
@@ -658,7 +631,7 @@ void run_writes_wait_for_up_event(const Factory& make) {
   auto b = make(options_for(g, 2));
   a->start(0ms);
   b->start(0ms);
-  ASSERT_TRUE(wait_until([&] { return a->link_up(2); })) << "link did not come up";
+  ASSERT_TRUE(eventually([&] { return a->link_up(2); })) << "link did not come up";
   const std::size_t off = kRegionHeaderBytes + 256;
 
   store_u64(a->region(), off, 111);
@@ -677,8 +650,8 @@ void run_writes_wait_for_up_event(const Factory& make) {
   store_u64(a->region(), off + 8, 222);
   a->post_write(2, off + 8, 8);
   a->flush();
-  ASSERT_TRUE(wait_until([&] { return load_u64(b->region(), off + 8) == 222; }));
-  EXPECT_TRUE(wait_until([&] { return a->completed(2) == 1; })) << a->completed(2);
+  ASSERT_TRUE(eventually([&] { return load_u64(b->region(), off + 8) == 222; }));
+  EXPECT_TRUE(eventually([&] { return a->completed(2) == 1; })) << a->completed(2);
   EXPECT_EQ(load_u64(b->region(), off), 0u) << "a write posted before the up event was taken arrived";
   std::this_thread::sleep_for(50ms);
   EXPECT_EQ(a->completed(2), 1u);
@@ -700,14 +673,14 @@ void run_reconnect_writes_wait_for_new_up_event(const Factory& make) {
   store_u64(a->region(), off, 1);
   a->post_write(2, off, 8);
   a->flush();
-  ASSERT_TRUE(wait_until([&] { return load_u64(b->region(), off) == 1; }));
-  ASSERT_TRUE(wait_until([&] { return a->completed(2) == 1; })) << a->completed(2);
+  ASSERT_TRUE(eventually([&] { return load_u64(b->region(), off) == 1; }));
+  ASSERT_TRUE(eventually([&] { return a->completed(2) == 1; })) << a->completed(2);
 
   b.reset();
   ASSERT_TRUE(wait_event(*a, 2, false)) << "no link-down event";
   b = make(options_for(g, 2));
   b->start(0ms);
-  ASSERT_TRUE(wait_until([&] { return a->link_up(2); })) << "link did not come back";
+  ASSERT_TRUE(eventually([&] { return a->link_up(2); })) << "link did not come back";
 
   store_u64(a->region(), off + 8, 333);
   a->post_write(2, off + 8, 8);
@@ -722,8 +695,8 @@ void run_reconnect_writes_wait_for_new_up_event(const Factory& make) {
   store_u64(a->region(), off + 16, 444);
   a->post_write(2, off + 16, 8);
   a->flush();
-  ASSERT_TRUE(wait_until([&] { return load_u64(b->region(), off + 16) == 444; }));
-  EXPECT_TRUE(wait_until([&] { return a->completed(2) == 2; })) << a->completed(2);
+  ASSERT_TRUE(eventually([&] { return load_u64(b->region(), off + 16) == 444; }));
+  EXPECT_TRUE(eventually([&] { return a->completed(2) == 2; })) << a->completed(2);
   EXPECT_EQ(load_u64(b->region(), off + 8), 0u)
       << "a write posted before the new up event was taken arrived";
   std::this_thread::sleep_for(50ms);
@@ -851,9 +824,9 @@ TEST_F(VerbsFakeFabric, CompletionErrorMarksLinkDownThenReconnects) {
   store_u64(a.region(), kRegionHeaderBytes, 99);
   a.post_write(b.self(), kRegionHeaderBytes, 8);
   a.flush();
-  EXPECT_TRUE(wait_until([&] { return load_u64(b.region(), kRegionHeaderBytes) == 99; }));
+  EXPECT_TRUE(eventually([&] { return load_u64(b.region(), kRegionHeaderBytes) == 99; }));
   // The failed write never landed, so only the second one counts.
-  EXPECT_TRUE(wait_until([&] { return a.completed(b.self()) == 1; })) << a.completed(b.self());
+  EXPECT_TRUE(eventually([&] { return a.completed(b.self()) == 1; })) << a.completed(b.self());
 }
 
 TEST_F(VerbsFakeFabric, StartWaitsForLinks) {
@@ -911,7 +884,7 @@ TEST_F(VerbsFakeFabric, PostWriteSnapshotsTheBytes) {
   a.post_write(b.self(), off + 8, 8);
   store_u64(a.region(), off, 3);  // changed after post_write, never posted
   a.flush();
-  ASSERT_TRUE(wait_until([&] { return a.completed(b.self()) == 2; }));
+  ASSERT_TRUE(eventually([&] { return a.completed(b.self()) == 2; }));
   EXPECT_EQ(load_u64(b.region(), off), 1u);
   EXPECT_EQ(load_u64(b.region(), off + 8), 2u);
 }
@@ -931,7 +904,7 @@ TEST_F(VerbsFakeFabric, WritesLargerThanTheStagingRing) {
     for (std::size_t w = 0; w < len / 8; ++w) store_u64(a.region(), off + w * 8, round * 1'000'000 + w);
     a.post_write(b.self(), off, len);
     a.flush();
-    ASSERT_TRUE(wait_until([&] { return a.completed(b.self()) == static_cast<std::uint64_t>(round); }));
+    ASSERT_TRUE(eventually([&] { return a.completed(b.self()) == static_cast<std::uint64_t>(round); }));
     for (std::size_t w = 0; w < len / 8; ++w) {
       ASSERT_EQ(load_u64(b.region(), off + w * 8), round * 1'000'000 + w) << "word " << w;
     }
@@ -942,7 +915,7 @@ TEST_F(VerbsFakeFabric, WritesLargerThanTheStagingRing) {
     a.post_write(b.self(), off + (i % 512) * 8, 8);
   }
   a.flush();
-  EXPECT_TRUE(wait_until([&] { return a.completed(b.self()) == 5003; }));
+  EXPECT_TRUE(eventually([&] { return a.completed(b.self()) == 5003; }));
   EXPECT_EQ(load_u64(b.region(), off + (4999 % 512) * 8), 4999u);
 }
 
@@ -958,7 +931,7 @@ TEST_F(VerbsFakeFabric, ZeroCopyWritesSkipTheStagingRing) {
   a.post_write(b.self(), off, 8192);   // zero copy
   a.post_write(b.self(), off + 8192, 8);  // staged
   a.flush();
-  ASSERT_TRUE(wait_until([&] { return a.completed(b.self()) == 2; }));
+  ASSERT_TRUE(eventually([&] { return a.completed(b.self()) == 2; }));
   for (std::size_t w = 0; w < 1025; ++w) ASSERT_EQ(load_u64(b.region(), off + w * 8), 77 + w);
 }
 
@@ -1003,7 +976,7 @@ TEST_F(VerbsFakeFabric, MalformedSideChannelFramesAreRefused) {
   ASSERT_GT(::send(fd, junk, sizeof junk - 1, MSG_NOSIGNAL), 0);
   EXPECT_NE(read_reject(fd).find("bad magic"), std::string::npos);
   ::close(fd);
-  EXPECT_TRUE(wait_until([&] { return b->bad_frames() == 1; }));
+  EXPECT_TRUE(eventually([&] { return b->bad_frames() == 1; }));
 
   verbs::wire::Hello h;
   h.from = 1;
@@ -1017,7 +990,7 @@ TEST_F(VerbsFakeFabric, MalformedSideChannelFramesAreRefused) {
   ASSERT_GT(::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL), 0);
   EXPECT_NE(read_reject(fd).find("group name"), std::string::npos);
   ::close(fd);
-  EXPECT_TRUE(wait_until([&] { return b->bad_frames() == 2; }));
+  EXPECT_TRUE(eventually([&] { return b->bad_frames() == 2; }));
 
   h.group = "verbs-test";
   h.region_bytes = kRegion * 2;
@@ -1034,7 +1007,7 @@ TEST_F(VerbsFakeFabric, MalformedSideChannelFramesAreRefused) {
   ASSERT_GT(::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL), 0);
   EXPECT_NE(read_reject(fd).find("unsupported wire version 2"), std::string::npos);
   ::close(fd);
-  EXPECT_TRUE(wait_until([&] { return b->bad_frames() == 4; }));
+  EXPECT_TRUE(eventually([&] { return b->bad_frames() == 4; }));
   EXPECT_FALSE(b->link_up(1));
 }
 
