@@ -6,12 +6,13 @@
 
 namespace derecho {
 
-Member::Member(GroupConfig config, MemberId self, multicast::DeliverySink& sink, std::size_t max_queued_bytes)
+Member::Member(GroupConfig config, MemberId self, multicast::DeliverySink& sink, std::size_t max_queued_bytes,
+               const TransportFactory& make_transport)
     : config_(std::move(config)), self_(self) {
   validate(config_);
   member_rank(config_, self);  // throws for a member id that is not in the config
   layout_ = RegionLayout::compute(config_);
-  transport_ = transport::make_transport({config_, self, layout_.region_bytes});
+  transport_ = make_transport({config_, self, layout_.region_bytes});
   std::vector<MemberId> ids;
   for (const auto& m : config_.members) ids.push_back(m.id);
   sst_ = std::make_unique<sst::Sst>(*transport_, ids, layout_.sst_offset, layout_.sst_columns);

@@ -32,9 +32,13 @@ class Member {
     bool failed = false;
   };
 
-  // Validates the config (std::invalid_argument naming the field) and creates the transport.
+  using TransportFactory =
+      std::function<std::unique_ptr<transport::Transport>(const transport::TransportOptions&)>;
+
+  // Validates the config (std::invalid_argument naming the field) and creates the transport,
+  // by default the one the config names; the simulator passes endpoints of an in-memory network.
   Member(GroupConfig config, MemberId self, multicast::DeliverySink& sink,
-         std::size_t max_queued_bytes = 8u << 20);
+         std::size_t max_queued_bytes = 8u << 20, const TransportFactory& make_transport = transport::make_transport);
   ~Member();
   Member(const Member&) = delete;
   Member& operator=(const Member&) = delete;
@@ -43,6 +47,9 @@ class Member {
   // Returns whether every link came up in time.
   bool start(std::chrono::milliseconds timeout);
   void stop();
+  // One predicate pass on the calling thread, for a simulator that drives every step itself
+  // (never together with start()). True when some predicate fired.
+  bool run_once() { return predicates_->run_once(); }
 
   // Any thread. False when the subgroup's send queue is full: call again after on_writable.
   bool send(std::uint32_t subgroup, std::span<const std::byte> payload);

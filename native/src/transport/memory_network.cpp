@@ -66,6 +66,14 @@ std::unique_ptr<Transport> MemoryNetwork::endpoint(MemberId id) {
 }
 
 bool MemoryNetwork::enqueue(MemberId from, MemberId to, std::size_t offset, std::span<const std::byte> bytes) {
+  for (MemberId peer : members_) {
+    if (peer == from) continue;
+    Link& other = links_.at({from, peer});
+    if (other.restore_on_next_post) {
+      other.restore_on_next_post = false;
+      restore_link(from, peer);
+    }
+  }
   Link& link = links_.at({from, to});
   if (!link.up || link.session != link.engine_session) return false;
   link.writes.push_back({offset, {bytes.begin(), bytes.end()}});
@@ -99,6 +107,20 @@ void MemoryNetwork::apply(MemberId to, const Write& w) {
   copy_into_region(node.region.data() + w.offset, w.bytes.data(), w.bytes.size());
   if (node.doorbell) node.doorbell->ring();
 }
+
+void MemoryNetwork::restore_link_mid_pass(MemberId from, MemberId to) {
+  Link& link = links_.at({from, to});
+  if (!link.up) link.restore_on_next_post = true;
+}
+
+void MemoryNetwork::restore_all_links() {
+  for (auto& [ends, link] : links_) {
+    link.restore_on_next_post = false;
+    restore_link(ends.first, ends.second);
+  }
+}
+
+bool MemoryNetwork::link_up_between(MemberId from, MemberId to) const { return links_.at({from, to}).up; }
 
 bool MemoryNetwork::deliver_from(MemberId from, MemberId to) {
   auto& q = links_.at({from, to}).writes;

@@ -26,6 +26,11 @@ class MemoryNetwork {
   // flow again once `from`'s engine has taken that event, as with the real transports.
   void break_link(MemberId from, MemberId to);
   void restore_link(MemberId from, MemberId to);
+  // Restores the link at the moment `from` next posts a write, i.e. in the middle of one of its
+  // passes, the way a real link can come back at any instant.
+  void restore_link_mid_pass(MemberId from, MemberId to);
+  bool link_up_between(MemberId from, MemberId to) const;
+  void restore_all_links();
 
   // Applies the oldest write of one randomly chosen non-empty link; false when none is pending.
   bool deliver_one();
@@ -51,6 +56,7 @@ class MemoryNetwork {
     bool up = true;
     std::uint64_t session = 1;
     std::uint64_t engine_session = 0;  // the session whose up event the sender's engine took
+    bool restore_on_next_post = false;
   };
 
   bool enqueue(MemberId from, MemberId to, std::size_t offset, std::span<const std::byte> bytes);
