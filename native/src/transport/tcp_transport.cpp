@@ -54,6 +54,7 @@ constexpr std::size_t kNoFrame = std::numeric_limits<std::size_t>::max();
 // epoll_event.data: two tag bits, then for outbound sockets a generation (so events of a
 // closed socket never reach its successor) and the peer index, for inbound ones a serial.
 constexpr std::uint64_t kListenToken = 0;
+constexpr std::chrono::milliseconds kAcceptPause{100};
 constexpr std::uint64_t kWakeToken = 1;
 constexpr std::uint64_t kTagMask = 3ull << 62;
 constexpr std::uint64_t kOutboundTag = 1ull << 62;
@@ -205,6 +206,7 @@ class TcpTransport final : public Transport {
   void link_came_up(Peer& peer);
   void fail_outbound(Peer& peer, std::string reason);
   void accept_all();
+  void watch_listener(std::uint32_t events);
   void handle_inbound(Inbound& conn, std::uint32_t events);
   void read_inbound(Inbound& conn);
   bool process_inbound(Inbound& conn);
@@ -235,6 +237,7 @@ class TcpTransport final : public Transport {
   // IO thread only.
   std::unordered_map<std::uint64_t, std::unique_ptr<Inbound>> inbound_;
   std::uint64_t next_inbound_serial_ = 0;
+  std::optional<Clock::time_point> accept_resumes_at_;  // accepts paused after a hard accept error
   std::vector<std::uint64_t> acks_due_;
   std::vector<std::uint64_t> acks_sending_;
   bool applied_this_batch_ = false;
@@ -511,7 +514,7 @@ void TcpTransport::run() {
 }
 
 int TcpTransport::next_timeout_ms(Clock::time_point now) const {
-  std::optional<Clock::time_point> earliest;
+  std::optional<Clock::time_point> earliest = accept_resumes_at_;
   for (const auto& p : peers_) {
     if (p->state != LinkState::up && (!earliest || p->deadline < *earliest)) earliest = p->deadline;
   }
@@ -521,6 +524,11 @@ int TcpTransport::next_timeout_ms(Clock::time_point now) const {
 }
 
 void TcpTransport::run_timers(Clock::time_point now) {
+  if (accept_resumes_at_ && now >= *accept_resumes_at_) {
+    accept_resumes_at_.reset();
+    watch_listener(EPOLLIN);
+    accept_all();
+  }
   for (auto& p : peers_) {
     Peer& peer = *p;
     if (peer.state == LinkState::up || now < peer.deadline) continue;
@@ -739,6 +747,13 @@ void TcpTransport::fail_outbound(Peer& peer, std::string reason) {
   peer.last_failure = std::move(reason);
 }
 
+void TcpTransport::watch_listener(std::uint32_t events) {
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.u64 = kListenToken;
+  ::epoll_ctl(epoll_fd_.get(), EPOLL_CTL_MOD, listen_fd_.get(), &ev);
+}
+
 void TcpTransport::accept_all() {
   for (;;) {
     sockaddr_in from{};
@@ -748,7 +763,12 @@ void TcpTransport::accept_all() {
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK) {
-        log_line(LogLevel::warn, "accept failed: " + tcp::errno_text(errno));
+        // EMFILE and friends leave the connection pending, so the listener would stay readable
+        // and the IO thread would spin: stop watching it for a while instead.
+        log_line(LogLevel::warn, "accept failed, pausing accepts for " +
+                                     std::to_string(kAcceptPause.count()) + " ms: " + tcp::errno_text(errno));
+        watch_listener(0);
+        accept_resumes_at_ = Clock::now() + kAcceptPause;
       }
       return;
     }

@@ -1,5 +1,7 @@
 #include "transport/tcp_transport.hpp"
 
+#include <sys/resource.h>
+
 #include "../support/free_ports.hpp"
 #include "../support/link_events.hpp"
 
@@ -716,4 +718,55 @@ TEST(TcpTransport, RejectsBadOptionsAndWrites) {
 }
 
 }  // namespace
+}  // namespace derecho::transport
+
+namespace derecho::transport {
+namespace {
+
+double cpu_seconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+         static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+}
+
+// The number the next descriptor would get: with RLIMIT_NOFILE set to it, none can be opened.
+rlim_t lowest_free_fd() {
+  const int probe = ::dup(0);
+  ::close(probe);
+  return static_cast<rlim_t>(probe);
+}
+
+}  // namespace
+
+TEST(TcpTransport, OutOfFileDescriptorsPausesAcceptsInsteadOfSpinning) {
+  LogCapture logs;
+  const auto group = make_group(free_ports(2));
+  auto a = make(group, 1);  // member 2 never starts: a keeps retrying it as well
+  a->start(0ms);
+  Fd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  rlimit saved{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  rlimit tight = saved;
+  tight.rlim_cur = lowest_free_fd();  // no new descriptor anywhere in this process
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &tight), 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(group.members[0].port);
+  ASSERT_EQ(::connect(client.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);  // queued, not accepted
+  const bool paused = logs.wait_for("accept failed, pausing accepts");
+  const double before = cpu_seconds();
+  std::this_thread::sleep_for(300ms);
+  const double used = cpu_seconds() - before;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  EXPECT_TRUE(paused) << logs.dump();
+  // A listener left readable in epoll would burn the whole 300 ms here.
+  EXPECT_LT(used, 0.1) << "the IO thread spun while accept kept failing";
+  // With descriptors back, the pending connection is accepted; garbage on it is cut off.
+  const char garbage[32] = "not a derecho frame at all.....";
+  ASSERT_EQ(::send(client.get(), garbage, sizeof garbage, MSG_NOSIGNAL), static_cast<ssize_t>(sizeof garbage));
+  EXPECT_TRUE(eventually([&] { return a->bad_frames() == 1; })) << logs.dump();
+}
+
 }  // namespace derecho::transport
