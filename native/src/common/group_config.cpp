@@ -1,6 +1,7 @@
 #include "common/group_config.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <stdexcept>
 #include <string>
 #include <unordered_set>
@@ -18,6 +19,12 @@ bool is_power_of_two(std::uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
 
 void validate(const GroupConfig& config) {
   if (config.group_name.empty()) fail("group", "must not be empty");
+  // The name becomes part of file names (/dev/shm/derecho-<group>-<id>) and handshakes.
+  for (char c : config.group_name) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') {
+      fail("group", "may contain only letters, digits, '-' and '_', found '" + std::string(1, c) + "'");
+    }
+  }
   if (config.members.empty()) fail("members", "at least one member is required");
   std::unordered_set<MemberId> ids;
   for (std::size_t i = 0; i < config.members.size(); ++i) {

@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <cctype>
 #include <deque>
 #include <cerrno>
 #include <cstring>
@@ -34,11 +33,8 @@ struct ShmHeader {
 };
 static_assert(sizeof(ShmHeader) <= kRegionHeaderBytes);
 
-std::string shm_name(const std::string& group, MemberId id) {
-  std::string name = "/derecho-";
-  for (char c : group) name += (std::isalnum(static_cast<unsigned char>(c)) || c == '-') ? c : '_';
-  return name + "-" + std::to_string(id);
-}
+// Group names are letters, digits, '-' and '_' (validate()), so they can go in a file name as is.
+std::string shm_name(const std::string& group, MemberId id) { return "/derecho-" + group + "-" + std::to_string(id); }
 
 std::runtime_error sys_error(const std::string& what) {
   return std::runtime_error(what + ": " + std::strerror(errno));

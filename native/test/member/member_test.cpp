@@ -140,6 +140,14 @@ TEST(Member, InvalidConfigNamesTheField) {
   EXPECT_THROW(Member(c, 0, sink), std::invalid_argument);
   c = group(TransportKind::shm, 3, "bad");
   EXPECT_THROW(Member(c, 7, sink), std::out_of_range);
+  c = group(TransportKind::shm, 3, "bad");
+  c.group_name = "a.b";  // would share /dev/shm files with "a_b" if names were mangled
+  try {
+    Member m(c, 0, sink);
+    FAIL() << "expected invalid_argument";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "group: may contain only letters, digits, '-' and '_', found '.'");
+  }
 }
 
 TEST(Member, SendToUnknownSubgroupIsRefused) {
