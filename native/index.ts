@@ -55,7 +55,11 @@ export interface NativeMember {
   start(timeoutMs: number): Promise<void>;
   /** Queues one message; false when the send queue is full (wait on writable()). */
   send(subgroup: number, payload: Buffer): boolean;
-  /** Queues messages packed as [u32 length][bytes]...; returns how many were accepted. */
+  /**
+   * Queues messages packed as [u32 length LE][bytes]...: the longest prefix the send queue takes;
+   * returns how many. Throws a RangeError, queueing nothing, when any message in the batch is
+   * malformed or over maxMessageBytes.
+   */
   sendBatch(subgroup: number, packed: Buffer): number;
   /** Resolves once the send queue has room again. */
   writable(): Promise<void>;
