@@ -4,7 +4,7 @@
 import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { ConfigError, loadGroupConfig, toConfigFile } from '../sidecar/group-config.js';
+import { ConfigError, MAX_MESSAGE_BYTES, UsageError, loadGroupConfig, toConfigFile } from '../sidecar/group-config.js';
 import { runMemberUnderLauncher, runStandaloneMember } from '../sidecar/member-process.js';
 import type { LogLevel, TransportKind } from '../native/index.js';
 import { runLocal } from './local-command.js';
@@ -25,6 +25,27 @@ function positiveSeconds(value: string): number {
   const n = Number(value);
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`expected a positive number of seconds, found "${value}"`);
   return n;
+}
+
+/** Members report progress every 0.5 s: a shorter stall timeout would fire on a healthy run. */
+const MIN_STALL_TIMEOUT_SEC = 1;
+
+function stallSeconds(value: string): number {
+  const n = positiveSeconds(value);
+  if (n < MIN_STALL_TIMEOUT_SEC) {
+    throw new InvalidArgumentError(`expected at least ${MIN_STALL_TIMEOUT_SEC} s (members report progress every 0.5 s), found "${value}"`);
+  }
+  return n;
+}
+
+/** The largest message any subgroup may allow (group-config.ts), for --min-bytes / --max-bytes. */
+function checkMessageSize(option: string, bytes: number): void {
+  if (bytes > MAX_MESSAGE_BYTES) {
+    fail(
+      `${option} (${bytes}) exceeds the largest message a subgroup can carry: maxMessageBytes is at most ${MAX_MESSAGE_BYTES} (16 MiB - 64)`,
+      EXIT_USAGE,
+    );
+  }
 }
 
 const transportOption = () =>
@@ -55,14 +76,17 @@ export function buildProgram(): Command {
     .option('--base-port <p>', 'members listen on p, p+1, ... (default: free ports)', integer('--base-port', 1, 65535))
     .option('--spin-micros <u>', 'busy-poll this long before sleeping', integer('--spin-micros', 0, 1_000_000))
     .option('--drain-timeout <sec>', 'how long members may take to deliver everything after sending stops', positiveSeconds, 60)
+    .option('--stall-timeout <sec>', 'fail when no member delivered or sent anything for this long', stallSeconds, 30)
     .addOption(logLevelOption('warn'))
     .action(async (opts: {
       members: number; transport: TransportKind; duration?: number; messages?: number; minBytes?: number; maxBytes?: number;
-      basePort?: number; spinMicros?: number; drainTimeout: number; logLevel: LogLevel;
+      basePort?: number; spinMicros?: number; drainTimeout: number; stallTimeout: number; logLevel: LogLevel;
     }) => {
       if (opts.duration !== undefined && opts.messages !== undefined) fail('give --duration or --messages, not both', EXIT_USAGE);
       const minBytes = opts.minBytes ?? Math.min(100, opts.maxBytes ?? 100);
       const maxBytes = opts.maxBytes ?? Math.max(100, minBytes);
+      checkMessageSize('--min-bytes', minBytes);
+      checkMessageSize('--max-bytes', maxBytes);
       if (minBytes > maxBytes) fail(`--min-bytes (${minBytes}) is larger than --max-bytes (${maxBytes})`, EXIT_USAGE);
       if (opts.basePort !== undefined && opts.basePort + opts.members - 1 > 65535) {
         fail(`--base-port ${opts.basePort} leaves no room for ${opts.members} ports`, EXIT_USAGE);
@@ -77,6 +101,7 @@ export function buildProgram(): Command {
         basePort: opts.basePort,
         spinMicros: opts.spinMicros,
         drainTimeoutSec: opts.drainTimeout,
+        stallTimeoutSec: opts.stallTimeout,
         logLevel: opts.logLevel,
       });
     });
@@ -93,9 +118,10 @@ export function buildProgram(): Command {
     .option('--duration <sec>', 'standalone: send for this long', positiveSeconds)
     .option('--messages <count>', 'standalone: send this many messages', integer('--messages', 0))
     .addOption(logLevelOption('info'))
+    .addOption(new Option('--work-dir <dir>', 'set by `derecho local`: its temporary directory, removed if the launcher dies').hideHelp())
     .action(async (opts: {
       config: string; id: number; minBytes: number; maxBytes: number; startTimeoutMs: number; send?: boolean;
-      duration?: number; messages?: number; logLevel: LogLevel;
+      duration?: number; messages?: number; logLevel: LogLevel; workDir?: string;
     }) => {
       if (opts.minBytes > opts.maxBytes) fail(`--min-bytes (${opts.minBytes}) is larger than --max-bytes (${opts.maxBytes})`, EXIT_USAGE);
       const base = {
@@ -105,7 +131,7 @@ export function buildProgram(): Command {
         startTimeoutMs: opts.startTimeoutMs,
       };
       if (process.send) {
-        await runMemberUnderLauncher(base);
+        await runMemberUnderLauncher(opts.workDir === undefined ? base : { ...base, workDir: opts.workDir });
         return;
       }
       const limits: { durationMs?: number; messages?: number } = {};
@@ -130,7 +156,7 @@ export async function main(argv: string[]): Promise<void> {
   try {
     await buildProgram().parseAsync(argv);
   } catch (err) {
-    if (err instanceof ConfigError) fail(err.message, EXIT_USAGE);
+    if (err instanceof ConfigError || err instanceof UsageError) fail(err.message, EXIT_USAGE);
     if (err instanceof CommanderError) {
       // --help and --version are not errors; commander already printed the message.
       process.exit(err.exitCode === 0 ? 0 : EXIT_USAGE);

@@ -5,9 +5,10 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# Only what the build (native/CMakeLists.txt: a C++ toolchain, cmake + ninja, GTest, libibverbs
+# for the verbs transport) and the tests use today.
 packages=(
-  build-essential cmake ninja-build pkg-config libgtest-dev
-  libibverbs-dev librdmacm-dev rdma-core libpmem-dev iproute2 iptables
+  build-essential cmake ninja-build libgtest-dev libibverbs-dev rdma-core
 )
 
 missing=()
@@ -21,6 +22,11 @@ if ((${#missing[@]} > 0)); then
   echo "setup: installing system packages: ${missing[*]}"
   sudo_cmd=()
   if [[ $(id -u) -ne 0 ]]; then
+    if ! command -v sudo >/dev/null 2>&1; then
+      echo "setup: installing ${missing[*]} needs root, and sudo is not installed;" >&2
+      echo "setup: run this script as root, or install those packages first (apt-get install ${missing[*]})" >&2
+      exit 1
+    fi
     sudo_cmd=(sudo)
   fi
   export DEBIAN_FRONTEND=noninteractive

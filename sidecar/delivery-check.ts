@@ -3,7 +3,8 @@
 //
 // Per (subgroup, sender): senderSeq goes 0, 1, 2, ... with no gap or repeat; each payload has the
 // size and bytes that sender generates for that seq (workload-payload.ts). Per subgroup: indices
-// strictly increase. The digest is sha256 over all batches in delivery order, which does not
+// strictly increase, and each index belongs to its sender: index % senders.length is the sender's
+// position in the subgroup's senders list (docs/delivery-batch.md). The digest is sha256 over all batches in delivery order, which does not
 // depend on how the engine cut deliveries into batches.
 import { createHash, type Hash } from 'node:crypto';
 import { DeliveryBatchError, forEachRecord, type DeliveryRecord } from './delivery-batch.js';
@@ -12,7 +13,7 @@ import { firstPayloadMismatch, payloadSize, type PayloadShape } from './workload
 export interface DeliveryCheckOptions extends PayloadShape {
   /** The subgroup the workload sends to; deliveries in other subgroups are violations. */
   subgroup: number;
-  /** Members allowed to send in that subgroup. */
+  /** Members allowed to send in that subgroup, in the config's order (their round-robin ranks). */
   senders: readonly number[];
   /** How many violation messages to keep (all are counted). */
   keepViolations?: number;
@@ -31,6 +32,8 @@ export interface DeliveryState {
 }
 
 interface SenderProgress {
+  /** Position in the senders list: this sender owns the indices rank, rank + n, rank + 2n, ... */
+  rank: number;
   nextSeq: number;
   delivered: number;
 }
@@ -49,7 +52,7 @@ export class DeliveryChecker {
 
   constructor(options: DeliveryCheckOptions) {
     this.options = { keepViolations: 20, ...options };
-    for (const id of options.senders) this.senders.set(id, { nextSeq: 0, delivered: 0 });
+    options.senders.forEach((id, rank) => this.senders.set(id, { rank, nextSeq: 0, delivered: 0 }));
   }
 
   get delivered(): number {
@@ -96,6 +99,14 @@ export class DeliveryChecker {
       return;
     }
     sender.delivered += 1;
+    const n = this.options.senders.length;
+    const owner = r.index % n;
+    if (owner !== sender.rank) {
+      this.violation(
+        `${where}: index ${r.index} belongs to sender rank ${owner} (member ${this.options.senders[owner]}), ` +
+          `not to member ${r.sender} (rank ${sender.rank})`,
+      );
+    }
     if (r.senderSeq !== sender.nextSeq) {
       const what = r.senderSeq < sender.nextSeq ? 'duplicate or reordered' : `gap: seq ${sender.nextSeq} missing`;
       this.violation(`${where}: expected seq ${sender.nextSeq} (${what})`);

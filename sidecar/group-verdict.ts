@@ -1,5 +1,7 @@
 // Decides whether a finished run was correct from every member's final report: everyone
-// delivered everything every sender sent, exactly once, in the same order.
+// delivered everything every sender sent, exactly once, in the same order. Judge on reports taken
+// once deliveries stopped (after the engine stopped, or after a quiet interval), so that a late
+// extra delivery counts: delivering more than was sent is a failure like delivering less.
 import type { MemberReport } from './member-protocol.js';
 
 export interface GroupVerdict {
@@ -11,12 +13,22 @@ export interface GroupVerdict {
   problems: string[];
 }
 
-export function judgeGroup(reports: readonly MemberReport[]): GroupVerdict {
+/**
+ * `sent`: what each member had sent when it finished sending, as the launcher saw it; by default
+ * the reports' own counts. A report whose count differs from it is a problem too.
+ */
+export function judgeGroup(reports: readonly MemberReport[], sent?: ReadonlyMap<number, number>): GroupVerdict {
   const problems: string[] = [];
-  const sentBy = new Map<number, number>(reports.map((r) => [r.id, r.sent]));
-  const totalSent = reports.reduce((sum, r) => sum + r.sent, 0);
+  const sentBy = new Map<number, number>(sent ?? reports.map((r) => [r.id, r.sent]));
+  const totalSent = [...sentBy.values()].reduce((sum, n) => sum + n, 0);
   const first = reports[0];
-  if (!first) return { ok: false, totalSent: 0, digest: '', problems: ['no member reported'] };
+  if (!first) return { ok: false, totalSent, digest: '', problems: ['no member reported'] };
+  for (const r of reports) {
+    const expected = sentBy.get(r.id);
+    if (expected !== undefined && expected !== r.sent) {
+      problems.push(`member ${r.id} reports ${r.sent} messages sent, but finished sending at ${expected}`);
+    }
+  }
 
   for (const r of reports) {
     const d = r.delivery;

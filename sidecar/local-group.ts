@@ -8,7 +8,13 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { LogLevel, NativeGroupConfig, TransportKind } from '../native/index.js';
-import { DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_SPIN_MICROS, defaultRingBytes, parseGroupConfig, toConfigFile } from './group-config.js';
+import {
+  DEFAULT_MAX_MESSAGE_BYTES,
+  DEFAULT_SPIN_MICROS,
+  defaultRingBytes,
+  parseGroupConfig,
+  toConfigFile,
+} from './group-config.js';
 import { findFreePorts } from './free-ports.js';
 import { memberEventSchema, type MemberCommand, type MemberEvent, type MemberReport } from './member-protocol.js';
 import type { WorkloadLimits } from './workload-sender.js';
@@ -25,6 +31,8 @@ export interface LocalGroupOptions {
   maxMessageBytes?: number;
   /** How long members may take to connect to each other. */
   startTimeoutMs?: number;
+  /** Aborting it while launch() waits for the members to connect kills them and cleans up. */
+  signal?: AbortSignal;
   /** The `derecho` CLI script the members run; default: the built dist/cli/derecho.js. */
   memberScript?: string;
   /** Native log lines of every member. */
@@ -39,7 +47,18 @@ export interface MemberProgress {
   sent: number;
   /** When the member took these counts (its clock, ms since the epoch); 0 before its first report. */
   atMs: number;
+  /** When the launcher received them (its clock); 0 before the first report. */
+  receivedAtMs: number;
 }
+
+/** Watches a running group for a stall; see LocalGroup.watchForStall. */
+export interface StallWatch {
+  /** Rejects with a LocalGroupError naming the members that are behind; never resolves. */
+  stalled: Promise<never>;
+  stop(): void;
+}
+
+type ExitStatus = { code: number | null; signal: NodeJS.Signals | null };
 
 interface MemberSlot {
   id: number;
@@ -47,13 +66,21 @@ interface MemberSlot {
   ready: boolean;
   progress: MemberProgress;
   sendDone: number | undefined;
-  report: MemberReport | undefined;
   delivered: { reached: boolean; report: MemberReport } | undefined;
+  /** The report a member sends once its engine stopped (shutdown). */
+  finalReport: MemberReport | undefined;
   failure: string | undefined;
-  exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  exit: ExitStatus | undefined;
+  /** The process exited and its pipes and IPC channel are closed: every message it sent arrived. */
+  closed: boolean;
   recentOutput: string[];
   wake: Set<() => void>;
 }
+
+/** A member that sent no progress report for this long is named as silent in a stall error. */
+const SILENT_AFTER_MS = 1500;
+/** How long awaitDelivered waits, after the total, for deliveries to stop before reports are taken. */
+export const DEFAULT_QUIET_MS = 300;
 
 /** A member died, failed, or did not answer in time. */
 export class LocalGroupError extends Error {
@@ -64,14 +91,26 @@ export class LocalGroupError extends Error {
 }
 
 const liveChildren = new Set<ChildProcess>();
+/** Groups whose files (work directory, shm regions) may still exist. */
+const liveGroups = new Set<{ removeFiles(): void }>();
 let exitHookInstalled = false;
 
-/** Whatever happens to the launcher, its members do not outlive it. */
-function killChildrenOnExit(): void {
+/**
+ * Whatever way the launcher exits (process.exit included), its members do not outlive it and
+ * their files are removed.
+ */
+function cleanUpOnExit(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
   process.on('exit', () => {
     for (const child of liveChildren) child.kill('SIGKILL');
+    for (const group of liveGroups) {
+      try {
+        group.removeFiles();
+      } catch {
+        // exiting anyway; nothing better to do with a file that cannot be removed
+      }
+    }
   });
 }
 
@@ -89,8 +128,12 @@ function uniqueGroupName(): string {
   return `local-${process.pid}-${randomBytes(4).toString('hex')}`;
 }
 
-function describeExit(exit: { code: number | null; signal: NodeJS.Signals | null }): string {
+function describeExit(exit: ExitStatus): string {
   return exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
+}
+
+function seconds(ms: number): string {
+  return String(Number((ms / 1000).toFixed(3)));
 }
 
 export class LocalGroup {
@@ -99,7 +142,8 @@ export class LocalGroup {
   private readonly workDir: string;
   private readonly slots: MemberSlot[] = [];
   private shuttingDown = false;
-  private cleanedUp = false;
+  private stopped: Promise<Map<number, MemberReport>> | undefined;
+  private readonly files = { removeFiles: (): void => this.removeFiles() };
 
   private constructor(
     config: NativeGroupConfig,
@@ -109,6 +153,8 @@ export class LocalGroup {
     this.config = config;
     this.workDir = workDir;
     this.configPath = join(workDir, 'config.json');
+    cleanUpOnExit();
+    liveGroups.add(this.files);
   }
 
   /** Writes the config, starts every member, and resolves once all are connected. */
@@ -117,12 +163,16 @@ export class LocalGroup {
       throw new LocalGroupError(`a group needs at least 1 member, asked for ${options.members}`);
     }
     const host = '127.0.0.1';
+    const { basePort } = options;
     const ports =
-      options.basePort !== undefined
-        ? Array.from({ length: options.members }, (_, i) => (options.basePort as number) + i)
+      basePort !== undefined
+        ? Array.from({ length: options.members }, (_, i) => basePort + i)
         : await findFreePorts(options.members, host);
     const ids = ports.map((_, i) => i);
     const maxMessageBytes = options.maxMessageBytes ?? Math.max(DEFAULT_MAX_MESSAGE_BYTES, options.shape.maxBytes);
+    if (options.shape.maxBytes > maxMessageBytes) {
+      throw new LocalGroupError(`workload messages of up to ${options.shape.maxBytes} bytes exceed maxMessageBytes ${maxMessageBytes}`);
+    }
     const config = parseGroupConfig(
       {
         version: 1,
@@ -148,24 +198,15 @@ export class LocalGroup {
       writeFileSync(group.configPath, `${JSON.stringify(toConfigFile(config), null, 2)}\n`);
       group.forkMembers(options.memberScript ?? defaultMemberScript());
       const timeoutMs = (options.startTimeoutMs ?? 20_000) + 15_000;
-      await group.waitAll((s) => s.ready, timeoutMs, 'connect to the group');
+      await group.waitAll((s) => s.ready, timeoutMs, 'connect to the group', options.signal);
     } catch (err) {
-      group.kill();
+      await group.kill();
       throw err;
     }
     return group;
   }
 
-  get memberIds(): number[] {
-    return this.slots.map((s) => s.id);
-  }
-
-  get workDirectory(): string {
-    return this.workDir;
-  }
-
   private forkMembers(script: string): void {
-    killChildrenOnExit();
     const { shape } = this.options;
     for (const member of this.config.members) {
       const args = [
@@ -175,6 +216,8 @@ export class LocalGroup {
         '--min-bytes', String(shape.minBytes),
         '--max-bytes', String(shape.maxBytes),
         '--start-timeout-ms', String(this.options.startTimeoutMs ?? 20_000),
+        // A member whose launcher dies removes this directory; nobody else is left to.
+        '--work-dir', this.workDir,
       ];
       const child = fork(script, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], execArgv: [] });
       liveChildren.add(child);
@@ -182,12 +225,13 @@ export class LocalGroup {
         id: member.id,
         child,
         ready: false,
-        progress: { delivered: 0, deliveredBytes: 0, sent: 0, atMs: 0 },
+        progress: { delivered: 0, deliveredBytes: 0, sent: 0, atMs: 0, receivedAtMs: 0 },
         sendDone: undefined,
-        report: undefined,
         delivered: undefined,
+        finalReport: undefined,
         failure: undefined,
         exit: undefined,
+        closed: false,
         recentOutput: [],
         wake: new Set(),
       };
@@ -227,13 +271,25 @@ export class LocalGroup {
       this.wakeAll(slot);
     });
     child.on('error', (err) => {
-      slot.failure = `could not run: ${err.message}`;
+      // Emitted when the process could not be started, or when the launcher cannot reach it
+      // (a failed IPC write or kill); in the second case the exit (if any) is reported separately.
+      if (child.pid === undefined) {
+        slot.failure = `could not be started: ${err.message}`;
+        slot.closed = true;
+        liveChildren.delete(child);
+      } else if (!this.shuttingDown && slot.failure === undefined) {
+        slot.failure = `the launcher lost contact with the member process: ${err.message}`;
+      }
       this.wakeAll(slot);
     });
     child.on('exit', (code, signal) => {
       liveChildren.delete(child);
       slot.exit = { code, signal };
       if (!this.shuttingDown && !slot.failure) slot.failure = `${describeExit(slot.exit)} unexpectedly`;
+      this.wakeAll(slot);
+    });
+    child.on('close', () => {
+      slot.closed = true;
       this.wakeAll(slot);
     });
   }
@@ -244,7 +300,13 @@ export class LocalGroup {
         slot.ready = true;
         break;
       case 'progress':
-        slot.progress = { delivered: event.delivered, deliveredBytes: event.deliveredBytes, sent: event.sent, atMs: event.atMs };
+        slot.progress = {
+          delivered: event.delivered,
+          deliveredBytes: event.deliveredBytes,
+          sent: event.sent,
+          atMs: event.atMs,
+          receivedAtMs: Date.now(),
+        };
         break;
       case 'sendDone':
         slot.sendDone = event.sent;
@@ -253,9 +315,6 @@ export class LocalGroup {
       case 'delivered':
         slot.delivered = { reached: event.reached, report: event.report };
         break;
-      case 'report':
-        slot.report = event.report;
-        break;
       case 'log':
         this.options.onLog?.(slot.id, event.level, event.component, event.message);
         break;
@@ -263,6 +322,7 @@ export class LocalGroup {
         slot.failure = event.message;
         break;
       case 'stopped':
+        slot.finalReport = event.report;
         break;
     }
   }
@@ -305,17 +365,86 @@ export class LocalGroup {
     });
   }
 
-  private async waitAll(done: (s: MemberSlot) => boolean, timeoutMs: number, what: string): Promise<void> {
-    await Promise.all(this.slots.map((s) => this.waitFor(s, done, timeoutMs, what)));
+  /** Like waitFor for every member; rejects at once when `signal` is aborted. */
+  private async waitAll(done: (s: MemberSlot) => boolean, timeoutMs: number, what: string, signal?: AbortSignal): Promise<void> {
+    const all = Promise.all(this.slots.map((s) => this.waitFor(s, done, timeoutMs, what)));
+    if (!signal) {
+      await all;
+      return;
+    }
+    let onAbort = (): void => undefined;
+    const aborted = new Promise<never>((_, reject) => {
+      onAbort = () => reject(new LocalGroupError(`interrupted while waiting for members to ${what}`));
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+    });
+    try {
+      await Promise.race([all, aborted]);
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+    }
   }
 
   private command(slot: MemberSlot, command: MemberCommand): void {
-    if (slot.child.connected) slot.child.send(command);
+    if (!slot.child.connected) return;
+    // With a callback, a failed write is reported here rather than as an 'error' event.
+    slot.child.send(command, (err) => {
+      if (err && !this.shuttingDown && slot.failure === undefined) {
+        slot.failure = `could not send the ${command.type} command: ${err.message}`;
+        this.wakeAll(slot);
+      }
+    });
   }
 
   /** The latest progress each member reported (about every 500 ms). */
   progress(): Map<number, MemberProgress> {
     return new Map(this.slots.map((s) => [s.id, { ...s.progress }]));
+  }
+
+  /**
+   * Watches the members' progress reports: `stalled` rejects once no member's delivered or sent
+   * count has changed for `stallMs`, naming the members that are behind (silent, or short of the
+   * others). `option` names the setting in the message. Members report every 500 ms, so
+   * `stallMs` should be well above that.
+   */
+  watchForStall(stallMs: number, option = 'stall timeout'): StallWatch {
+    const counts = (): string => this.slots.map((s) => `${s.progress.delivered}/${s.progress.sent}`).join(' ');
+    let timer: NodeJS.Timeout | undefined;
+    const stalled = new Promise<never>((_, reject) => {
+      let last = counts();
+      let movedAt = Date.now();
+      timer = setInterval(() => {
+        const now = Date.now();
+        const current = counts();
+        if (current !== last) {
+          last = current;
+          movedAt = now;
+        } else if (now - movedAt >= stallMs) {
+          clearInterval(timer);
+          reject(new LocalGroupError(this.describeStall(stallMs, option, now)));
+        }
+      }, Math.max(20, Math.min(250, stallMs / 4)));
+    });
+    stalled.catch(() => undefined); // the caller may stop watching without ever awaiting it
+    return { stalled, stop: () => clearInterval(timer) };
+  }
+
+  private describeStall(stallMs: number, option: string, now: number): string {
+    const mostDelivered = Math.max(...this.slots.map((s) => s.progress.delivered));
+    const counts = (s: MemberSlot): string => `delivered ${s.progress.delivered}, sent ${s.progress.sent}`;
+    const behind: string[] = [];
+    for (const s of this.slots) {
+      const why: string[] = [];
+      if (s.progress.receivedAtMs === 0) why.push('no progress report yet');
+      else if (now - s.progress.receivedAtMs > SILENT_AFTER_MS) why.push(`no progress report for ${seconds(now - s.progress.receivedAtMs)} s`);
+      if (s.progress.delivered < mostDelivered) why.push(`behind the ${mostDelivered} delivered elsewhere`);
+      if (why.length > 0) behind.push(`member ${s.id} (${why.join(', ')}; ${counts(s)})`);
+    }
+    const who =
+      behind.length > 0
+        ? `behind: ${behind.join('; ')}`
+        : `every member is stuck: ${this.slots.map((s) => `member ${s.id} (${counts(s)})`).join('; ')}`;
+    return `stalled: no member delivered or sent a message for ${seconds(stallMs)} s (${option}); ${who}`;
   }
 
   /** Tells every member to start sending its share of the workload. */
@@ -342,72 +471,91 @@ export class LocalGroup {
   }
 
   /**
-   * Waits until every member delivered `total` messages and returns their final reports. A
-   * member that does not get there within `timeoutMs` is named in the error, with its count.
+   * Waits until every member delivered `total` messages and then nothing more for `quietMs`, and
+   * returns their reports, taken then: a late extra delivery shows in them (and fails the
+   * verdict). A member that does not reach `total` within `timeoutMs` is named in the error,
+   * with its count.
    */
-  async awaitDelivered(total: number, timeoutMs: number): Promise<MemberReport[]> {
+  async awaitDelivered(total: number, timeoutMs: number, quietMs = DEFAULT_QUIET_MS): Promise<MemberReport[]> {
     for (const slot of this.slots) {
       slot.delivered = undefined;
-      this.command(slot, { type: 'awaitDelivered', total, timeoutMs });
+      this.command(slot, { type: 'awaitDelivered', total, timeoutMs, quietMs });
     }
-    await this.waitAll((s) => s.delivered !== undefined, timeoutMs + 10_000, 'report their deliveries');
-    const short = this.slots.filter((s) => !s.delivered?.reached);
+    await this.waitAll((s) => s.delivered !== undefined, timeoutMs + quietMs + 10_000, 'report their deliveries');
+    const reports: MemberReport[] = [];
+    const short: string[] = [];
+    for (const s of this.slots) {
+      if (s.delivered?.reached) reports.push(s.delivered.report);
+      else short.push(`member ${s.id} delivered ${s.delivered?.report.delivery.delivered ?? '?'}`);
+    }
     if (short.length > 0) {
-      const counts = short.map((s) => `member ${s.id} delivered ${s.delivered?.report.delivery.delivered ?? '?'}`).join(', ');
       throw new LocalGroupError(
-        `not every member delivered all ${total} messages within ${(timeoutMs / 1000).toFixed(1)} s: ${counts}`,
+        `not every member delivered all ${total} messages within ${(timeoutMs / 1000).toFixed(1)} s: ${short.join(', ')}`,
       );
     }
-    return this.slots.map((s) => s.delivered?.report as MemberReport);
+    return reports;
   }
 
-  /** Every member's current state. */
-  async reports(timeoutMs = 10_000): Promise<MemberReport[]> {
-    for (const slot of this.slots) {
-      slot.report = undefined;
-      this.command(slot, { type: 'report' });
-    }
-    await this.waitAll((s) => s.report !== undefined, timeoutMs, 'report');
-    return this.slots.map((s) => s.report as MemberReport);
+  /**
+   * Asks every member to stop (its engine, then the process), kills those that have not exited
+   * within `graceMs`, and cleans up. Resolves with the final report of each member that sent one:
+   * taken after its engine stopped, so no delivery can be missing from it. Calling it again
+   * returns the same promise.
+   */
+  shutdown(graceMs = 10_000): Promise<Map<number, MemberReport>> {
+    this.stopped ??= this.stopMembers(graceMs);
+    return this.stopped;
   }
 
-  /** Asks every member to stop, kills those that do not exit within `graceMs`, cleans up. */
-  async shutdown(graceMs = 10_000): Promise<void> {
+  private async stopMembers(graceMs: number): Promise<Map<number, MemberReport>> {
     this.shuttingDown = true;
     for (const slot of this.slots) this.command(slot, { type: 'shutdown' });
-    await Promise.all(
-      this.slots.map(
-        (slot) =>
-          new Promise<void>((resolve) => {
-            if (slot.exit) return resolve();
-            const timer = setTimeout(() => {
-              slot.child.kill('SIGKILL');
-              resolve();
-            }, graceMs);
-            slot.child.once('exit', () => {
-              clearTimeout(timer);
-              resolve();
-            });
-          }),
-      ),
-    );
+    const killer = setTimeout(() => this.signalAll('SIGKILL'), graceMs);
+    await this.allClosed();
+    clearTimeout(killer);
     this.cleanUp();
+    const reports = new Map<number, MemberReport>();
+    for (const s of this.slots) if (s.finalReport) reports.set(s.id, s.finalReport);
+    return reports;
   }
 
   /** Members that exited with a non-zero status or a signal during or after shutdown. */
   badExits(): string[] {
-    return this.slots
-      .filter((s) => s.exit && (s.exit.code !== 0 || s.exit.signal))
-      .map((s) => `member ${s.id} ${describeExit(s.exit as { code: number | null; signal: NodeJS.Signals | null })}`);
+    return this.slots.flatMap((s) => (s.exit && (s.exit.code !== 0 || s.exit.signal) ? [`member ${s.id} ${describeExit(s.exit)}`] : []));
   }
 
-  /** Kills every member at once (SIGKILL) and cleans up; for errors and interrupts. */
-  kill(): void {
+  /**
+   * Kills every member at once (SIGKILL) and removes their files; resolves once they are gone
+   * (and removes the files again then, in case one was still creating its region). For errors
+   * and interrupts.
+   */
+  async kill(): Promise<void> {
     this.shuttingDown = true;
-    for (const slot of this.slots) {
-      if (!slot.exit) slot.child.kill('SIGKILL');
-    }
+    this.signalAll('SIGKILL');
+    this.removeFiles();
+    await Promise.race([this.allClosed(), new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
     this.cleanUp();
+  }
+
+  private signalAll(signal: NodeJS.Signals): void {
+    for (const slot of this.slots) if (!slot.exit) slot.child.kill(signal);
+  }
+
+  private allClosed(): Promise<void> {
+    return Promise.all(
+      this.slots.map(
+        (slot) =>
+          new Promise<void>((resolve) => {
+            const check = (): void => {
+              if (!slot.closed) return;
+              slot.wake.delete(check);
+              resolve();
+            };
+            slot.wake.add(check);
+            check();
+          }),
+      ),
+    ).then(() => undefined);
   }
 
   /** Process id of a member. */
@@ -422,9 +570,14 @@ export class LocalGroup {
     return member.port;
   }
 
+  /** Removes the files once the members are gone; the exit hook no longer needs to. */
   private cleanUp(): void {
-    if (this.cleanedUp) return;
-    this.cleanedUp = true;
+    this.removeFiles();
+    liveGroups.delete(this.files);
+  }
+
+  /** Removes the work directory and (shm) the members' regions; safe to repeat. */
+  private removeFiles(): void {
     rmSync(this.workDir, { recursive: true, force: true });
     if (this.config.transport === 'shm') {
       // Members unlink their own regions; this catches the ones of members that were killed.

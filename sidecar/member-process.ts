@@ -2,9 +2,11 @@
 // every delivery, and sends its share of the workload. It runs either under a launcher
 // (`derecho local`, commands over the fork IPC channel, member-protocol.ts) or on its own
 // (`derecho member` from a shell: progress on stdout until SIGINT/SIGTERM).
-import { createMember, type LogLevel, type NativeGroupConfig, type NativeMember } from '../native/index.js';
-import { ConfigError, loadGroupConfig } from './group-config.js';
+import { rmSync } from 'node:fs';
+import { createMember, type LogLevel, type MemberStats, type NativeGroupConfig, type NativeMember } from '../native/index.js';
+import { ConfigError, UsageError, loadGroupConfig } from './group-config.js';
 import { DeliveryChecker } from './delivery-check.js';
+import { formatMB, formatRate, logLevelAtLeast } from './format.js';
 import { memberCommandSchema, type MemberCommand, type MemberEvent, type MemberReport } from './member-protocol.js';
 import { WorkloadSender, type WorkloadLimits } from './workload-sender.js';
 import type { PayloadShape } from './workload-payload.js';
@@ -20,12 +22,6 @@ export interface MemberProcessOptions {
   startTimeoutMs: number;
 }
 
-const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
-
-export function logLevelAtLeast(level: LogLevel, threshold: LogLevel): boolean {
-  return LOG_LEVELS.indexOf(level) >= LOG_LEVELS.indexOf(threshold);
-}
-
 /** The engine, the delivery checker and the workload sender of one member, wired together. */
 export class MemberHost {
   readonly config: NativeGroupConfig;
@@ -35,6 +31,10 @@ export class MemberHost {
   private sending: Promise<number> | undefined;
   private readonly deliveryWaiters: { total: number; resolve: () => void }[] = [];
   private stopping: Promise<void> | undefined;
+  /** When the last batch was delivered (Date.now()); 0 before the first. */
+  private lastDeliveryAt = 0;
+  /** The engine's stats taken just before it stopped (stats() is gone afterwards). */
+  private finalStats: MemberStats | null | undefined;
 
   constructor(
     private readonly options: MemberProcessOptions,
@@ -48,13 +48,16 @@ export class MemberHost {
     }
     const subgroup = this.config.subgroups[WORKLOAD_SUBGROUP];
     if (!subgroup) throw new ConfigError(options.configPath, [{ path: 'subgroups', message: 'no subgroup 0 to run the workload in' }]);
-    if (options.shape.maxBytes > subgroup.maxMessageBytes) {
-      throw new Error(
-        `workload messages of up to ${options.shape.maxBytes} bytes exceed subgroups[0].maxMessageBytes = ${subgroup.maxMessageBytes}`,
-      );
-    }
-    if (options.shape.minBytes < 0 || options.shape.minBytes > options.shape.maxBytes) {
-      throw new Error(`workload sizes need 0 <= min-bytes <= max-bytes, found ${options.shape.minBytes}..${options.shape.maxBytes}`);
+    const { minBytes, maxBytes } = options.shape;
+    if (!Number.isSafeInteger(minBytes) || minBytes < 0) throw new UsageError(`--min-bytes must be an integer >= 0, found ${minBytes}`);
+    if (minBytes > maxBytes) throw new UsageError(`--min-bytes (${minBytes}) is larger than --max-bytes (${maxBytes})`);
+    if (maxBytes > subgroup.maxMessageBytes) {
+      throw new ConfigError(options.configPath, [
+        {
+          path: `subgroups[${WORKLOAD_SUBGROUP}].maxMessageBytes`,
+          message: `${subgroup.maxMessageBytes} is smaller than --max-bytes ${maxBytes} (the largest workload message)`,
+        },
+      ]);
     }
     this.checker = new DeliveryChecker({ ...options.shape, subgroup: WORKLOAD_SUBGROUP, senders: subgroup.senders });
   }
@@ -83,6 +86,7 @@ export class MemberHost {
   }
 
   private deliver(batch: Buffer): void {
+    this.lastDeliveryAt = Date.now();
     this.checker.consume(batch);
     if (this.deliveryWaiters.length > 0) this.wakeDeliveryWaiters();
   }
@@ -123,8 +127,24 @@ export class MemberHost {
     return this.sending;
   }
 
+  /**
+   * Resolves true once `total` messages were delivered here and then nothing for `quietMs` (so a
+   * report taken next holds any late extra delivery too), false if `total` is not reached within
+   * `timeoutMs`. Once `total` is reached, the timeout cuts the quiet wait short.
+   */
+  async awaitDelivered(total: number, timeoutMs: number, quietMs = 0): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    if (!(await this.reach(total, timeoutMs))) return false;
+    for (;;) {
+      const now = Date.now();
+      const quietFor = now - this.lastDeliveryAt;
+      if (quietFor >= quietMs || now >= deadline) return true;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(quietMs - quietFor, deadline - now)));
+    }
+  }
+
   /** Resolves true once `total` messages were delivered here, false after `timeoutMs`. */
-  awaitDelivered(total: number, timeoutMs: number): Promise<boolean> {
+  private reach(total: number, timeoutMs: number): Promise<boolean> {
     if (this.checker.delivered >= total) return Promise.resolve(true);
     return new Promise((resolve) => {
       const waiter = {
@@ -143,13 +163,12 @@ export class MemberHost {
     });
   }
 
+  /** This member's state; after stop() it is final (the engine's stats are those from just before). */
   report(): MemberReport {
-    return {
-      id: this.options.id,
-      sent: this.sent,
-      delivery: this.checker.state(),
-      stats: this.member ? this.member.stats() : null,
-    };
+    let stats: MemberStats | null = null;
+    if (this.finalStats !== undefined) stats = this.finalStats;
+    else if (this.member) stats = this.member.stats();
+    return { id: this.options.id, sent: this.sent, delivery: this.checker.state(), lastDeliveryAtMs: this.lastDeliveryAt, stats };
   }
 
   /** Stops the workload and the engine; no delivery arrives after it resolves. */
@@ -158,7 +177,14 @@ export class MemberHost {
       this.stopping = (async () => {
         this.sender?.stop();
         if (this.sending) await this.sending.catch(() => 0);
-        if (this.member) await this.member.stop();
+        if (this.member) {
+          try {
+            this.finalStats = this.member.stats();
+          } catch {
+            this.finalStats = null;
+          }
+          await this.member.stop();
+        }
       })();
     }
     return this.stopping;
@@ -169,16 +195,44 @@ function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/** Keeps a write to a pipe whose reader is gone (EPIPE) from crashing the process. */
+function ignoreBrokenPipe(stream: NodeJS.WriteStream): void {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+  });
+}
+
+export interface LauncherMemberOptions extends MemberProcessOptions {
+  /** The launcher's temporary directory (its config file): removed here if the launcher goes away. */
+  workDir?: string;
+}
+
 /**
  * Runs a member commanded by its launcher over the IPC channel. Native log lines and progress go
- * to the launcher; the process exits when told to shut down or when the launcher goes away.
+ * to the launcher; the process exits when told to shut down or when the launcher goes away. In
+ * either case it stops its engine first (which removes its shm region); a member whose launcher
+ * went away also removes the launcher's work directory, which nobody else is left to remove.
  */
-export async function runMemberUnderLauncher(options: MemberProcessOptions): Promise<never> {
-  const send = (event: MemberEvent): void => {
-    if (process.connected && process.send) process.send(event);
-  };
+export async function runMemberUnderLauncher(options: LauncherMemberOptions): Promise<never> {
+  // stdout and stderr are pipes to the launcher: once it is gone, writes to them fail with EPIPE.
+  ignoreBrokenPipe(process.stdout);
+  ignoreBrokenPipe(process.stderr);
+
   let host: MemberHost | undefined;
   let exitCode: number | undefined;
+  let launcherGone = false;
+  // With a callback, a failed IPC write (EPIPE once the launcher is gone) is reported there
+  // instead of as an 'error' event that would crash the process.
+  const send = (event: MemberEvent, then?: () => void): void => {
+    if (!process.connected || !process.send) {
+      then?.();
+      return;
+    }
+    process.send(event, undefined, undefined, (err: Error | null) => {
+      if (err) launcherLost();
+      then?.();
+    });
+  };
   const exit = (code: number): Promise<never> => {
     if (exitCode === undefined) {
       exitCode = code;
@@ -189,24 +243,38 @@ export async function runMemberUnderLauncher(options: MemberProcessOptions): Pro
           process.stderr.write(`member ${options.id}: stop failed: ${errorText(err)}\n`);
           exitCode = exitCode || 1;
         }
-        send({ type: 'stopped' });
-        process.exitCode = exitCode;
-        if (process.connected) process.disconnect();
-        // Leave even if some handle stays open; the last IPC message and stderr drain first.
-        setTimeout(() => process.exit(exitCode), 200).unref();
+        if (launcherGone && options.workDir) {
+          try {
+            rmSync(options.workDir, { recursive: true, force: true });
+          } catch {
+            // another member of the same launcher removed it meanwhile
+          }
+        }
+        const leave = (): void => {
+          process.exitCode = exitCode;
+          if (process.connected) process.disconnect();
+          // Leave even if some handle stays open; stderr drains first.
+          setTimeout(() => process.exit(exitCode), 200).unref();
+        };
+        send({ type: 'stopped', report: host?.report() }, leave);
       })();
     }
     return new Promise<never>(() => undefined);
+  };
+  // The launcher died or closed the channel: stop cleanly and never outlive it.
+  const launcherLost = (): void => {
+    if (exitCode === undefined) launcherGone = true;
+    void exit(1);
   };
 
   // Ctrl-C reaches the whole process group; the launcher decides how members stop.
   process.on('SIGINT', () => undefined);
   process.on('SIGTERM', () => void exit(143));
-  // The launcher died or closed the channel: never outlive it.
-  process.on('disconnect', () => void exit(1));
+  process.on('disconnect', launcherLost);
+  process.on('error', launcherLost);
   const parent = process.ppid;
   setInterval(() => {
-    if (process.ppid !== parent) void exit(1);
+    if (process.ppid !== parent) launcherLost();
   }, 1000).unref();
 
   try {
@@ -214,7 +282,7 @@ export async function runMemberUnderLauncher(options: MemberProcessOptions): Pro
     await host.start();
   } catch (err) {
     send({ type: 'failed', message: errorText(err) });
-    return exit(err instanceof ConfigError ? 2 : 1);
+    return exit(err instanceof ConfigError || err instanceof UsageError ? 2 : 1);
   }
   const member = host;
 
@@ -243,13 +311,10 @@ export async function runMemberUnderLauncher(options: MemberProcessOptions): Pro
         await member.stopSending();
         return;
       case 'awaitDelivered': {
-        const reached = await member.awaitDelivered(command.total, command.timeoutMs);
+        const reached = await member.awaitDelivered(command.total, command.timeoutMs, command.quietMs);
         send({ type: 'delivered', reached, report: member.report() });
         return;
       }
-      case 'report':
-        send({ type: 'report', report: member.report() });
-        return;
       case 'shutdown':
         clearInterval(progress);
         void exit(0);
@@ -313,21 +378,9 @@ export async function runStandaloneMember(options: StandaloneMemberOptions): Pro
     process.once('SIGTERM', resolve);
   });
   clearInterval(ticker);
-  await host.stopSending();
-  const report = host.report();
   await host.stop();
+  // Taken after the engine stopped: nothing delivered late is missing from it.
+  const report = host.report();
   process.stdout.write(`${JSON.stringify(report)}\n`);
   return report.delivery.violationCount === 0 ? 0 : 1;
-}
-
-export function formatRate(perSecond: number): string {
-  if (!Number.isFinite(perSecond)) return '0';
-  if (perSecond >= 1e6) return `${(perSecond / 1e6).toFixed(2)}M`;
-  if (perSecond >= 1e3) return `${(perSecond / 1e3).toFixed(1)}k`;
-  return perSecond.toFixed(0);
-}
-
-export function formatMB(bytesPerSecond: number): string {
-  if (!Number.isFinite(bytesPerSecond)) return '0.0';
-  return (bytesPerSecond / 1e6).toFixed(1);
 }

@@ -8,9 +8,12 @@ export const memberCommandSchema = z.discriminatedUnion('type', [
   /** Start sending the workload; without limits it runs until stopSending. */
   z.object({ type: z.literal('run'), durationMs: count.optional(), messages: count.optional() }),
   z.object({ type: z.literal('stopSending') }),
-  /** Reply `delivered` once `total` messages were delivered, or after timeoutMs. */
-  z.object({ type: z.literal('awaitDelivered'), total: count, timeoutMs: count }),
-  z.object({ type: z.literal('report') }),
+  /**
+   * Reply `delivered` once `total` messages were delivered and then none for quietMs (so that the
+   * report holds any late extra delivery), or after timeoutMs.
+   */
+  z.object({ type: z.literal('awaitDelivered'), total: count, timeoutMs: count, quietMs: count }),
+  /** Stop sending and the engine, reply `stopped` with the final report, exit. */
   z.object({ type: z.literal('shutdown') }),
 ]);
 export type MemberCommand = z.infer<typeof memberCommandSchema>;
@@ -25,19 +28,21 @@ const deliveryStateSchema = z.object({
 });
 
 const memberStatsSchema = z.object({
-  delivered: z.number(),
-  deliveredBytes: z.number(),
-  sent: z.number(),
-  nullsSent: z.number(),
-  deliveryBatches: z.number(),
-  sleeps: z.number(),
-  badFrames: z.number(),
+  delivered: count,
+  deliveredBytes: count,
+  sent: count,
+  nullsSent: count,
+  deliveryBatches: count,
+  sleeps: count,
+  badFrames: count,
 });
 
 export const memberReportSchema = z.object({
   id: count,
   sent: count,
   delivery: deliveryStateSchema,
+  /** When the member delivered its last batch (its clock, ms since the epoch); 0 before the first. */
+  lastDeliveryAtMs: count,
   stats: memberStatsSchema.nullable(),
 });
 export type MemberReport = z.infer<typeof memberReportSchema>;
@@ -48,7 +53,6 @@ export const memberEventSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('progress'), delivered: count, deliveredBytes: count, sent: count, atMs: count }),
   z.object({ type: z.literal('sendDone'), sent: count }),
   z.object({ type: z.literal('delivered'), reached: z.boolean(), report: memberReportSchema }),
-  z.object({ type: z.literal('report'), report: memberReportSchema }),
   z.object({
     type: z.literal('log'),
     level: z.enum(['debug', 'info', 'warn', 'error']),
@@ -56,6 +60,7 @@ export const memberEventSchema = z.discriminatedUnion('type', [
     message: z.string(),
   }),
   z.object({ type: z.literal('failed'), message: z.string() }),
-  z.object({ type: z.literal('stopped') }),
+  /** The member stopped; `report` (taken after its engine stopped) is absent if it never ran one. */
+  z.object({ type: z.literal('stopped'), report: memberReportSchema.optional() }),
 ]);
 export type MemberEvent = z.infer<typeof memberEventSchema>;

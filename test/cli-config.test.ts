@@ -62,6 +62,39 @@ describe('derecho CLI with a malformed config', () => {
     expect(JSON.parse(r.stdout)).toMatchObject({ version: 1, spinMicros: 50, subgroups: [{ senders: [0, 1], ringBytes: 4194304 }] });
   });
 
+  it('member: workload messages larger than the subgroup allows exit 2, naming the field', async () => {
+    const path = configFile('ok3.json', { ...badSender, subgroups: [{ name: 'a', members: [0, 1], maxMessageBytes: 1000 }] });
+    const r = await runCli(['member', '--config', path, '--id', '0', '--max-bytes', '1001']);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim()).toBe(
+      `config error in ${path}: subgroups[0].maxMessageBytes: 1000 is smaller than --max-bytes 1001 (the largest workload message)`,
+    );
+  });
+
+  it('member: --min-bytes larger than --max-bytes exits 2', async () => {
+    const path = configFile('ok4.json', { ...badSender, subgroups: [{ name: 'a', members: [0, 1] }] });
+    const r = await runCli(['member', '--config', path, '--id', '0', '--min-bytes', '500', '--max-bytes', '400']);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim()).toBe('--min-bytes (500) is larger than --max-bytes (400)');
+  });
+
+  it('local: message sizes beyond the largest maxMessageBytes exit 2', async () => {
+    const r = await runCli(['local', '--max-bytes', String(16 * 1024 * 1024)]);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim()).toBe(
+      '--max-bytes (16777216) exceeds the largest message a subgroup can carry: maxMessageBytes is at most 16777152 (16 MiB - 64)',
+    );
+    const min = await runCli(['local', '--min-bytes', '20000000']);
+    expect(min.code).toBe(2);
+    expect(min.stderr).toContain('--min-bytes (20000000) exceeds the largest message a subgroup can carry');
+  });
+
+  it('local: a non-positive stall timeout exits 2', async () => {
+    const r = await runCli(['local', '--stall-timeout', '0']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('expected a positive number of seconds, found "0"');
+  });
+
   it('local: bad options exit 2', async () => {
     const r = await runCli(['local', '--members', '0']);
     expect(r.code).toBe(2);

@@ -1,9 +1,9 @@
 // `derecho local` end to end, as a user runs it, plus what happens when the launcher dies.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { cliPath, requireAddon, runCli } from './support/cli.js';
+import { dirname, join } from 'node:path';
+import { cliPath, requireAddon, requireBuiltCli, runCli } from './support/cli.js';
 
 /** Pids of the direct children of `pid` (from /proc). */
 function childrenOf(pid: number): number[] {
@@ -21,6 +21,15 @@ function childrenOf(pid: number): number[] {
   return out;
 }
 
+/** True once `pid` runs `derecho member` (a forked child shows its parent's command line until it execs). */
+function isMember(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes('member');
+  } catch {
+    return false;
+  }
+}
+
 /** True while `pid` runs (a zombie waiting to be reaped counts as gone). */
 function isRunning(pid: number): boolean {
   try {
@@ -31,29 +40,80 @@ function isRunning(pid: number): boolean {
   }
 }
 
-async function waitUntil(condition: () => boolean, timeoutMs: number): Promise<boolean> {
+async function waitUntil(condition: () => boolean, timeoutMs: number, pollMs = 50): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
     if (Date.now() > deadline) return false;
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await new Promise((resolve) => setTimeout(resolve, pollMs));
   }
   return true;
 }
 
-/** Starts `derecho local ...` and resolves once its members are connected. */
-function startLauncher(args: string[]): Promise<{ launcher: ChildProcess; output: () => string }> {
+/** The shm region files of a group that still exist. */
+function shmRegions(group: string): string[] {
+  return readdirSync('/dev/shm').filter((f) => f.startsWith(`derecho-${group}-`));
+}
+
+/** The launcher's work directory, read from a member's `--config <dir>/config.json` argument. */
+function workDirOf(memberPid: number): string {
+  const args = readFileSync(`/proc/${memberPid}/cmdline`, 'utf8').split('\0');
+  const config = args[args.indexOf('--config') + 1];
+  if (!config) throw new Error(`member ${memberPid} has no --config argument: ${args.join(' ')}`);
+  return dirname(config);
+}
+
+/** The new derecho-local-* directories in the temp dir that were not in `before`. */
+function newTempDirs(before: Set<string>): string[] {
+  return readdirSync(tmpdir()).filter((d) => d.startsWith('derecho-local-') && !before.has(d));
+}
+
+interface Launcher {
+  launcher: ChildProcess;
+  output: () => string;
+  exited: Promise<number | null>;
+}
+
+/** Spawns `derecho local ...`; `output` is stdout and stderr together. */
+function spawnLauncher(args: string[]): Launcher {
+  requireBuiltCli();
   requireAddon();
-  return new Promise((resolve, reject) => {
-    const launcher = spawn(process.execPath, [cliPath, 'local', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    const onData = (s: string): void => {
-      output += s;
-      if (output.includes('members connected')) resolve({ launcher, output: () => output });
-    };
-    launcher.stdout.setEncoding('utf8').on('data', onData);
-    launcher.stderr.setEncoding('utf8').on('data', onData);
-    launcher.on('exit', () => reject(new Error(`launcher exited before its members connected:\n${output}`)));
-  });
+  const launcher = spawn(process.execPath, [cliPath, 'local', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  launcher.stdout.setEncoding('utf8').on('data', (s: string) => (output += s));
+  launcher.stderr.setEncoding('utf8').on('data', (s: string) => (output += s));
+  const exited = new Promise<number | null>((resolve) => launcher.on('exit', (code) => resolve(code)));
+  return { launcher, output: () => output, exited };
+}
+
+/** Starts `derecho local ...` and resolves once its members are connected, with the group name. */
+async function startLauncher(args: string[]): Promise<Launcher & { group: string }> {
+  const started = spawnLauncher(args);
+  let gone = false;
+  void started.exited.then(() => (gone = true));
+  const connected = /members connected in .* \(group ([A-Za-z0-9_-]+)\)\n/;
+  await waitUntil(() => gone || connected.test(started.output()), 30_000);
+  const group = connected.exec(started.output())?.[1];
+  if (!group) throw new Error(`launcher did not report its members connected:\n${started.output()}`);
+  return { ...started, group };
+}
+
+/** Kills whatever of `pids` still runs (a stopped process is continued first). */
+function killAll(pids: number[]): void {
+  for (const pid of pids) {
+    if (!isRunning(pid)) continue;
+    try {
+      process.kill(pid, 'SIGKILL');
+      process.kill(pid, 'SIGCONT');
+    } catch {
+      // gone meanwhile
+    }
+  }
+}
+
+/** Removes what a failed test left behind, so later runs start clean. */
+function removeLeftovers(group: string | undefined, dirs: string[]): void {
+  if (group) for (const f of shmRegions(group)) rmSync(join('/dev/shm', f), { force: true });
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
 }
 
 describe('derecho local', () => {
@@ -61,7 +121,12 @@ describe('derecho local', () => {
     requireAddon();
     const r = await runCli(['local', '--members', '3', '--transport', 'tcp', '--duration', '2'], 60_000);
     if (r.code !== 0) throw new Error(`exit ${r.code}\n${r.stdout}\n${r.stderr}`);
-    expect(r.stdout).toMatch(/^\s+\d+s\s+delivered: m0 .* msg\/s .* MB\/s \| m1 .* \| m2 /m);
+    // Each member's rate since the previous line, or '-' when it sent no fresh report meanwhile.
+    const rate = String.raw`(?:\S+ msg/s \S+ MB/s|-)`;
+    const line = new RegExp(String.raw`^\s+\d+s\s+delivered: m0 ${rate} \| m1 ${rate} \| m2 ${rate}  \(sent \d+\)$`, 'gm');
+    const lines = r.stdout.match(line) ?? [];
+    expect(lines.length).toBeGreaterThan(0);
+    expect(lines.join('\n')).toMatch(/msg\/s/);
     expect(r.stdout).toMatch(/^summary: 3 members over tcp/m);
     expect(r.stdout).toMatch(/digest\s+sha256 [0-9a-f]{64} \(identical at all 3 members\)/);
     expect(r.stdout).toMatch(/^OK: /m);
@@ -86,23 +151,105 @@ describe('derecho local', () => {
     expect(members).toHaveLength(3);
     launcher.kill('SIGKILL');
     const allGone = await waitUntil(() => members.every((m) => !isRunning(m)), 10_000);
-    for (const m of members) if (isRunning(m)) process.kill(m, 'SIGKILL');
-    // A killed launcher cannot remove its config directory; the test does.
-    for (const d of readdirSync(tmpdir())) {
-      if (d.startsWith('derecho-local-') && !tempBefore.has(d)) rmSync(join(tmpdir(), d), { recursive: true, force: true });
-    }
+    killAll(members);
+    // The members remove the killed launcher's config directory themselves.
+    const left = newTempDirs(tempBefore);
+    removeLeftovers(undefined, left.map((d) => join(tmpdir(), d)));
     expect(allGone).toBe(true);
+    expect(left).toEqual([]);
   });
 
-  it('stops its members and exits 130 on SIGINT', async () => {
-    const { launcher, output } = await startLauncher(['--members', '3', '--transport', 'shm', '--duration', '60']);
+  it('members of a killed launcher stop cleanly over shm: no region and no temp dir is left', async () => {
+    const { launcher, group } = await startLauncher(['--members', '3', '--transport', 'shm', '--duration', '60']);
     const members = childrenOf(launcher.pid as number);
     expect(members).toHaveLength(3);
-    const exited = new Promise<number | null>((resolve) => launcher.on('exit', (code) => resolve(code)));
+    const workDir = workDirOf(members[0] as number);
+    expect(shmRegions(group)).toHaveLength(3);
+    // Let progress reports and log lines flow, so the members write to the launcher when it dies.
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    launcher.kill('SIGKILL');
+    try {
+      expect(await waitUntil(() => members.every((m) => !isRunning(m)), 10_000)).toBe(true);
+      expect(shmRegions(group)).toEqual([]);
+      expect(existsSync(workDir)).toBe(false);
+    } finally {
+      killAll(members);
+      removeLeftovers(group, [workDir]);
+    }
+  });
+
+  it('stops its members, cleans up and exits 130 on SIGINT', async () => {
+    const { launcher, output, exited, group } = await startLauncher(['--members', '3', '--transport', 'shm', '--duration', '60']);
+    const members = childrenOf(launcher.pid as number);
+    expect(members).toHaveLength(3);
+    const workDir = workDirOf(members[0] as number);
     launcher.kill('SIGINT');
-    expect(await exited).toBe(130);
-    expect(await waitUntil(() => members.every((m) => !isRunning(m)), 10_000)).toBe(true);
-    expect(output()).toContain('interrupted');
+    try {
+      expect(await exited).toBe(130);
+      expect(await waitUntil(() => members.every((m) => !isRunning(m)), 10_000)).toBe(true);
+      expect(output()).toContain('interrupted');
+      expect(shmRegions(group)).toEqual([]);
+      expect(existsSync(workDir)).toBe(false);
+    } finally {
+      killAll(members);
+      removeLeftovers(group, [workDir]);
+    }
+  });
+
+  it('cleans up and exits 130 on SIGINT while the members are still connecting', async () => {
+    const { launcher, output, exited } = spawnLauncher(['--members', '3', '--transport', 'shm', '--duration', '60']);
+    let members: number[] = [];
+    let group: string | undefined;
+    let workDir: string | undefined;
+    try {
+      // Hold member 2 back as soon as it runs: the others wait for its region and the group cannot
+      // finish connecting. (Not before it execs: the launcher's fork waits for that, synchronously.)
+      const allForked = (): boolean => (members = childrenOf(launcher.pid as number)).length === 3 && members.every(isMember);
+      expect(await waitUntil(allForked, 10_000, 2)).toBe(true);
+      process.kill(members[2] as number, 'SIGSTOP');
+      workDir = workDirOf(members[0] as number);
+      group = (JSON.parse(readFileSync(join(workDir, 'config.json'), 'utf8')) as { group: string }).group;
+      const g = group;
+      // Members 0 and 1 created their regions.
+      expect(await waitUntil(() => shmRegions(g).length >= 2, 10_000)).toBe(true);
+      launcher.kill('SIGINT');
+      expect(await exited).toBe(130);
+      expect(output()).not.toContain('members connected');
+      expect(await waitUntil(() => members.every((m) => !isRunning(m)), 10_000)).toBe(true);
+      expect(shmRegions(g)).toEqual([]);
+      expect(existsSync(workDir)).toBe(false);
+    } finally {
+      launcher.kill('SIGKILL');
+      killAll(members);
+      removeLeftovers(group, workDir ? [workDir] : []);
+    }
+  });
+
+  it('fails with a clear error, naming the member, when a member stalls', async () => {
+    const tempBefore = new Set(readdirSync(tmpdir()).filter((d) => d.startsWith('derecho-local-')));
+    const { launcher, output, exited, group } = await startLauncher(
+      // Busy members can go a second or more without a progress report: the timeout stays above that.
+      ['--members', '3', '--transport', 'shm', '--messages', '100000000', '--stall-timeout', '3'],
+    );
+    const members = childrenOf(launcher.pid as number);
+    expect(members).toHaveLength(3);
+    const workDir = workDirOf(members[0] as number);
+    try {
+      await waitUntil(() => /^\s+\d+s\s+delivered: /m.test(output()), 10_000);
+      process.kill(members[1] as number, 'SIGSTOP');
+      const started = Date.now();
+      const code = await Promise.race([exited, new Promise<string>((resolve) => setTimeout(() => resolve('still running'), 20_000))]);
+      expect({ code, output: output() }).toMatchObject({ code: 1 });
+      expect(Date.now() - started).toBeLessThan(15_000);
+      expect(output()).toMatch(/derecho local failed: stalled: no member delivered or sent a message for 3 s \(--stall-timeout\); behind: .*member 1 \(no progress report/);
+      expect(await waitUntil(() => members.every((m) => !isRunning(m)), 10_000)).toBe(true);
+      expect(shmRegions(group)).toEqual([]);
+      expect(newTempDirs(tempBefore)).toEqual([]);
+    } finally {
+      launcher.kill('SIGKILL');
+      killAll(members);
+      removeLeftovers(group, [workDir]);
+    }
   });
 });
 

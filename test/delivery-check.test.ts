@@ -88,6 +88,8 @@ describe('DeliveryChecker', () => {
     ['a corrupted byte', (r) => r.map((x, i) => (i === 3 ? { ...x, payload: Buffer.from(x.payload).fill(7, 20, 21) } : x)), /sender 0, seq 1.*differs .* at byte 20/],
     ['an unknown sender', (r) => [...r, { index: 1000, senderSeq: 0, subgroup: 0, sender: 9, payload: Buffer.alloc(1) }], /member 9 is not a sender of subgroup 0/],
     ['another subgroup', (r) => [...r, { index: 1000, senderSeq: 0, subgroup: 3, sender: 0, payload: Buffer.alloc(1) }], /delivered in subgroup 3/],
+    // Index 7 is 7 % 3 = 1: sender rank 1's (member 1), not member 2's.
+    ['an index another sender owns', (r) => r.map((x, i) => (i === 5 ? { ...x, index: 7 } : i === 6 ? { ...x, index: 9 } : x)), /sender 2, seq 1, index 7\): index 7 belongs to sender rank 1 \(member 1\), not to member 2 \(rank 2\)/],
   ];
 
   it.each(broken)('reports %s', (_name, breakIt, expected) => {
@@ -96,6 +98,23 @@ describe('DeliveryChecker', () => {
     const state = c.state();
     expect(state.violationCount).toBeGreaterThan(0);
     expect(state.violations.join('\n')).toMatch(expected);
+  });
+
+  it('checks index ownership against the order of the senders list, not the member ids', () => {
+    // Senders [5, 2]: member 5 owns the even indices, member 2 the odd ones.
+    const options = { ...shape, subgroup: 0, senders: [5, 2] };
+    const record = (sender: number, seq: number, index: number): RecordToEncode => ({
+      index, senderSeq: seq, subgroup: 0, sender, payload: makePayload(sender, seq, payloadSize(sender, seq, shape)),
+    });
+    const good = new DeliveryChecker(options);
+    good.consume(encodeDeliveryBatch([record(5, 0, 0), record(2, 0, 1), record(2, 1, 3), record(5, 1, 6)]));
+    expect(good.state().violations).toEqual([]);
+    const bad = new DeliveryChecker(options);
+    bad.consume(encodeDeliveryBatch([record(2, 0, 0), record(5, 0, 1)]));
+    expect(bad.state().violations).toEqual([
+      'message (sender 2, seq 0, index 0): index 0 belongs to sender rank 0 (member 5), not to member 2 (rank 1)',
+      'message (sender 5, seq 0, index 1): index 1 belongs to sender rank 1 (member 2), not to member 5 (rank 0)',
+    ]);
   });
 
   it('reports a truncated batch and keeps going', () => {

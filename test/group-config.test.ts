@@ -103,6 +103,9 @@ describe('parseGroupConfig', () => {
     ['missing version', (c) => delete c.version, 'version: required field is missing'],
     ['missing host', (c) => delete ((c.members as Json[])[1] as Json).host, 'members[1].host: required field is missing'],
     ['group with a slash', (c) => (c.group = 'a/b'), 'group: expected a group name of 1..100 letters, digits'],
+    ['group with a dot', (c) => (c.group = 'a.b'), `group: expected a group name of 1..100 letters, digits, '_' or '-' (it names shm files), found "a.b"`],
+    ['message size beyond a tcp frame', (c) => Object.assign(subgroup(c), { maxMessageBytes: 16 * 1024 * 1024 - 63 }), 'subgroups[0].maxMessageBytes: expected at most 16777152 bytes (16 MiB - 64, what one tcp write frame carries), found 16777153'],
+    ['ring beyond what a tcp peer buffers', (c) => Object.assign(subgroup(c), { ringBytes: 512 * 1024 * 1024 }), 'subgroups[0].ringBytes: expected at most 268435456 bytes (256 MiB, what a tcp sender buffers for one peer), found 536870912'],
     ['negative spin', (c) => (c.spinMicros = -1), 'spinMicros: expected microseconds (integer >= 0), found -1'],
     ['unknown field', (c) => (c.memebrs = []), 'memebrs: unknown field'],
     ['unknown member field', (c) => ((c.members as Json[])[0] = { id: 0, host: 'h', port: 1, weight: 2 }), 'members[0].weight: unknown field'],
@@ -129,6 +132,31 @@ describe('parseGroupConfig', () => {
       c.transport = 'shm';
       (c.members as Json[])[1] = { id: 1, host: '127.0.0.1', port: 7000 };
     }))).not.toThrow();
+  });
+
+  it('accepts the largest message size and ring, on every transport', () => {
+    for (const transport of ['tcp', 'shm', 'verbs']) {
+      const config = parseGroupConfig(withChange((c) => {
+        c.transport = transport;
+        c.subgroups = [
+          { name: 'big', members: [0, 1, 5], maxMessageBytes: 16 * 1024 * 1024 - 64 },
+          { name: 'ring', members: [0, 1], ringBytes: 256 * 1024 * 1024 },
+        ];
+      }));
+      expect(config.subgroups[0]).toMatchObject({ maxMessageBytes: 16777152, ringBytes: 64 * 1024 * 1024 });
+      expect(config.subgroups[1]?.ringBytes).toBe(256 * 1024 * 1024);
+    }
+    expect(errorsOf(withChange((c) => {
+      c.transport = 'shm';
+      Object.assign(subgroup(c), { maxMessageBytes: 16 * 1024 * 1024 });
+    }))).toEqual(['config error in x.json: subgroups[0].maxMessageBytes: expected at most 16777152 bytes (16 MiB - 64, what one tcp write frame carries), found 16777216']);
+  });
+
+  it('accepts group names of letters, digits, _ and -', () => {
+    expect(parseGroupConfig(withChange((c) => (c.group = 'Sensors_2-east'))).group).toBe('Sensors_2-east');
+    expect(parseGroupConfig(withChange((c) => (c.group = 'x'.repeat(100)))).group).toHaveLength(100);
+    expect(errorsOf(withChange((c) => (c.group = 'x'.repeat(101))))[0]).toMatch(/group: expected a group name of 1\.\.100/);
+    expect(errorsOf(withChange((c) => (c.group = '-x')))[0]).toMatch(/group: expected a group name/);
   });
 
   it('rejects a root that is not an object', () => {

@@ -7,6 +7,7 @@ function report(id: number, sent: number, perSender: Record<string, number>, dig
     id,
     sent,
     delivery: { delivered, deliveredBytes: delivered * 10, perSender, digest, violationCount: 0, violations: [] },
+    lastDeliveryAtMs: 0,
     stats: null,
   };
 }
@@ -24,6 +25,21 @@ describe('judgeGroup', () => {
     expect(v.ok).toBe(false);
     expect(v.problems).toContain('member 1 delivered 11 messages, expected 12 (the total sent)');
     expect(v.problems).toContain('member 1 delivered 6 messages from member 1, which sent 7');
+  });
+
+  it('names a member that delivered more than was sent', () => {
+    const v = judgeGroup([report(0, 5, per), report(1, 7, { '0': 6, '1': 7 })]);
+    expect(v.ok).toBe(false);
+    expect(v.problems).toContain('member 1 delivered 13 messages, expected 12 (the total sent)');
+    expect(v.problems).toContain('member 1 delivered 6 messages from member 0, which sent 5');
+  });
+
+  it('judges against the sent counts the launcher saw, when given', () => {
+    const v = judgeGroup([report(0, 5, per), report(1, 7, per)], new Map([[0, 5], [1, 6]]));
+    expect(v.ok).toBe(false);
+    expect(v.totalSent).toBe(11);
+    expect(v.problems).toContain('member 1 reports 7 messages sent, but finished sending at 6');
+    expect(v.problems).toContain('member 0 delivered 12 messages, expected 11 (the total sent)');
   });
 
   it('names the members of each digest when they differ', () => {

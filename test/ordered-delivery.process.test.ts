@@ -1,6 +1,8 @@
 // Real member processes over real transports: every member sends messages of 1 B to 64 KiB, and
 // every member must deliver all of them, once each, in the same order.
+import { judgeGroup } from '../sidecar/group-verdict.js';
 import { LocalGroup } from '../sidecar/local-group.js';
+import type { MemberReport } from '../sidecar/member-protocol.js';
 import type { TransportKind } from '../native/index.js';
 import { collecting, explain, finishWorkload } from './support/group-run.js';
 
@@ -60,6 +62,36 @@ describe('stopping a timed workload', () => {
       await group.shutdown();
     }
     expect(group.badExits()).toEqual([]);
+  });
+});
+
+describe('the reports the verdict is judged on', () => {
+  it('are taken once deliveries stopped, not the moment the awaited total was reached', async () => {
+    const { options, collected } = collecting({ members: 3, transport: 'shm', shape: { minBytes: 1, maxBytes: 100 } });
+    const group = await LocalGroup.launch(options);
+    let finals: MemberReport[] = [];
+    try {
+      group.startWorkload({ messages: 5000 });
+      // Ask for a single message while the members are still sending: everything delivered after
+      // the first one must still show in the reports (a late duplicate would, too).
+      const reports = await group.awaitDelivered(1, 30_000, 1000);
+      const sent = await group.sendingFinished(30_000);
+      const total = [...sent.values()].reduce((a, b) => a + b, 0);
+      expect(total).toBe(15_000);
+      expect(reports.map((r) => r.delivery.delivered)).toEqual([total, total, total]);
+      // More than the awaited total is a mismatch.
+      expect(judgeGroup(reports, new Map([[0, 1], [1, 0], [2, 0]])).problems).toContain(
+        `member 0 delivered ${total} messages, expected 1 (the total sent)`,
+      );
+    } finally {
+      finals = [...(await group.shutdown()).values()];
+    }
+    // The final reports, taken after each engine stopped, hold everything as well.
+    expect(finals.map((r) => r.id)).toEqual([0, 1, 2]);
+    expect(finals.map((r) => r.delivery.delivered)).toEqual([15_000, 15_000, 15_000]);
+    expect(judgeGroup(finals).ok).toBe(true);
+    expect(group.badExits()).toEqual([]);
+    expect(collected.logs.filter((l) => l.level === 'error')).toEqual([]);
   });
 });
 

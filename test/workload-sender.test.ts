@@ -144,7 +144,7 @@ describe('WorkloadSender with real engine members over shm', () => {
     const members = await startGroup(ids, logs);
     const senders = sendersFor(members);
     const running = senders.map((s) => s.run({}));
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await new Promise((resolve) => setTimeout(resolve, 200));
     for (const s of senders) s.stop();
     const sent = await Promise.all(running);
     expect(sent.every((n) => n > 0)).toBe(true);
