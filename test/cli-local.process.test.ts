@@ -238,7 +238,14 @@ describe('derecho local', () => {
       await waitUntil(() => /^\s+\d+s\s+delivered: /m.test(output()), 10_000);
       process.kill(members[1] as number, 'SIGSTOP');
       const started = Date.now();
-      const code = await Promise.race([exited, new Promise<string>((resolve) => setTimeout(() => resolve('still running'), 20_000))]);
+      let timer: NodeJS.Timeout | undefined;
+      const code = await Promise.race([
+        exited,
+        new Promise<string>((resolve) => {
+          timer = setTimeout(() => resolve('still running'), 20_000);
+        }),
+      ]);
+      clearTimeout(timer);
       expect({ code, output: output() }).toMatchObject({ code: 1 });
       expect(Date.now() - started).toBeLessThan(15_000);
       expect(output()).toMatch(/derecho local failed: stalled: no member delivered or sent a message for 3 s \(--stall-timeout\); behind: .*member 1 \(no progress report/);
