@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -15,7 +16,7 @@ namespace {
 constexpr std::size_t kDeliveryHeaderBytes = 28;
 // Deliveries handed to JavaScript but not yet consumed; above this the engine holds delivery
 // back, rings fill up and senders stall, instead of the process growing without bound.
-constexpr std::size_t kMaxOutstandingDeliveryBytes = 64u << 20;
+constexpr std::size_t kMaxOutstandingDeliveryBytes = 4u << 20;
 
 struct LogLine {
   std::string level;
@@ -23,11 +24,11 @@ struct LogLine {
   std::string message;
 };
 
-void call_deliver(Napi::Env env, Napi::Function fn, class MemberWrap* wrap, std::vector<std::uint8_t>* batch);
+void call_deliver(Napi::Env env, Napi::Function fn, class MemberWrap* wrap, std::nullptr_t* unused);
 void call_writable(Napi::Env env, Napi::Function fn, class MemberWrap* wrap, std::nullptr_t* unused);
 void call_log(Napi::Env env, Napi::Function fn, std::nullptr_t* context, LogLine* line);
 
-using DeliverTsfn = Napi::TypedThreadSafeFunction<MemberWrap, std::vector<std::uint8_t>, call_deliver>;
+using DeliverTsfn = Napi::TypedThreadSafeFunction<MemberWrap, std::nullptr_t, call_deliver>;
 using WritableTsfn = Napi::TypedThreadSafeFunction<MemberWrap, std::nullptr_t, call_writable>;
 using LogTsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, LogLine, call_log>;
 
@@ -179,7 +180,9 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
     waiting_writable_.clear();
   }
 
-  void consume(Napi::Env env, Napi::Function fn, std::unique_ptr<std::vector<std::uint8_t>> batch) {
+  void consume(Napi::Env env, Napi::Function fn) {
+    std::unique_ptr<std::vector<std::uint8_t>> batch = take_pending();
+    if (!batch) return;
     const std::size_t bytes = batch->size();
     if (!stopped_ && env && fn) {
       std::vector<std::uint8_t>* raw = batch.release();
@@ -216,28 +219,45 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
  private:
   static void unref_on_finalize(Napi::Env, void*, MemberWrap* self) { self->Unref(); }
 
+  // Batches that arrive while JavaScript has not yet taken the previous one are appended to it,
+  // so at most one delivery call is ever queued: JavaScript gets fewer, larger batches, and its
+  // event loop still turns (timers, IPC) between them instead of draining a long call queue.
   static void on_deliver(void* context, const derecho_delivery* batch, std::size_t count) {
     auto* self = static_cast<MemberWrap*>(context);
     std::size_t bytes = 0;
     for (std::size_t i = 0; i < count; ++i) bytes += kDeliveryHeaderBytes + batch[i].length;
-    auto out = std::make_unique<std::vector<std::uint8_t>>(bytes);
-    std::uint8_t* at = out->data();
-    for (std::size_t i = 0; i < count; ++i) {
-      const derecho_delivery& d = batch[i];
-      put_u64(at, d.index);
-      put_u64(at + 8, d.sender_seq);
-      put_u32(at + 16, d.subgroup);
-      put_u32(at + 20, d.sender);
-      put_u32(at + 24, d.length);
-      if (d.length > 0) std::memcpy(at + kDeliveryHeaderBytes, d.data, d.length);
-      at += kDeliveryHeaderBytes + d.length;
+    bool first = false;
+    {
+      std::lock_guard lock(self->pending_mutex_);
+      if (!self->pending_) {
+        self->pending_ = std::make_unique<std::vector<std::uint8_t>>();
+        first = true;
+      }
+      auto& out = *self->pending_;
+      std::size_t at = out.size();
+      out.resize(at + bytes);
+      for (std::size_t i = 0; i < count; ++i) {
+        const derecho_delivery& d = batch[i];
+        std::uint8_t* p = out.data() + at;
+        put_u64(p, d.index);
+        put_u64(p + 8, d.sender_seq);
+        put_u32(p + 16, d.subgroup);
+        put_u32(p + 20, d.sender);
+        put_u32(p + 24, d.length);
+        if (d.length > 0) std::memcpy(p + kDeliveryHeaderBytes, d.data, d.length);
+        at += kDeliveryHeaderBytes + d.length;
+      }
+      self->outstanding_.fetch_add(bytes);
     }
-    self->outstanding_.fetch_add(bytes);
-    std::vector<std::uint8_t>* raw = out.release();
-    if (self->deliver_.NonBlockingCall(raw) != napi_ok) {
-      self->outstanding_.fetch_sub(bytes);
-      std::unique_ptr<std::vector<std::uint8_t>> dropped(raw);
+    if (first && self->deliver_.NonBlockingCall(nullptr) != napi_ok) {
+      const auto dropped = self->take_pending();
+      if (dropped) self->outstanding_.fetch_sub(dropped->size());
     }
+  }
+
+  std::unique_ptr<std::vector<std::uint8_t>> take_pending() {
+    std::lock_guard lock(pending_mutex_);
+    return std::move(pending_);
   }
 
   static int on_ready(void* context) {
@@ -402,6 +422,8 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
   DeliverTsfn deliver_;
   WritableTsfn writable_tsfn_;
   std::atomic<std::size_t> outstanding_{0};
+  std::mutex pending_mutex_;
+  std::unique_ptr<std::vector<std::uint8_t>> pending_;  // records not yet handed to JavaScript
   bool refused_ = false;
   bool stopped_ = false;
   bool starting_ = false;
@@ -409,9 +431,7 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
   std::vector<Napi::Promise::Deferred> stop_waiters_;
 };
 
-void call_deliver(Napi::Env env, Napi::Function fn, MemberWrap* wrap, std::vector<std::uint8_t>* batch) {
-  wrap->consume(env, fn, std::unique_ptr<std::vector<std::uint8_t>>(batch));
-}
+void call_deliver(Napi::Env env, Napi::Function fn, MemberWrap* wrap, std::nullptr_t*) { wrap->consume(env, fn); }
 
 void call_writable(Napi::Env env, Napi::Function, MemberWrap* wrap, std::nullptr_t*) {
   if (env) wrap->settle_writable(env);
