@@ -1,4 +1,4 @@
-// The ordering protocol as a pure state machine: members share one in-process network whose
+// The ordering protocol as a pure state machine: real Members share one in-process network whose
 // writes are applied in a seeded random order, and each member's predicates run one pass at a
 // time on the test thread. No sockets, no threads, every schedule replayable from its seed.
 #include <gtest/gtest.h>
@@ -9,9 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "multicast/subgroup_multicast.hpp"
-#include "sst/predicate_thread.hpp"
-#include "sst/sst.hpp"
+#include "member/member.hpp"
+#include "member/region_layout.hpp"
 #include "transport/memory_network.hpp"
 
 using namespace derecho;
@@ -42,11 +41,8 @@ class RecordingSink final : public multicast::DeliverySink {
 };
 
 struct SimMember {
-  std::unique_ptr<transport::Transport> transport;
-  std::unique_ptr<sst::Sst> sst;
-  std::unique_ptr<sst::PredicateThread> predicates;
   RecordingSink sink;
-  std::unique_ptr<multicast::SubgroupMulticast> multicast;
+  std::unique_ptr<Member> member;
 };
 
 class Group {
@@ -54,29 +50,21 @@ class Group {
   Group(std::size_t n, std::uint32_t ring_bytes, std::uint64_t seed, std::vector<MemberId> senders = {}) {
     std::vector<MemberId> ids;
     for (std::size_t i = 0; i < n; ++i) ids.push_back(static_cast<MemberId>(i));
-    config_.name = "sg";
-    config_.members = ids;
-    config_.senders = senders.empty() ? ids : senders;
-    config_.ring_bytes = ring_bytes;
-    config_.max_message_bytes = ring_bytes / 4 - 16;
-    const std::size_t columns = 1 + multicast::SubgroupPlacement::columns_for(config_.senders.size());
-    placement_ = {1, align_up(kRegionHeaderBytes + sst::Sst::bytes_needed(n, columns), 4096), ring_bytes};
-    const std::size_t region = placement_.ring_offset + config_.senders.size() * ring_bytes;
-    net_ = std::make_unique<transport::MemoryNetwork>(ids, align_up(region, 4096), seed);
+    config_.group_name = "ordered-delivery";
+    config_.transport = TransportKind::shm;
+    for (MemberId id : ids) config_.members.push_back({id, "", 0});
+    SubgroupConfig sg;
+    sg.name = "sg";
+    sg.members = ids;
+    sg.senders = senders.empty() ? ids : senders;
+    sg.ring_bytes = ring_bytes;
+    sg.max_message_bytes = ring_bytes / 4 - 16;
+    config_.subgroups.push_back(sg);
+    net_ = std::make_unique<transport::MemoryNetwork>(ids, RegionLayout::compute(config_).region_bytes, seed);
     for (MemberId id : ids) {
       auto m = std::make_unique<SimMember>();
-      m->transport = net_->endpoint(id);
-      m->sst = std::make_unique<sst::Sst>(*m->transport, ids, kRegionHeaderBytes, columns);
-      m->predicates = std::make_unique<sst::PredicateThread>(*m->transport, *m->sst, sst::PredicateThread::Options{});
-      m->multicast = std::make_unique<multicast::SubgroupMulticast>(0, config_, placement_, *m->sst, *m->transport,
-                                                                    m->sink, 1u << 20);
-      m->multicast->register_predicates(*m->predicates);
-      // What Member does on link-up: rings first, then the SST row that announces them.
-      m->predicates->on_link_event([mp = m.get()](const transport::LinkEvent& e) {
-        if (!e.up) return;
-        mp->multicast->on_link_up(e.peer);
-        mp->sst->push_all_to(e.peer);
-      });
+      m->member = std::make_unique<Member>(config_, id, m->sink, 1u << 20,
+                                           [this, id](const transport::TransportOptions&) { return net_->endpoint(id); });
       members_.push_back(std::move(m));
     }
   }
@@ -91,7 +79,7 @@ class Group {
     if (net_->pending() > 0 && rng() % 2 == 0) {
       net_->deliver_one();
     } else {
-      members_[rng() % members_.size()]->predicates->run_once();
+      members_[rng() % members_.size()]->member->run_once();
     }
   }
 
@@ -100,15 +88,14 @@ class Group {
     for (int round = 0; round < 100000; ++round) {
       bool moved = net_->pending() > 0;
       net_->deliver_all();
-      for (auto& m : members_) moved |= m->predicates->run_once();
+      for (auto& m : members_) moved |= m->member->run_once();
       if (!moved) return;
     }
     FAIL() << "group did not settle";
   }
 
  private:
-  SubgroupConfig config_;
-  multicast::SubgroupPlacement placement_{};
+  GroupConfig config_;
   std::unique_ptr<transport::MemoryNetwork> net_;
   std::vector<std::unique_ptr<SimMember>> members_;
 };
@@ -136,14 +123,14 @@ TEST(OrderedDelivery, EveryMemberDeliversTheSameSequenceUnderRandomSchedules) {
       const std::size_t who = rng() % n;
       if (sent[who] < quota[who] && rng() % 3 == 0) {
         const auto p = payload_for(static_cast<MemberId>(who), sent[who], rng() % 200);
-        if (g.at(who).multicast->send(p)) ++sent[who];
+        if (g.at(who).member->send(0, p)) ++sent[who];
       }
       g.step();
     }
     for (std::size_t who = 0; who < n; ++who) {
       while (sent[who] < quota[who]) {
         const auto p = payload_for(static_cast<MemberId>(who), sent[who], 17);
-        if (g.at(who).multicast->send(p)) ++sent[who];
+        if (g.at(who).member->send(0, p)) ++sent[who];
         g.settle();
       }
     }
@@ -170,28 +157,28 @@ TEST(OrderedDelivery, EveryMemberDeliversTheSameSequenceUnderRandomSchedules) {
 
 TEST(OrderedDelivery, IdleSendersFillTheirTurnsWithNulls) {
   Group g(3, 4096, 7);
-  for (int i = 0; i < 5; ++i) ASSERT_TRUE(g.at(0).multicast->send(payload_for(0, i, 10)));
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(g.at(0).member->send(0, payload_for(0, i, 10)));
   g.settle();
   for (std::size_t m = 0; m < 3; ++m) ASSERT_EQ(g.at(m).sink.log.size(), 5u) << m;
   // Sender 0's 5th message has index 12; senders 1 and 2 each filled indices below it.
   EXPECT_EQ(g.at(0).sink.log.back().index, 12u);
-  EXPECT_EQ(g.at(1).multicast->stats().nulls_sent, 4u);  // 1, 4, 7, 10
-  EXPECT_EQ(g.at(2).multicast->stats().nulls_sent, 4u);  // 2, 5, 8, 11
-  EXPECT_EQ(g.at(0).multicast->stats().nulls_sent, 0u);
+  EXPECT_EQ(g.at(1).member->stats().nulls_sent, 4u);  // 1, 4, 7, 10
+  EXPECT_EQ(g.at(2).member->stats().nulls_sent, 4u);  // 2, 5, 8, 11
+  EXPECT_EQ(g.at(0).member->stats().nulls_sent, 0u);
 }
 
 TEST(OrderedDelivery, NothingIsDeliveredUntilEveryMemberHasReceivedIt) {
   Group g(3, 4096, 3, std::vector<MemberId>{0});
-  ASSERT_TRUE(g.at(0).multicast->send(payload_for(0, 0, 10)));
-  g.at(0).predicates->run_once();  // writes the message to 1 and 2, raises num_sent
+  ASSERT_TRUE(g.at(0).member->send(0, payload_for(0, 0, 10)));
+  g.at(0).member->run_once();  // writes the message to 1 and 2, raises num_sent
   // Only member 1 gets it; member 2's link stays held.
   while (g.net().deliver_from(0, 1)) {
   }
   for (int i = 0; i < 5; ++i) {
-    g.at(1).predicates->run_once();
+    g.at(1).member->run_once();
     while (g.net().deliver_from(1, 0)) {
     }
-    g.at(0).predicates->run_once();
+    g.at(0).member->run_once();
   }
   EXPECT_TRUE(g.at(0).sink.log.empty());
   EXPECT_TRUE(g.at(1).sink.log.empty());
@@ -203,16 +190,16 @@ TEST(OrderedDelivery, SenderWaitsForTheSlowestMemberBeforeReusingItsRing) {
   Group g(2, 256, 5, std::vector<MemberId>{0});  // 256 B ring: four 64 B records at most
   const auto p = payload_for(0, 0, 40);
   int accepted = 0;
-  while (accepted < 20 && g.at(0).multicast->send(p)) ++accepted;
+  while (accepted < 20 && g.at(0).member->send(0, p)) ++accepted;
   // Member 1 never runs: member 0 can fill its ring once, then must stop.
   for (int i = 0; i < 50; ++i) {
-    g.at(0).predicates->run_once();
+    g.at(0).member->run_once();
     while (g.net().deliver_from(0, 1)) {
     }
   }
-  EXPECT_EQ(g.at(0).multicast->stats().sent, 4u);
+  EXPECT_EQ(g.at(0).member->stats().sent, 4u);
   g.settle();
-  EXPECT_EQ(g.at(0).multicast->stats().sent, static_cast<std::uint64_t>(accepted));
+  EXPECT_EQ(g.at(0).member->stats().sent, static_cast<std::uint64_t>(accepted));
   EXPECT_EQ(g.at(1).sink.log.size(), static_cast<std::size_t>(accepted));
   for (const auto& d : g.at(1).sink.log) EXPECT_EQ(d.payload, as_string(p));
 }
@@ -220,7 +207,7 @@ TEST(OrderedDelivery, SenderWaitsForTheSlowestMemberBeforeReusingItsRing) {
 TEST(OrderedDelivery, ConsumerThatIsNotReadyHoldsDeliveryBack) {
   Group g(2, 4096, 9);
   g.at(1).sink.ready_ = false;
-  ASSERT_TRUE(g.at(0).multicast->send(payload_for(0, 0, 10)));
+  ASSERT_TRUE(g.at(0).member->send(0, payload_for(0, 0, 10)));
   g.settle();
   EXPECT_EQ(g.at(0).sink.log.size(), 1u);
   EXPECT_TRUE(g.at(1).sink.log.empty());
@@ -231,7 +218,7 @@ TEST(OrderedDelivery, ConsumerThatIsNotReadyHoldsDeliveryBack) {
 
 TEST(OrderedDelivery, ReceiversTakeEverythingThatArrivedInOneBatch) {
   Group g(2, 1 << 16, 11, std::vector<MemberId>{0});
-  for (int i = 0; i < 100; ++i) ASSERT_TRUE(g.at(0).multicast->send(payload_for(0, i, 8)));
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(g.at(0).member->send(0, payload_for(0, i, 8)));
   g.settle();
   EXPECT_EQ(g.at(1).sink.log.size(), 100u);
   EXPECT_LE(g.at(1).sink.batches, 2u);
@@ -241,7 +228,7 @@ TEST(OrderedDelivery, OversizedMessageIsRefusedWithAClearError) {
   Group g(2, 1024, 1);
   const std::vector<std::byte> big(2000);
   try {
-    g.at(0).multicast->send(big);
+    g.at(0).member->send(0, big);
     FAIL() << "expected invalid_argument";
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("exceeds maxMessageBytes"), std::string::npos) << e.what();
@@ -265,16 +252,16 @@ std::vector<std::byte> packed(const std::vector<std::size_t>& sizes) {
 
 TEST(OrderedDelivery, PackedBatchesQueueAPrefixAndRefuseBadInputWhole) {
   Group g(2, 1024, 2);
-  auto& sender = *g.at(0).multicast;
+  auto& sender = *g.at(0).member;
   // A message over maxMessageBytes (240 here) anywhere in the batch: nothing is queued.
-  EXPECT_THROW(sender.send_packed(packed({10, 10, 500})), std::invalid_argument);
+  EXPECT_THROW(sender.send_packed(0, packed({10, 10, 500})), std::invalid_argument);
   auto truncated = packed({10, 10});
   truncated.resize(truncated.size() - 3);
-  EXPECT_THROW(sender.send_packed(truncated), std::invalid_argument);
+  EXPECT_THROW(sender.send_packed(0, truncated), std::invalid_argument);
   g.settle();
   EXPECT_TRUE(g.at(1).sink.log.empty());
   // A good batch is queued whole, in order.
-  const auto q = sender.send_packed(packed({1, 2, 3}));
+  const auto q = sender.send_packed(0, packed({1, 2, 3}));
   EXPECT_EQ(q.messages, 3u);
   g.settle();
   ASSERT_EQ(g.at(1).sink.log.size(), 3u);
@@ -283,38 +270,33 @@ TEST(OrderedDelivery, PackedBatchesQueueAPrefixAndRefuseBadInputWhole) {
 
 TEST(OrderedDelivery, LinkThatComesBackMidPassDoesNotLetACounterOvertakeItsData) {
   // Sender 0's 256 B ring holds four 64 B records. Its link to member 1 breaks, messages go on
-  // to member 2, and the link comes back in the middle of a pass: after the ring bytes were
-  // posted (and dropped) but before the pass pushes the SST row that announces them. That row
-  // must not reach member 1 before the re-push, or member 1 reads a stale ring slot.
+  // to member 2, and the link comes back in the middle of a pass, before the pass pushes the
+  // SST row that announces ring bytes member 1 never got. That row must not reach member 1
+  // before the re-push, or member 1 reads a stale ring slot.
   Group g(3, 256, 4, std::vector<MemberId>{0});
-  bool restore_now = false;
-  g.at(0).predicates->add("test.restore-link", [&] { return restore_now; }, [&] {
-    restore_now = false;
-    g.net().restore_link(0, 1);
-  });
   std::uint64_t seq = 0;
-  const auto send = [&] { ASSERT_TRUE(g.at(0).multicast->send(payload_for(0, seq, 40))); ++seq; };
+  const auto send = [&] { ASSERT_TRUE(g.at(0).member->send(0, payload_for(0, seq, 40))); ++seq; };
   for (int i = 0; i < 4; ++i) send();
   g.settle();
   ASSERT_EQ(g.at(1).sink.log.size(), 4u);
 
   g.net().break_link(0, 1);
   send();
-  g.at(0).predicates->run_once();
+  g.at(0).member->run_once();
   while (g.net().deliver_from(0, 2)) {
   }
-  g.at(2).predicates->run_once();  // member 2 reports it has received 5
+  g.at(2).member->run_once();  // member 2 reports it has received 5
   while (g.net().deliver_from(2, 0)) {
   }
   while (g.net().deliver_from(2, 1)) {
   }
-  restore_now = true;
+  g.net().restore_link_mid_pass(0, 1);
   send();
-  g.at(0).predicates->run_once();  // the link comes back during this pass
+  g.at(0).member->run_once();  // the link comes back during this pass
   while (g.net().deliver_from(0, 1)) {
   }
-  g.at(1).predicates->run_once();
-  g.at(1).predicates->run_once();
+  g.at(1).member->run_once();
+  g.at(1).member->run_once();
   g.settle();
   for (std::size_t m = 0; m < 3; ++m) {
     ASSERT_EQ(g.at(m).sink.log.size(), 6u) << "member " << m;
