@@ -58,8 +58,11 @@ class Simulation {
                                                      rng_());
     for (MemberId id : ids) {
       auto node = std::make_unique<Node>(config_.subgroups.size());
-      node->member = std::make_unique<Member>(config_, id, node->sink, 1u << 16,
-                                              [this, id](const transport::TransportOptions&) { return net_->endpoint(id); });
+      Member::Options member_options;
+      member_options.max_queued_bytes = 1u << 16;
+      member_options.make_transport = [this, id](const transport::TransportOptions&) { return net_->endpoint(id); };
+      member_options.clock = [this] { return now_; };
+      node->member = std::make_unique<Member>(config_, id, node->sink, member_options);
       node->checked.assign(config_.subgroups.size(), 0);
       nodes_.push_back(std::move(node));
     }
@@ -265,6 +268,7 @@ class Simulation {
   Options options_;
   std::mt19937_64 rng_;
   GroupConfig config_;
+  std::chrono::steady_clock::time_point now_{};
   std::unique_ptr<transport::MemoryNetwork> net_;
   std::vector<std::unique_ptr<Node>> nodes_;
   std::vector<std::vector<Entry>> canonical_;

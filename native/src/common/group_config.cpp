@@ -26,6 +26,13 @@ void validate(const GroupConfig& config) {
     }
   }
   if (config.members.empty()) fail("members", "at least one member is required");
+  // Membership masks hold one bit per configured member in a 40-bit field (docs/membership.md).
+  if (config.members.size() > 40) fail("members", "at most 40 members, found " + std::to_string(config.members.size()));
+  if (config.heartbeat_interval.count() <= 0) fail("heartbeatMillis", "must be at least 1");
+  if (config.suspect_after <= config.heartbeat_interval) {
+    fail("suspectAfterMillis", "must be longer than heartbeatMillis (" +
+                                   std::to_string(config.heartbeat_interval.count()) + ")");
+  }
   std::unordered_set<MemberId> ids;
   for (std::size_t i = 0; i < config.members.size(); ++i) {
     const auto& m = config.members[i];

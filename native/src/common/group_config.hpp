@@ -34,6 +34,13 @@ struct GroupConfig {
   std::chrono::microseconds spin{50};
   // Idle sleep bound: the predicate thread re-checks at least this often even with no wake-up.
   std::chrono::microseconds idle_wait{10'000};
+  // Failure detection: every member bumps its heartbeat this often; a member whose heartbeat
+  // has not moved for suspect_after is suspected (docs/membership.md).
+  std::chrono::milliseconds heartbeat_interval{50};
+  std::chrono::milliseconds suspect_after{1000};
+  // A broken link is a failure (Derecho's rule). Off only where a test exercises the
+  // transport's reconnection under a static membership.
+  bool suspect_on_link_down = true;
 };
 
 // Throws std::invalid_argument naming the offending field.

@@ -1,18 +1,33 @@
 #include "member/member.hpp"
 
 #include <algorithm>
+#include <limits>
+#include <random>
 #include <stdexcept>
 #include <string>
 
-namespace derecho {
+#include "multicast/view_counter.hpp"
 
-Member::Member(GroupConfig config, MemberId self, multicast::DeliverySink& sink, std::size_t max_queued_bytes,
-               const TransportFactory& make_transport)
+namespace derecho {
+namespace {
+
+std::uint64_t random_boot() {
+  std::random_device rd;
+  std::uint64_t boot = 0;
+  while (boot == 0) boot = ((std::uint64_t{rd()} << 32) | rd()) & membership::kValueMask;
+  return boot;
+}
+
+bool contains(const std::vector<MemberId>& ids, MemberId id) { return std::find(ids.begin(), ids.end(), id) != ids.end(); }
+
+}  // namespace
+
+Member::Member(GroupConfig config, MemberId self, multicast::DeliverySink& sink, Options options)
     : config_(std::move(config)), self_(self) {
   validate(config_);
   member_rank(config_, self);  // throws for a member id that is not in the config
   layout_ = RegionLayout::compute(config_);
-  transport_ = make_transport({config_, self, layout_.region_bytes});
+  transport_ = options.make_transport({config_, self, layout_.region_bytes});
   std::vector<MemberId> ids;
   for (const auto& m : config_.members) ids.push_back(m.id);
   sst_ = std::make_unique<sst::Sst>(*transport_, ids, layout_.sst_offset, layout_.sst_columns);
@@ -20,17 +35,28 @@ Member::Member(GroupConfig config, MemberId self, multicast::DeliverySink& sink,
       *transport_, *sst_, sst::PredicateThread::Options{config_.spin, config_.idle_wait});
   for (std::size_t s = 0; s < config_.subgroups.size(); ++s) {
     const auto& sg = config_.subgroups[s];
-    if (std::find(sg.members.begin(), sg.members.end(), self) == sg.members.end()) {
+    if (!contains(sg.members, self)) {
       subgroups_.emplace_back();
       continue;
     }
     subgroups_.push_back(std::make_unique<multicast::SubgroupMulticast>(
-        static_cast<std::uint32_t>(s), sg, layout_.subgroups[s], *sst_, *transport_, sink, max_queued_bytes));
-    subgroups_.back()->register_predicates(*predicates_);
+        static_cast<std::uint32_t>(s), sg, layout_.subgroups[s], *sst_, *transport_, sink, options.max_queued_bytes));
+  }
+  views_ = std::make_unique<membership::ViewManager>(
+      *sst_, *transport_, layout_.membership, ids,
+      membership::ViewManager::Options{config_.heartbeat_interval, config_.suspect_after,
+                                       options.boot ? options.boot : random_boot(), config_.suspect_on_link_down},
+      view_host(), options.clock);
+  // Membership first, so a pass that wedges does not send after it.
+  predicates_->add("membership", [this] { return views_->step(); }, [] {});
+  for (std::size_t s = 0; s < subgroups_.size(); ++s) {
+    if (!subgroups_[s]) continue;
+    predicates_->add(config_.subgroups[s].name, [this, s] { return subgroups_[s]->step(); }, [] {});
   }
   // Writes posted while a link was down may be lost: re-push everything we own to that peer,
   // rings before the row, so the counters that announce ring contents land after them.
   predicates_->on_link_event([this](const transport::LinkEvent& event) {
+    views_->on_link_event(event);
     if (!event.up) return;
     for (auto& sg : subgroups_) {
       if (sg) sg->on_link_up(event.peer);
@@ -41,21 +67,108 @@ Member::Member(GroupConfig config, MemberId self, multicast::DeliverySink& sink,
 
 Member::~Member() { stop(); }
 
+membership::ViewManager::Host Member::view_host() {
+  membership::ViewManager::Host host;
+  host.wedge = [this] {
+    for (auto& sg : subgroups_) {
+      if (sg) sg->wedge();
+    }
+  };
+  host.ragged_edge = [this](std::span<const MemberId> survivors) { return ragged_edge(survivors); };
+  host.finish_view = [this](std::span<const std::uint64_t> edge) {
+    for (std::size_t s = 0; s < subgroups_.size(); ++s) {
+      if (!subgroups_[s]) continue;
+      const auto mine = edge.subspan(layout_.edge_base[s], config_.subgroups[s].senders.size());
+      subgroups_[s]->deliver_to_edge(mine);
+      subgroups_[s]->requeue_cut_off(mine);
+    }
+  };
+  host.install = [this](const membership::View& view) { install(view); };
+  host.open = [this] {
+    for (auto& sg : subgroups_) {
+      if (sg) sg->open();
+    }
+    std::lock_guard lock(view_mutex_);
+    open_ = true;
+    view_changed_.notify_all();
+  };
+  host.event = [this](membership::MembershipEvent event, const std::string& why) {
+    if (event == membership::MembershipEvent::removed) {
+      std::lock_guard lock(view_mutex_);
+      installed_.reset();
+      open_ = false;
+    }
+    if (event_callback_) event_callback_(event, why);
+  };
+  return host;
+}
+
+std::vector<std::uint64_t> Member::ragged_edge(std::span<const MemberId> survivors) const {
+  std::vector<std::uint64_t> edge(layout_.membership.edge_words, 0);
+  const auto current = views_->view();
+  for (std::size_t s = 0; s < config_.subgroups.size(); ++s) {
+    const auto& sg = config_.subgroups[s];
+    const auto& placement = layout_.subgroups[s];
+    for (std::size_t k = 0; k < sg.senders.size(); ++k) {
+      if (!current->contains(sg.senders[k])) continue;
+      std::uint64_t least = std::numeric_limits<std::uint64_t>::max();
+      for (MemberId m : survivors) {
+        if (!contains(sg.members, m)) continue;
+        const std::uint64_t word = sst_->read(sst_->row_of(m), placement.first_column + 2 + k);
+        least = std::min(least, multicast::count_in_view(word, current->vid));
+      }
+      if (least != std::numeric_limits<std::uint64_t>::max()) edge[layout_.edge_base[s] + k] = least;
+    }
+  }
+  return edge;
+}
+
+void Member::install(const membership::View& view) {
+  for (std::size_t s = 0; s < subgroups_.size(); ++s) {
+    if (!subgroups_[s]) continue;
+    const auto& sg = config_.subgroups[s];
+    multicast::SubgroupView shape;
+    shape.vid = view.vid;
+    for (MemberId m : sg.members) {
+      if (view.contains(m)) shape.members.push_back(m);
+    }
+    for (std::size_t k = 0; k < sg.senders.size(); ++k) {
+      if (view.contains(sg.senders[k])) shape.sender_slots.push_back(k);
+    }
+    subgroups_[s]->enter_view(shape);
+  }
+  {
+    std::lock_guard lock(view_mutex_);
+    installed_ = view;
+    open_ = false;
+  }
+  view_changed_.notify_all();
+  if (view_callback_) view_callback_(view);
+}
+
 bool Member::start(std::chrono::milliseconds timeout) {
   if (started_) throw std::logic_error("member already started");
   started_ = true;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
   transport_->start(timeout);
-  bool all_up = true;
-  for (const auto& m : config_.members) {
-    if (m.id != self_ && !transport_->link_up(m.id)) all_up = false;
-  }
   predicates_->start();
-  return all_up;
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+  return wait_for_members(config_.members.size(), std::max(left, std::chrono::milliseconds{0}));
+}
+
+bool Member::wait_for_members(std::size_t members, std::chrono::milliseconds timeout) {
+  std::unique_lock lock(view_mutex_);
+  return view_changed_.wait_for(lock, timeout, [&] { return open_ && installed_ && installed_->members.size() >= members; });
 }
 
 void Member::stop() {
   if (predicates_) predicates_->stop();
   if (transport_) transport_->stop();
+}
+
+std::optional<membership::View> Member::view() const {
+  std::lock_guard lock(view_mutex_);
+  return installed_;
 }
 
 multicast::SubgroupMulticast& Member::subgroup(std::uint32_t index) {
@@ -95,6 +208,7 @@ Member::Stats Member::stats() const {
     const auto s = sg->stats();
     total.sent += s.sent;
     total.nulls_sent += s.nulls_sent;
+    total.resent += s.resent;
     total.delivered += s.delivered;
     total.delivered_bytes += s.delivered_bytes;
     total.delivery_batches += s.delivery_batches;
@@ -104,6 +218,7 @@ Member::Stats Member::stats() const {
   total.sleeps = p.sleeps;
   total.failed = p.failed;
   total.bad_frames = transport_->bad_frames();
+  if (const auto v = view()) total.vid = v->vid;
   return total;
 }
 

@@ -1,13 +1,18 @@
 #pragma once
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <span>
 #include <vector>
 
 #include "common/group_config.hpp"
 #include "member/region_layout.hpp"
+#include "membership/view.hpp"
+#include "membership/view_manager.hpp"
 #include "multicast/delivery.hpp"
 #include "multicast/subgroup_multicast.hpp"
 #include "sst/predicate_thread.hpp"
@@ -16,42 +21,62 @@
 
 namespace derecho {
 
-// One group member: its transport, SST, predicate thread and the multicast of every subgroup
-// it belongs to, wired together for a static group read from a config.
+// One group member: its transport, SST, predicate thread, membership (views) and the multicast
+// of every subgroup it is configured in. The config lists every member that may ever belong to
+// the group; the installed view says which of them do now (docs/membership.md).
 class Member {
  public:
   struct Stats {
     std::uint64_t sent = 0;
     std::uint64_t nulls_sent = 0;
+    std::uint64_t resent = 0;
     std::uint64_t delivered = 0;
     std::uint64_t delivered_bytes = 0;
     std::uint64_t delivery_batches = 0;
     std::uint64_t predicate_passes = 0;
     std::uint64_t sleeps = 0;
     std::uint64_t bad_frames = 0;
+    std::uint64_t vid = 0;
     bool failed = false;
   };
 
   using TransportFactory =
       std::function<std::unique_ptr<transport::Transport>(const transport::TransportOptions&)>;
+  using Clock = membership::ViewManager::Clock;
+  using ViewCallback = std::function<void(const membership::View&)>;
+  using EventCallback = std::function<void(membership::MembershipEvent, const std::string&)>;
 
-  // Validates the config (std::invalid_argument naming the field) and creates the transport,
-  // by default the one the config names; the simulator passes endpoints of an in-memory network.
-  Member(GroupConfig config, MemberId self, multicast::DeliverySink& sink,
-         std::size_t max_queued_bytes = 8u << 20, const TransportFactory& make_transport = transport::make_transport);
+  struct Options {
+    std::size_t max_queued_bytes = 8u << 20;
+    TransportFactory make_transport = transport::make_transport;
+    Clock clock = [] { return std::chrono::steady_clock::now(); };
+    std::uint64_t boot = 0;  // this incarnation's nonce; 0: a random one
+  };
+
+  // Validates the config (std::invalid_argument naming the field) and creates the transport.
+  Member(GroupConfig config, MemberId self, multicast::DeliverySink& sink, Options options);
+  Member(GroupConfig config, MemberId self, multicast::DeliverySink& sink)
+      : Member(std::move(config), self, sink, Options{}) {}
   ~Member();
   Member(const Member&) = delete;
   Member& operator=(const Member&) = delete;
 
-  // Connects to the peers (waiting up to `timeout` for all links) and starts delivering.
-  // Returns whether every link came up in time.
+  // Before start(): called on the engine thread for every view installed and membership event.
+  void on_view(ViewCallback callback) { view_callback_ = std::move(callback); }
+  void on_event(EventCallback callback) { event_callback_ = std::move(callback); }
+
+  // Connects to the peers and starts the engine; the member joins (or bootstraps) the group.
+  // Returns whether, within `timeout`, it is in a view with every configured member.
   bool start(std::chrono::milliseconds timeout);
+  // Waits until the installed view has at least `members` members and is open for sending.
+  bool wait_for_members(std::size_t members, std::chrono::milliseconds timeout);
   void stop();
   // One predicate pass on the calling thread, for a simulator that drives every step itself
   // (never together with start()). True when some predicate fired.
   bool run_once() { return predicates_->run_once(); }
 
   // Any thread. False when the subgroup's send queue is full: call again after on_writable.
+  // Messages queue across view changes; they are sent once this member is in an open view.
   bool send(std::uint32_t subgroup, std::span<const std::byte> payload);
   // Any thread. Messages packed as [u32 length][payload]...; see SubgroupMulticast::send_packed.
   multicast::SubgroupMulticast::Queued send_packed(std::uint32_t subgroup, std::span<const std::byte> packed);
@@ -60,11 +85,16 @@ class Member {
   void wake() { predicates_->wake(); }
 
   Stats stats() const;
+  // Any thread: the installed view, if any.
+  std::optional<membership::View> view() const;
   MemberId self() const { return self_; }
   const GroupConfig& config() const { return config_; }
 
  private:
   multicast::SubgroupMulticast& subgroup(std::uint32_t index);
+  membership::ViewManager::Host view_host();
+  std::vector<std::uint64_t> ragged_edge(std::span<const MemberId> survivors) const;
+  void install(const membership::View& view);
 
   GroupConfig config_;
   MemberId self_;
@@ -72,8 +102,15 @@ class Member {
   std::unique_ptr<transport::Transport> transport_;
   std::unique_ptr<sst::Sst> sst_;
   std::unique_ptr<sst::PredicateThread> predicates_;
-  // Indexed by subgroup; null where this member is not in the subgroup.
+  // Indexed by subgroup; null where this member is not configured in the subgroup.
   std::vector<std::unique_ptr<multicast::SubgroupMulticast>> subgroups_;
+  std::unique_ptr<membership::ViewManager> views_;
+  ViewCallback view_callback_;
+  EventCallback event_callback_;
+  mutable std::mutex view_mutex_;
+  std::condition_variable view_changed_;
+  std::optional<membership::View> installed_;
+  bool open_ = false;
   bool started_ = false;
 };
 

@@ -8,11 +8,15 @@ RegionLayout RegionLayout::compute(const GroupConfig& config) {
   RegionLayout layout;
   layout.sst_offset = kRegionHeaderBytes;
   std::size_t column = kHeartbeatColumn + 1;
+  std::size_t edge = 0;
   for (const auto& sg : config.subgroups) {
     layout.subgroups.push_back({column, 0, sg.ring_bytes});
     column += multicast::SubgroupPlacement::columns_for(sg.senders.size());
+    layout.edge_base.push_back(edge);
+    edge += sg.senders.size();
   }
-  layout.sst_columns = column;
+  layout.membership = {config.members.size(), edge, column};
+  layout.sst_columns = layout.membership.end();
   std::size_t offset = align_up(layout.sst_offset + sst::Sst::bytes_needed(config.members.size(), column), 4096);
   for (std::size_t s = 0; s < config.subgroups.size(); ++s) {
     layout.subgroups[s].ring_offset = offset;

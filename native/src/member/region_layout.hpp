@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "common/group_config.hpp"
+#include "membership/membership_columns.hpp"
 #include "multicast/subgroup_multicast.hpp"
 
 namespace derecho {
@@ -16,6 +17,9 @@ struct RegionLayout {
   std::size_t sst_offset = 0;
   std::size_t sst_columns = 0;
   std::vector<multicast::SubgroupPlacement> subgroups;
+  // Where each subgroup's sender slots start in a ragged edge (membership::MembershipColumns).
+  std::vector<std::size_t> edge_base;
+  membership::MembershipColumns membership;
   std::size_t region_bytes = 0;
 
   static RegionLayout compute(const GroupConfig& config);

@@ -8,10 +8,11 @@ namespace derecho::multicast {
 
 struct Delivery {
   std::uint64_t index;       // global order index within the subgroup, nulls included
-  std::uint64_t sender_seq;  // the sender's application-message count in the subgroup, from 0
+  std::uint64_t sender_seq;  // the sender's application-message count in the subgroup and view, from 0
   std::uint32_t subgroup;
   MemberId sender;
   std::span<const std::byte> payload;  // valid only during deliver()
+  std::uint64_t vid = 0;               // the view it was delivered in
 };
 
 // Where delivered messages go. Called on the predicate thread, a whole stable batch at a time.

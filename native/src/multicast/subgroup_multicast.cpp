@@ -6,6 +6,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "multicast/view_counter.hpp"
+
 namespace derecho::multicast {
 
 SubgroupMulticast::SubgroupMulticast(std::uint32_t subgroup, const SubgroupConfig& config,
@@ -18,43 +20,88 @@ SubgroupMulticast::SubgroupMulticast(std::uint32_t subgroup, const SubgroupConfi
       sst_(sst),
       transport_(transport),
       sink_(sink),
-      order_(config.senders.size()),
+      configured_sender_(std::find(config.senders.begin(), config.senders.end(), transport.self()) !=
+                         config.senders.end()),
       col_sent_(placement.first_column),
       col_delivered_(placement.first_column + 1),
       col_received_(placement.first_column + 2),
-      received_by_me_(config.senders.size(), 0),
-      received_by_all_(config.senders.size(), 0),
-      app_messages_from_(config.senders.size(), 0),
-      max_queued_bytes_(std::max<std::size_t>(max_queued_bytes, config.max_message_bytes + 4)) {
-  const MemberId self = transport.self();
-  for (MemberId m : config.members) {
-    member_rows_.push_back(sst.row_of(m));
+      max_queued_bytes_(std::max<std::size_t>(max_queued_bytes, config.max_message_bytes + 4)) {}
+
+void SubgroupMulticast::enter_view(const SubgroupView& view) {
+  const MemberId self = transport_.self();
+  view_ = view;
+  in_view_ = std::find(view.members.begin(), view.members.end(), self) != view.members.end();
+  open_ = false;
+  wedged_ = false;
+  const std::size_t n = view.sender_slots.size();
+  order_ = RoundRobin(std::max<std::size_t>(n, 1));
+  my_sender_.reset();
+  writer_.reset();
+  member_rows_.clear();
+  sender_rows_.clear();
+  peers_.clear();
+  readers_.clear();
+  for (MemberId m : view.members) {
+    member_rows_.push_back(sst_.row_of(m));
     if (m != self) peers_.push_back(m);
   }
-  auto region = transport.region();
-  for (std::size_t k = 0; k < config.senders.size(); ++k) {
-    sender_rows_.push_back(sst.row_of(config.senders[k]));
-    auto ring = region.subspan(placement.ring_offset + k * placement.ring_bytes, placement.ring_bytes);
+  auto region = transport_.region();
+  for (std::size_t k = 0; k < n; ++k) {
+    const std::size_t slot = view.sender_slots[k];
+    const MemberId sender = config_.senders.at(slot);
+    sender_rows_.push_back(sst_.row_of(sender));
+    auto ring = region.subspan(ring_offset_of_slot(slot), placement_.ring_bytes);
     readers_.emplace_back(ring);
-    if (config.senders[k] == self) {
+    if (sender == self) {
       my_sender_ = k;
       writer_.emplace(ring);
     }
   }
+  received_by_me_.assign(n, 0);
+  received_by_all_.assign(n, 0);
+  app_messages_from_.assign(n, 0);
+  delivered_ = 0;
+  frontier_ = 0;
+  nulls_needed_ = 0;
+  write_count(col_sent_, 0);
+  write_count(col_delivered_, 0);
+  for (std::size_t slot = 0; slot < config_.senders.size(); ++slot) write_count(col_received_ + slot, 0);
 }
 
-void SubgroupMulticast::register_predicates(sst::PredicateThread& thread) {
-  const std::string tag = config_.name + ".";
-  thread.add(tag + "receive", [this] { return has_new_messages(); }, [this] { receive(); });
-  thread.add(tag + "deliver", [this] { return has_stable_messages(); }, [this] { deliver(); });
-  if (is_sender()) {
-    thread.add(tag + "send", [this] { return can_send_queued(); }, [this] { send_queued(); });
-    thread.add(tag + "nulls", [this] { return must_send_nulls(); }, [this] { send_nulls(); });
+bool SubgroupMulticast::step() {
+  if (!in_view_ || wedged_ || sender_rows_.empty()) return false;
+  bool fired = false;
+  if (has_new_messages()) {
+    receive();
+    fired = true;
   }
+  if (has_stable_messages()) {
+    deliver();
+    fired = true;
+  }
+  if (my_sender_ && open_) {
+    if (can_send_queued()) {
+      send_queued();
+      fired = true;
+    }
+    if (must_send_nulls()) {
+      send_nulls();
+      fired = true;
+    }
+  }
+  return fired;
+}
+
+std::uint64_t SubgroupMulticast::count(std::size_t row, std::size_t column) const {
+  return count_in_view(sst_.read(row, column), view_.vid);
+}
+
+void SubgroupMulticast::write_count(std::size_t column, std::uint64_t value) {
+  sst_.write_own(column, view_counter(view_.vid, value));
 }
 
 void SubgroupMulticast::check_sendable(std::size_t bytes, const std::string& what) const {
-  if (!is_sender()) {
+  if (!configured_sender_) {
     throw std::invalid_argument("member " + std::to_string(transport_.self()) + " is not a sender of subgroup '" +
                                 config_.name + "'");
   }
@@ -118,13 +165,13 @@ bool SubgroupMulticast::admit(std::size_t bytes) {
 
 std::uint64_t SubgroupMulticast::min_over_members(std::size_t column) const {
   std::uint64_t v = std::numeric_limits<std::uint64_t>::max();
-  for (std::size_t row : member_rows_) v = std::min(v, sst_.read(row, column));
+  for (std::size_t row : member_rows_) v = std::min(v, count(row, column));
   return v;
 }
 
 bool SubgroupMulticast::has_new_messages() const {
   for (std::size_t k = 0; k < sender_rows_.size(); ++k) {
-    if (sst_.read(sender_rows_[k], col_sent_) > received_by_me_[k]) return true;
+    if (count(sender_rows_[k], col_sent_) > received_by_me_[k]) return true;
   }
   return false;
 }
@@ -132,40 +179,98 @@ bool SubgroupMulticast::has_new_messages() const {
 void SubgroupMulticast::receive() {
   // Everything that has arrived from every sender is taken in one pass.
   for (std::size_t k = 0; k < sender_rows_.size(); ++k) {
-    const std::uint64_t sent = sst_.read(sender_rows_[k], col_sent_);
+    const std::uint64_t sent = count(sender_rows_[k], col_sent_);
     if (sent > received_by_me_[k]) {
       received_by_me_[k] = sent;
-      sst_.write_own(col_received_ + k, sent);
+      write_count(col_received_ + view_.sender_slots[k], sent);
     }
   }
 }
 
+std::uint64_t SubgroupMulticast::received_from_slot(std::size_t slot) const {
+  for (std::size_t k = 0; k < view_.sender_slots.size(); ++k) {
+    if (view_.sender_slots[k] == slot) return received_by_me_[k];
+  }
+  return 0;
+}
+
 bool SubgroupMulticast::has_stable_messages() {
   for (std::size_t k = 0; k < received_by_all_.size(); ++k) {
-    received_by_all_[k] = min_over_members(col_received_ + k);
+    received_by_all_[k] = min_over_members(col_received_ + view_.sender_slots[k]);
   }
   frontier_ = order_.stable_frontier(received_by_all_);
   return frontier_ > delivered_ && sink_.ready();
 }
 
-void SubgroupMulticast::deliver() {
+void SubgroupMulticast::deliver() { deliver_range(frontier_, {}); }
+
+void SubgroupMulticast::deliver_range(std::uint64_t end, std::span<const std::uint64_t> limit) {
   batch_.clear();
   std::uint64_t bytes = 0;
-  for (std::uint64_t index = delivered_; index < frontier_; ++index) {
+  const std::size_t n = sender_rows_.size();
+  for (std::uint64_t index = delivered_; index < end; ++index) {
     const std::size_t k = order_.sender_of(index);
+    if (!limit.empty() && index / n >= limit[k]) continue;
     const RingReader::Message m = readers_[k].next();
     if (m.is_null) continue;
-    batch_.push_back({index, app_messages_from_[k]++, subgroup_, config_.senders[k], m.payload});
+    batch_.push_back({index, app_messages_from_[k]++, subgroup_, config_.senders[view_.sender_slots[k]], m.payload,
+                      view_.vid});
     bytes += m.payload.size();
   }
   if (!batch_.empty()) {
     sink_.deliver(batch_);
     delivery_batches_.fetch_add(1, std::memory_order_relaxed);
   }
-  delivered_ = frontier_;
-  sst_.write_own(col_delivered_, delivered_);
+  delivered_ = std::max(delivered_, end);
+  write_count(col_delivered_, delivered_);
   delivered_messages_.fetch_add(batch_.size(), std::memory_order_relaxed);
   delivered_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+}
+
+void SubgroupMulticast::deliver_to_edge(std::span<const std::uint64_t> edge) {
+  if (!in_view_ || sender_rows_.empty()) return;
+  const std::size_t n = sender_rows_.size();
+  std::vector<std::uint64_t> limit(n);
+  std::uint64_t end = delivered_;
+  for (std::size_t k = 0; k < n; ++k) {
+    limit[k] = edge[view_.sender_slots[k]];
+    // The edge is a minimum over the survivors' final received counts, ours among them.
+    if (limit[k] > received_by_me_[k]) {
+      throw std::logic_error("ragged edge " + std::to_string(limit[k]) + " for sender " +
+                             std::to_string(config_.senders[view_.sender_slots[k]]) + " is beyond what member " +
+                             std::to_string(transport_.self()) + " received (" + std::to_string(received_by_me_[k]) +
+                             ")");
+    }
+    if (limit[k] > 0) end = std::max(end, order_.index_of(k, limit[k] - 1) + 1);
+  }
+  // Everything delivered already is below the edge: normal delivery needs every member's
+  // received count, the edge only the survivors'.
+  deliver_range(end, limit);
+}
+
+void SubgroupMulticast::requeue_cut_off(std::span<const std::uint64_t> edge) {
+  if (!in_view_ || !my_sender_) return;
+  RingReader& mine = readers_[*my_sender_];
+  if (mine.messages_read() != edge[view_.sender_slots[*my_sender_]]) {
+    throw std::logic_error("requeue_cut_off before deliver_to_edge");
+  }
+  std::vector<std::byte> again;
+  std::uint64_t messages = 0;
+  while (mine.messages_read() < writer_->messages_written()) {
+    const RingReader::Message m = mine.next();
+    if (m.is_null) continue;
+    const auto len = static_cast<std::uint32_t>(m.payload.size());
+    const std::size_t at = again.size();
+    again.resize(at + 4 + len);
+    std::memcpy(again.data() + at, &len, 4);
+    if (len) std::memcpy(again.data() + at + 4, m.payload.data(), len);
+    ++messages;
+  }
+  if (messages == 0) return;
+  again.insert(again.end(), staging_.begin() + static_cast<std::ptrdiff_t>(staging_pos_), staging_.end());
+  staging_ = std::move(again);
+  staging_pos_ = 0;
+  resent_.fetch_add(messages, std::memory_order_relaxed);
 }
 
 void SubgroupMulticast::release_ring_space() {
@@ -173,12 +278,12 @@ void SubgroupMulticast::release_ring_space() {
 }
 
 void SubgroupMulticast::push_ring_writes() {
-  const std::size_t my_ring = placement_.ring_offset + *my_sender_ * placement_.ring_bytes;
+  const std::size_t my_ring = ring_offset_of_slot(view_.sender_slots[*my_sender_]);
   for (const RingRange& r : writer_->dirty()) {
     for (MemberId peer : peers_) transport_.post_write(peer, my_ring + r.offset, r.length);
   }
   writer_->clear_dirty();
-  sst_.write_own(col_sent_, writer_->messages_written());
+  write_count(col_sent_, writer_->messages_written());
 }
 
 std::uint32_t SubgroupMulticast::next_staged_length() const {
@@ -232,13 +337,13 @@ void SubgroupMulticast::send_nulls() {
 }
 
 void SubgroupMulticast::on_link_up(MemberId peer) {
-  if (!is_sender() || std::find(peers_.begin(), peers_.end(), peer) == peers_.end()) return;
-  transport_.post_write(peer, placement_.ring_offset + *my_sender_ * placement_.ring_bytes, placement_.ring_bytes);
+  if (!in_view_ || !my_sender_ || std::find(peers_.begin(), peers_.end(), peer) == peers_.end()) return;
+  transport_.post_write(peer, ring_offset_of_slot(view_.sender_slots[*my_sender_]), placement_.ring_bytes);
 }
 
 SubgroupMulticast::Stats SubgroupMulticast::stats() const {
   return {sent_.load(), nulls_sent_.load(), delivered_messages_.load(), delivered_bytes_.load(),
-          delivery_batches_.load()};
+          delivery_batches_.load(), resent_.load()};
 }
 
 }  // namespace derecho::multicast

@@ -13,29 +13,42 @@
 #include "multicast/delivery.hpp"
 #include "multicast/ring.hpp"
 #include "multicast/round_robin.hpp"
-#include "sst/predicate_thread.hpp"
 #include "sst/sst.hpp"
 #include "transport/transport.hpp"
 
 namespace derecho::multicast {
 
-// Where one subgroup's state lives: its SST columns and its per-sender rings in the region.
+// Where one subgroup's state lives: its SST columns and a ring per configured sender ("slot")
+// in the region. Placement is fixed for the life of the group; a view uses the slots of the
+// configured senders it contains.
 struct SubgroupPlacement {
-  std::size_t first_column;  // num_sent, delivered, received[senders...]
-  std::size_t ring_offset;   // sender k's ring at ring_offset + k * ring_bytes
+  std::size_t first_column;  // num_sent, delivered, received[slot...]
+  std::size_t ring_offset;   // slot k's ring at ring_offset + k * ring_bytes
   std::size_t ring_bytes;
 
-  static std::size_t columns_for(std::size_t senders) { return 2 + senders; }
+  static std::size_t columns_for(std::size_t slots) { return 2 + slots; }
 };
 
-// Small-message ordered multicast (SMC) for one subgroup, at one member.
+// The subgroup as one view sees it.
+struct SubgroupView {
+  std::uint64_t vid = 0;
+  std::vector<MemberId> members;          // config order, restricted to the view
+  std::vector<std::size_t> sender_slots;  // config sender index of each sender in the view, in order
+};
+
+// Small-message ordered multicast (SMC) for one subgroup, at one member (docs/protocol-smc.md).
 //
 // Senders append records to their own ring and push the new bytes to every member, then raise
 // num_sent in their SST row. Receivers copy num_sent into received[k] for all senders in one
 // pass (receiver-side batching). A message is stable once every member's received covers it;
 // stable messages are delivered in round-robin index order straight from the ring, after which
-// delivered rises and, once every member has delivered a record, its ring bytes are reused
-// (flow control: a sender never overwrites what someone has not delivered yet).
+// delivered rises and, once every member has delivered a record, its ring bytes are reused.
+//
+// Across views (docs/membership.md): enter_view() restarts rings and counters for a new view,
+// closed for sending until open(); wedge() freezes receiving, delivering and sending so the
+// received counts are final; deliver_to_edge() delivers exactly up to the ragged edge the
+// leader decided; requeue_cut_off() puts our own messages beyond the edge back in front of the
+// send queue, to be sent again in the next view. The send queue lives across views.
 class SubgroupMulticast {
  public:
   struct Stats {
@@ -44,15 +57,32 @@ class SubgroupMulticast {
     std::uint64_t delivered = 0;
     std::uint64_t delivered_bytes = 0;
     std::uint64_t delivery_batches = 0;
+    std::uint64_t resent = 0;
   };
 
   SubgroupMulticast(std::uint32_t subgroup, const SubgroupConfig& config, const SubgroupPlacement& placement,
                     sst::Sst& sst, transport::Transport& transport, DeliverySink& sink,
                     std::size_t max_queued_bytes);
 
-  void register_predicates(sst::PredicateThread& thread);
+  // Predicate thread. One round of the receive, deliver, send and null steps; true when any
+  // of them did something.
+  bool step();
 
-  bool is_sender() const { return my_sender_.has_value(); }
+  void enter_view(const SubgroupView& view);
+  void open() { open_ = true; }
+  void wedge() { wedged_ = true; }
+  bool in_view() const { return in_view_; }
+  std::uint64_t vid() const { return view_.vid; }
+  const SubgroupView& view() const { return view_; }
+  // Our final received count for a config sender slot in the current view (after wedge()).
+  std::uint64_t received_from_slot(std::size_t slot) const;
+  // Delivers, in round-robin order, every message of sender slot k with sequence below
+  // edge[k] not delivered yet. edge is indexed by config sender slot.
+  void deliver_to_edge(std::span<const std::uint64_t> edge);
+  // After deliver_to_edge: our messages beyond our edge go back in front of the send queue.
+  void requeue_cut_off(std::span<const std::uint64_t> edge);
+
+  bool is_configured_sender() const { return configured_sender_; }
   // Any thread. Queues a copy; false when the queue is full. Throws std::invalid_argument for
   // a payload over max_message_bytes or when this member is not a sender.
   bool send(std::span<const std::byte> payload);
@@ -72,7 +102,6 @@ class SubgroupMulticast {
   Stats stats() const;
 
  private:
-  // Predicates (checks, which may prepare state for their trigger) and triggers.
   bool has_new_messages() const;
   void receive();
   bool has_stable_messages();
@@ -82,12 +111,15 @@ class SubgroupMulticast {
   bool must_send_nulls();
   void send_nulls();
 
+  void deliver_range(std::uint64_t end, std::span<const std::uint64_t> limit);
+  std::uint64_t count(std::size_t row, std::size_t column) const;
+  void write_count(std::size_t column, std::uint64_t value);
   void release_ring_space();
   std::uint32_t next_staged_length() const;
   void check_sendable(std::size_t bytes, const std::string& what) const;
-  // Under queue_mutex_: whether `bytes` more may be queued (a lone message always may).
   bool admit(std::size_t bytes);
   void push_ring_writes();
+  std::size_t ring_offset_of_slot(std::size_t slot) const { return placement_.ring_offset + slot * placement_.ring_bytes; }
   std::uint64_t min_over_members(std::size_t column) const;
 
   std::uint32_t subgroup_;
@@ -96,18 +128,24 @@ class SubgroupMulticast {
   sst::Sst& sst_;
   transport::Transport& transport_;
   DeliverySink& sink_;
-  RoundRobin order_;
-  std::optional<std::size_t> my_sender_;
-  std::vector<std::size_t> member_rows_;   // SST rows of the subgroup's members
-  std::vector<std::size_t> sender_rows_;   // SST rows of the senders, in sender order
-  std::vector<MemberId> peers_;            // subgroup members other than us
+  bool configured_sender_ = false;
   std::size_t col_sent_, col_delivered_, col_received_;
 
+  // Per view.
+  SubgroupView view_;
+  bool in_view_ = false;
+  bool open_ = false;
+  bool wedged_ = false;
+  RoundRobin order_{1};
+  std::optional<std::size_t> my_sender_;   // our index among the view's senders
+  std::vector<std::size_t> member_rows_;   // SST rows of the view's subgroup members
+  std::vector<std::size_t> sender_rows_;   // SST rows of the view's senders, in order
+  std::vector<MemberId> peers_;            // view subgroup members other than us
   std::optional<RingWriter> writer_;
   std::vector<RingReader> readers_;
   std::vector<std::uint64_t> received_by_me_;
   std::vector<std::uint64_t> received_by_all_;
-  std::vector<std::uint64_t> app_messages_from_;  // per sender, for sender_seq
+  std::vector<std::uint64_t> app_messages_from_;
   std::uint64_t delivered_ = 0;
   std::uint64_t frontier_ = 0;
   std::uint64_t nulls_needed_ = 0;
@@ -129,6 +167,7 @@ class SubgroupMulticast {
   std::atomic<std::uint64_t> delivered_messages_{0};
   std::atomic<std::uint64_t> delivered_bytes_{0};
   std::atomic<std::uint64_t> delivery_batches_{0};
+  std::atomic<std::uint64_t> resent_{0};
 };
 
 }  // namespace derecho::multicast

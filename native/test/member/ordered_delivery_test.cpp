@@ -52,6 +52,8 @@ class Group {
     for (std::size_t i = 0; i < n; ++i) ids.push_back(static_cast<MemberId>(i));
     config_.group_name = "ordered-delivery";
     config_.transport = TransportKind::shm;
+    // These tests break links on purpose to check the multicast's re-push under a fixed view.
+    config_.suspect_on_link_down = false;
     for (MemberId id : ids) config_.members.push_back({id, "", 0});
     SubgroupConfig sg;
     sg.name = "sg";
@@ -63,9 +65,18 @@ class Group {
     net_ = std::make_unique<transport::MemoryNetwork>(ids, RegionLayout::compute(config_).region_bytes, seed);
     for (MemberId id : ids) {
       auto m = std::make_unique<SimMember>();
-      m->member = std::make_unique<Member>(config_, id, m->sink, 1u << 20,
-                                           [this, id](const transport::TransportOptions&) { return net_->endpoint(id); });
+      Member::Options options;
+      options.max_queued_bytes = 1u << 20;
+      options.make_transport = [this, id](const transport::TransportOptions&) { return net_->endpoint(id); };
+      options.clock = [this] { return now_; };  // frozen: no heartbeat ever times out here
+      m->member = std::make_unique<Member>(config_, id, m->sink, options);
       members_.push_back(std::move(m));
+    }
+    // The members form one view (member 0 bootstraps it) before any test step.
+    settle();
+    for (auto& m : members_) {
+      const auto view = m->member->view();
+      if (!view || view->members.size() != n) ADD_FAILURE() << "member did not install the full view";
     }
   }
 
@@ -96,6 +107,7 @@ class Group {
 
  private:
   GroupConfig config_;
+  std::chrono::steady_clock::time_point now_{};
   std::unique_ptr<transport::MemoryNetwork> net_;
   std::vector<std::unique_ptr<SimMember>> members_;
 };

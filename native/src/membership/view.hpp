@@ -1,0 +1,27 @@
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/types.hpp"
+
+namespace derecho::membership {
+
+// An installed view: its id and members (in the configured member order). The leader is the
+// first member nobody suspects; at installation that is members.front().
+struct View {
+  std::uint64_t vid = 0;
+  std::vector<MemberId> members;
+  std::vector<MemberId> joined;    // members that were not in the previous view
+  std::vector<MemberId> departed;  // members of the previous view that are not in this one
+
+  MemberId leader() const { return members.front(); }
+  bool contains(MemberId id) const;
+};
+
+// What a member reports about membership besides installed views.
+enum class MembershipEvent { wedged, removed, minority };
+
+std::string describe(const View& view);
+
+}  // namespace derecho::membership

@@ -1,0 +1,433 @@
+#include "membership/view_manager.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <stdexcept>
+
+#include "common/log.hpp"
+
+namespace derecho::membership {
+namespace {
+
+constexpr std::uint64_t kTagMask = (std::uint64_t{1} << (64 - kValueBits)) - 1;
+constexpr std::uint64_t bit(std::size_t rank) { return std::uint64_t{1} << rank; }
+
+}  // namespace
+
+ViewManager::ViewManager(sst::Sst& sst, transport::Transport& transport, const MembershipColumns& columns,
+                         std::vector<MemberId> universe, Options options, Host host, Clock clock)
+    : sst_(sst),
+      transport_(transport),
+      cols_(columns),
+      universe_(std::move(universe)),
+      me_(rank_of(transport.self())),
+      options_(options),
+      host_(std::move(host)),
+      clock_(std::move(clock)) {
+  if (universe_.size() > kMaxUniverse) {
+    throw std::invalid_argument("a group has at most " + std::to_string(kMaxUniverse) + " configured members");
+  }
+  if (options_.boot == 0 || options_.boot > kValueMask) throw std::invalid_argument("boot nonce out of range");
+  seen_beat_.assign(universe_.size(), 0);
+  beat_changed_.assign(universe_.size(), {});
+  started_ = clock_();
+  write(cols_.boot(), options_.boot);
+  write(cols_.join(), options_.boot);
+}
+
+std::size_t ViewManager::rank_of(MemberId id) const {
+  const auto it = std::find(universe_.begin(), universe_.end(), id);
+  if (it == universe_.end()) throw std::out_of_range("member " + std::to_string(id) + " is not configured");
+  return static_cast<std::size_t>(it - universe_.begin());
+}
+
+std::vector<MemberId> ViewManager::ids_of(std::uint64_t bits) const {
+  std::vector<MemberId> ids;
+  for (std::size_t r = 0; r < universe_.size(); ++r) {
+    if (bits & bit(r)) ids.push_back(universe_[r]);
+  }
+  return ids;
+}
+
+std::uint64_t ViewManager::view_bits() const {
+  std::uint64_t bits = 0;
+  if (view_) {
+    for (MemberId id : view_->members) bits |= bit(rank_of(id));
+  }
+  return bits;
+}
+
+std::optional<std::size_t> ViewManager::leader_rank() const {
+  const std::uint64_t candidates = view_bits() & ~suspected_;
+  if (candidates == 0) return std::nullopt;
+  return static_cast<std::size_t>(std::countr_zero(candidates));
+}
+
+void ViewManager::on_link_event(const transport::LinkEvent& event) {
+  if (event.up || !options_.suspect_on_link_down || phase_ != Phase::member || !view_->contains(event.peer)) return;
+  suspect(rank_of(event.peer), "link down (" + event.reason + ")");
+}
+
+bool ViewManager::step() {
+  const auto now = clock_();
+  heartbeat(now);
+  if (phase_ == Phase::joining) return step_joining(now);
+  bool fired = watch_members(now);
+  if (learn_commit()) return true;
+  if (check_removed()) return true;
+  fired |= admit_joiners();
+  if (!wedged_) {
+    if (suspected_ & view_bits()) {
+      wedge("suspected " + describe(View{0, ids_of(suspected_ & view_bits()), {}, {}}).substr(8));
+    } else if (joiners_) {
+      wedge("admitting " + std::to_string(std::popcount(joiners_)) + " joiner(s)");
+    } else {
+      for (MemberId id : view_->members) {
+        if (read(rank_of(id), cols_.wedged()) == view_->vid) {
+          wedge("member " + std::to_string(id) + " wedged");
+          break;
+        }
+      }
+    }
+    fired |= wedged_;
+  }
+  if (!wedged_) return open_when_installed(now) || fired;
+  const auto leader = leader_rank();
+  if (!leader) return fired;
+  return (*leader == me_ ? lead() : follow(*leader)) || fired;
+}
+
+bool ViewManager::heartbeat(std::chrono::steady_clock::time_point now) {
+  if (now - last_beat_ < options_.heartbeat_interval) return false;
+  last_beat_ = now;
+  write(0, ++beats_);
+  return false;
+}
+
+bool ViewManager::watch_members(std::chrono::steady_clock::time_point now) {
+  const std::uint64_t before = suspected_;
+  const std::uint64_t vid_tag = view_->vid & kTagMask;
+  for (MemberId id : view_->members) {
+    const std::size_t r = rank_of(id);
+    if (r == me_) continue;
+    const std::uint64_t beat = read(r, 0);
+    if (beat != seen_beat_[r]) {
+      seen_beat_[r] = beat;
+      beat_changed_[r] = now;
+    } else if (now - beat_changed_[r] > options_.suspect_after) {
+      suspect(r, "no heartbeat for " +
+                     std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(now - beat_changed_[r]).count()) +
+                     " ms");
+    }
+    const std::uint64_t boot = read(r, cols_.boot());
+    if (boot != 0 && boot != view_boots_[r]) suspect(r, "restarted (new incarnation)");
+    // Suspicion spreads: what any member of our view suspects, we suspect.
+    const std::uint64_t theirs = read(r, cols_.suspected());
+    if (tag_of(theirs) == vid_tag && read(r, cols_.vid()) == view_->vid) {
+      const std::uint64_t more = value_of(theirs) & view_bits() & ~suspected_;
+      for (std::size_t s = 0; s < universe_.size(); ++s) {
+        if (more & bit(s)) suspect(s, "suspected by member " + std::to_string(id));
+      }
+    }
+  }
+  return suspected_ != before;
+}
+
+void ViewManager::suspect(std::size_t rank, const std::string& why) {
+  if ((suspected_ & bit(rank)) || !(view_bits() & bit(rank))) return;
+  suspected_ |= bit(rank);
+  write(cols_.suspected(), tagged(view_->vid & kTagMask, suspected_));
+  log(LogLevel::info, "membership",
+      "member " + std::to_string(transport_.self()) + " suspects " + std::to_string(universe_[rank]) + " in view " +
+          std::to_string(view_->vid) + ": " + why);
+}
+
+void ViewManager::wedge(const std::string& why) {
+  if (wedged_) return;
+  wedged_ = true;
+  host_.wedge();
+  write(cols_.wedged(), view_->vid);
+  if (host_.event) host_.event(MembershipEvent::wedged, why);
+}
+
+bool ViewManager::check_removed() {
+  for (std::size_t r = 0; r < universe_.size(); ++r) {
+    if (r == me_) continue;
+    const std::uint64_t vid = read(r, cols_.vid());
+    if (vid <= view_->vid) continue;
+    const std::uint64_t mask = read(r, cols_.view_mask());
+    if (!(mask & bit(me_)) || vid > view_->vid + 1) {
+      floor_ = std::max(floor_, vid);
+      rejoin("member " + std::to_string(universe_[r]) + " installed view " + std::to_string(vid) + " without us");
+      return true;
+    }
+  }
+  return false;
+}
+
+bool ViewManager::admit_joiners() {
+  if (leader_rank() != me_) return false;
+  std::uint64_t joiners = 0;
+  const std::uint64_t members = view_bits();
+  for (std::size_t r = 0; r < universe_.size(); ++r) {
+    if (members & bit(r)) continue;
+    const std::uint64_t join = read(r, cols_.join());
+    if (join != 0 && join == read(r, cols_.boot()) && transport_.link_up(universe_[r])) joiners |= bit(r);
+  }
+  const bool more = (joiners & ~joiners_) != 0;
+  joiners_ = joiners;
+  return more;
+}
+
+std::optional<ViewManager::Proposal> ViewManager::read_slot(std::size_t rank, std::uint64_t next_vid,
+                                                            std::uint64_t ballot) const {
+  const std::size_t base = cols_.slot(next_vid);
+  const std::uint64_t head = read(rank, base + MembershipColumns::kNextVid);
+  const std::uint64_t tag = tag_of(head);
+  if (value_of(head) != next_vid || tag == 0 || (ballot != 0 && tag != (ballot & kTagMask))) return std::nullopt;
+  Proposal p;
+  p.ballot = tag;
+  std::vector<std::uint64_t> words(cols_.slot_words());
+  for (std::size_t i = 1; i < words.size(); ++i) {
+    words[i] = read(rank, base + i);
+    if (tag_of(words[i]) != tag) return std::nullopt;  // torn by a rewrite in flight
+    words[i] = value_of(words[i]);
+  }
+  p.members = words[MembershipColumns::kMembers];
+  p.boots.assign(words.begin() + MembershipColumns::kBoots, words.begin() + static_cast<std::ptrdiff_t>(cols_.edge_offset()));
+  p.edge.assign(words.begin() + static_cast<std::ptrdiff_t>(cols_.edge_offset()), words.end());
+  return p;
+}
+
+void ViewManager::write_slot(std::uint64_t next_vid, const Proposal& p) {
+  const std::size_t base = cols_.slot(next_vid);
+  const std::uint64_t tag = p.ballot & kTagMask;
+  write(base + MembershipColumns::kNextVid, tagged(tag, next_vid));
+  write(base + MembershipColumns::kMembers, tagged(tag, p.members));
+  for (std::size_t r = 0; r < universe_.size(); ++r) write(base + MembershipColumns::kBoots + r, tagged(tag, p.boots[r]));
+  for (std::size_t e = 0; e < cols_.edge_words; ++e) write(base + cols_.edge_offset() + e, tagged(tag, p.edge[e]));
+}
+
+bool ViewManager::learn_commit() {
+  const std::uint64_t next = view_->vid + 1;
+  for (std::size_t r = 0; r < universe_.size(); ++r) {
+    const std::uint64_t ref = read(r, cols_.commit());
+    if (ref_vid(ref) != next) continue;
+    const auto p = read_slot(r, next, ref_ballot(ref));
+    if (!p) continue;
+    if (!wedged_) wedge("view " + std::to_string(next) + " decided");
+    // Kept in our row too, so members that missed the leader's commit can learn it from us.
+    if (r != me_) write_slot(next, *p);
+    write(cols_.commit(), ref);
+    host_.finish_view(p->edge);
+    if (p->members & bit(me_)) {
+      install(next, p->members, p->boots);
+    } else {
+      floor_ = std::max(floor_, next);
+      rejoin("removed from view " + std::to_string(next));
+    }
+    return true;
+  }
+  return false;
+}
+
+bool ViewManager::follow(std::size_t leader) {
+  const std::uint64_t next = view_->vid + 1;
+  bool fired = false;
+  const std::uint64_t prepare = read(leader, cols_.prepare());
+  if (ref_vid(prepare) == next && read(leader, cols_.vid()) == view_->vid) {
+    const std::uint64_t promise = read(me_, cols_.promise());
+    if (ref_vid(promise) != next || ref_ballot(promise) < ref_ballot(prepare)) {
+      write(cols_.promise(), prepare);
+      fired = true;
+    }
+  }
+  const std::uint64_t proposed = read(leader, cols_.proposed());
+  if (ref_vid(proposed) == next && read(me_, cols_.promise()) == proposed &&
+      !read_slot(me_, next, ref_ballot(proposed))) {
+    if (const auto p = read_slot(leader, next, ref_ballot(proposed))) {
+      write_slot(next, *p);
+      fired = true;
+    }
+  }
+  return fired;
+}
+
+bool ViewManager::lead() {
+  const std::uint64_t next = view_->vid + 1;
+  const std::uint64_t survivors = view_bits() & ~suspected_;
+  const auto survivor_ranks = [&] {
+    std::vector<std::size_t> ranks;
+    for (std::size_t r = 0; r < universe_.size(); ++r) {
+      if (survivors & bit(r)) ranks.push_back(r);
+    }
+    return ranks;
+  }();
+  bool outbid = false;
+  for (std::size_t r : survivor_ranks) {
+    const std::uint64_t promise = read(r, cols_.promise());
+    if (ref_vid(promise) == next && ref_ballot(promise) > ballot_) outbid = true;
+  }
+  if (ballot_ == 0 || survivors != ballot_survivors_ || outbid) {
+    // A new ballot above every one seen for this transition.
+    std::uint64_t round = 0;
+    for (std::size_t r = 0; r < universe_.size(); ++r) {
+      for (std::size_t col : {cols_.promise(), cols_.prepare(), cols_.proposed()}) {
+        const std::uint64_t ref = read(r, col);
+        if (ref_vid(ref) == next) round = std::max(round, ref_ballot(ref) >> 6);
+      }
+      const std::uint64_t head = read(r, cols_.slot(next));
+      if (value_of(head) == next) round = std::max(round, tag_of(head) >> 6);
+    }
+    ballot_ = ((round + 1) << 6) | (me_ + 1);
+    ballot_survivors_ = survivors;
+    proposed_ = false;
+    write(cols_.promise(), ballot_ref(next, ballot_));
+    write(cols_.prepare(), ballot_ref(next, ballot_));
+    return true;
+  }
+  const std::uint64_t ref = ballot_ref(next, ballot_);
+  if (!proposed_) {
+    for (std::size_t r : survivor_ranks) {
+      if (read(r, cols_.promise()) != ref || read(r, cols_.wedged()) != view_->vid || read(r, cols_.vid()) != view_->vid) {
+        return false;
+      }
+    }
+    // No view without a majority of the previous one: a minority stays wedged.
+    if (2 * survivor_ranks.size() <= view_->members.size()) {
+      if (!minority_reported_ && host_.event) {
+        host_.event(MembershipEvent::minority, std::to_string(survivor_ranks.size()) + " of " +
+                                                    std::to_string(view_->members.size()) +
+                                                    " members reachable: no majority, staying wedged");
+      }
+      minority_reported_ = true;
+      return false;
+    }
+    // A proposal some survivor accepted under an earlier ballot may have been decided: it wins.
+    std::optional<Proposal> value;
+    for (std::size_t r : survivor_ranks) {
+      auto p = read_slot(r, next, 0);
+      if (p && (!value || p->ballot > value->ballot)) value = std::move(p);
+    }
+    if (!value) {
+      value.emplace();
+      value->members = survivors | joiners_;
+      value->boots.assign(universe_.size(), 0);
+      for (std::size_t r = 0; r < universe_.size(); ++r) {
+        if (survivors & bit(r)) value->boots[r] = view_boots_[r];
+        else if (joiners_ & bit(r)) value->boots[r] = read(r, cols_.boot());
+      }
+      value->edge = host_.ragged_edge(ids_of(survivors));
+    }
+    value->ballot = ballot_;
+    write_slot(next, *value);
+    write(cols_.proposed(), ref);
+    proposed_ = true;
+    return true;
+  }
+  for (std::size_t r : survivor_ranks) {
+    const std::uint64_t head = read(r, cols_.slot(next));
+    if (value_of(head) != next || tag_of(head) != (ballot_ & kTagMask)) return false;
+  }
+  write(cols_.commit(), ref);
+  return true;
+}
+
+void ViewManager::install(std::uint64_t vid, std::uint64_t members, std::span<const std::uint64_t> boots) {
+  View next;
+  next.vid = vid;
+  next.members = ids_of(members);
+  const std::uint64_t before = view_bits();
+  next.joined = ids_of(members & ~before);
+  next.departed = ids_of(before & ~members);
+  view_ = next;
+  view_boots_.assign(boots.begin(), boots.end());
+  phase_ = Phase::member;
+  floor_ = std::max(floor_, vid);
+  write(cols_.join(), 0);
+  write(cols_.view_mask(), members);
+  write(cols_.vid(), vid);
+  write(cols_.suspected(), tagged(vid & kTagMask, 0));
+  suspected_ = 0;
+  wedged_ = false;
+  opened_ = false;
+  joiners_ = 0;
+  ballot_ = 0;
+  proposed_ = false;
+  minority_reported_ = false;
+  installed_at_ = clock_();
+  for (std::size_t r = 0; r < universe_.size(); ++r) {
+    seen_beat_[r] = read(r, 0);
+    beat_changed_[r] = installed_at_;
+  }
+  log(LogLevel::info, "membership", "member " + std::to_string(transport_.self()) + " installed " + describe(next));
+  host_.install(next);
+}
+
+bool ViewManager::open_when_installed(std::chrono::steady_clock::time_point now) {
+  if (opened_) return false;
+  for (MemberId id : view_->members) {
+    const std::size_t r = rank_of(id);
+    if (read(r, cols_.vid()) == view_->vid) continue;
+    if (now - installed_at_ > options_.suspect_after) suspect(r, "did not install view " + std::to_string(view_->vid));
+    return false;
+  }
+  opened_ = true;
+  host_.open();
+  return true;
+}
+
+void ViewManager::rejoin(const std::string& why) {
+  host_.wedge();
+  view_.reset();
+  phase_ = Phase::joining;
+  suspected_ = 0;
+  wedged_ = false;
+  joiners_ = 0;
+  write(cols_.join(), options_.boot);
+  log(LogLevel::warn, "membership", "member " + std::to_string(transport_.self()) + " rejoins: " + why);
+  if (host_.event) host_.event(MembershipEvent::removed, why);
+}
+
+bool ViewManager::step_joining(std::chrono::steady_clock::time_point now) {
+  for (std::size_t r = 0; r < universe_.size(); ++r) {
+    const std::uint64_t ref = read(r, cols_.commit());
+    const std::uint64_t next = ref_vid(ref);
+    if (next <= floor_) continue;
+    const auto p = read_slot(r, next, ref_ballot(ref));
+    if (!p || !(p->members & bit(me_)) || p->boots[me_] != options_.boot) continue;
+    if (r != me_) write_slot(next, *p);
+    write(cols_.commit(), ref);
+    install(next, p->members, p->boots);
+    return true;
+  }
+  return me_ == 0 && floor_ == 0 && try_bootstrap(now);
+}
+
+bool ViewManager::try_bootstrap(std::chrono::steady_clock::time_point now) {
+  std::uint64_t present = bit(me_);
+  for (std::size_t r = 0; r < universe_.size(); ++r) {
+    if (r == me_ || !transport_.link_up(universe_[r])) continue;
+    const std::uint64_t boot = read(r, cols_.boot());
+    if (boot == 0) continue;
+    if (read(r, cols_.vid()) != 0 || read(r, cols_.commit()) != 0) return false;  // a group exists: join it
+    if (read(r, cols_.join()) == boot) present |= bit(r);
+  }
+  const auto count = static_cast<std::size_t>(std::popcount(present));
+  const bool everyone = count == universe_.size();
+  if (!everyone && !(2 * count > universe_.size() && now - started_ >= options_.suspect_after)) return false;
+  Proposal first;
+  first.ballot = (1 << 6) | (me_ + 1);
+  first.members = present;
+  first.boots.assign(universe_.size(), 0);
+  for (std::size_t r = 0; r < universe_.size(); ++r) {
+    if (present & bit(r)) first.boots[r] = r == me_ ? options_.boot : read(r, cols_.boot());
+  }
+  first.edge.assign(cols_.edge_words, 0);
+  write_slot(1, first);
+  write(cols_.commit(), ballot_ref(1, first.ballot));
+  install(1, first.members, first.boots);
+  return true;
+}
+
+}  // namespace derecho::membership

@@ -1,0 +1,123 @@
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/types.hpp"
+#include "membership/membership_columns.hpp"
+#include "membership/view.hpp"
+#include "sst/sst.hpp"
+#include "transport/transport.hpp"
+
+namespace derecho::membership {
+
+// Virtual synchrony over the SST (docs/membership.md): heartbeats and broken links raise
+// suspicion, suspicion spreads through the rows, everyone wedges, the leader (first unsuspected
+// member) runs a ballot-numbered decision on the next view and its ragged edge that needs a
+// majority of the current view, members deliver exactly up to the edge and install the view.
+// Joins go through the leader; the first configured member bootstraps view 1.
+//
+// Runs on the predicate thread (or the simulator's), one step() per pass. Time comes from the
+// clock it is given so the simulator can drive it.
+class ViewManager {
+ public:
+  using Clock = std::function<std::chrono::steady_clock::time_point()>;
+
+  struct Options {
+    std::chrono::milliseconds heartbeat_interval{50};
+    std::chrono::milliseconds suspect_after{1000};
+    std::uint64_t boot = 0;  // this incarnation's nonce, nonzero, below 2^40
+    bool suspect_on_link_down = true;
+  };
+
+  // What the member around it does at each point of the protocol.
+  struct Host {
+    std::function<void()> wedge;  // stop sending, receiving and delivering; received counts final
+    std::function<std::vector<std::uint64_t>(std::span<const MemberId> survivors)> ragged_edge;
+    std::function<void(std::span<const std::uint64_t> edge)> finish_view;  // deliver to the edge, requeue the rest
+    std::function<void(const View&)> install;  // enter the new view, closed for sending
+    std::function<void()> open;                // every member installed it: sending may start
+    std::function<void(MembershipEvent, const std::string& why)> event;
+  };
+
+  ViewManager(sst::Sst& sst, transport::Transport& transport, const MembershipColumns& columns,
+              std::vector<MemberId> universe, Options options, Host host, Clock clock);
+
+  bool step();
+  void on_link_event(const transport::LinkEvent& event);
+
+  std::optional<View> view() const { return view_; }
+  bool wedged() const { return wedged_; }
+
+ private:
+  enum class Phase { joining, member };
+
+  bool heartbeat(std::chrono::steady_clock::time_point now);
+  bool step_joining(std::chrono::steady_clock::time_point now);
+  bool try_bootstrap(std::chrono::steady_clock::time_point now);
+  bool watch_members(std::chrono::steady_clock::time_point now);
+  bool check_removed();
+  bool admit_joiners();
+  bool learn_commit();
+  bool follow(std::size_t leader_rank);
+  bool lead();
+  bool open_when_installed(std::chrono::steady_clock::time_point now);
+
+  void suspect(std::size_t rank, const std::string& why);
+  void wedge(const std::string& why);
+  void install(std::uint64_t vid, std::uint64_t members, std::span<const std::uint64_t> boots);
+  void rejoin(const std::string& why);
+
+  std::uint64_t read(std::size_t rank, std::size_t column) const { return sst_.read(rank, column); }
+  void write(std::size_t column, std::uint64_t value) { sst_.write_own(column, value); }
+  // A slot of row `rank` for next_vid, if it holds one whole proposal of `ballot` (any ballot
+  // when 0): members, boots and edge, untagged.
+  struct Proposal {
+    std::uint64_t ballot = 0;
+    std::uint64_t members = 0;
+    std::vector<std::uint64_t> boots;
+    std::vector<std::uint64_t> edge;
+  };
+  std::optional<Proposal> read_slot(std::size_t rank, std::uint64_t next_vid, std::uint64_t ballot) const;
+  void write_slot(std::uint64_t next_vid, const Proposal& p);
+  std::optional<std::size_t> leader_rank() const;
+  std::uint64_t view_bits() const;
+  std::size_t rank_of(MemberId id) const;
+  std::vector<MemberId> ids_of(std::uint64_t bits) const;
+
+  sst::Sst& sst_;
+  transport::Transport& transport_;
+  MembershipColumns cols_;
+  std::vector<MemberId> universe_;
+  std::size_t me_;
+  Options options_;
+  Host host_;
+  Clock clock_;
+
+  Phase phase_ = Phase::joining;
+  std::optional<View> view_;
+  std::vector<std::uint64_t> view_boots_;
+  std::chrono::steady_clock::time_point started_;
+  std::chrono::steady_clock::time_point last_beat_{};
+  std::uint64_t beats_ = 0;
+  std::vector<std::uint64_t> seen_beat_;
+  std::vector<std::chrono::steady_clock::time_point> beat_changed_;
+  std::chrono::steady_clock::time_point installed_at_{};
+  std::uint64_t suspected_ = 0;
+  bool wedged_ = false;
+  bool opened_ = false;
+  std::uint64_t joiners_ = 0;
+  // The highest view id known to be installed somewhere: a joiner never takes an older decision.
+  std::uint64_t floor_ = 0;
+  // Leader state for the transition to vid+1.
+  std::uint64_t ballot_ = 0;
+  std::uint64_t ballot_survivors_ = 0;
+  bool proposed_ = false;
+  bool minority_reported_ = false;
+};
+
+}  // namespace derecho::membership
