@@ -29,6 +29,7 @@ ViewManager::ViewManager(sst::Sst& sst, transport::Transport& transport, const M
   }
   if (options_.boot == 0 || options_.boot > kValueMask) throw std::invalid_argument("boot nonce out of range");
   seen_beat_.assign(universe_.size(), 0);
+  lost_because_.assign(universe_.size(), {});
   beat_changed_.assign(universe_.size(), {});
   started_ = clock_();
   write(cols_.boot(), options_.boot);
@@ -64,8 +65,16 @@ std::optional<std::size_t> ViewManager::leader_rank() const {
 }
 
 void ViewManager::on_link_event(const transport::LinkEvent& event) {
-  if (event.up || !options_.suspect_on_link_down || phase_ != Phase::member || !view_->contains(event.peer)) return;
-  suspect(rank_of(event.peer), "link down (" + event.reason + ")");
+  if (!options_.suspect_on_link_down) return;
+  const std::size_t r = rank_of(event.peer);
+  if (event.up) {
+    links_lost_ &= ~bit(r);
+    return;
+  }
+  // Remembered, not only acted on: a link lost while a change is decided still counts in the
+  // view that change installs.
+  links_lost_ |= bit(r);
+  lost_because_[r] = event.reason;
 }
 
 bool ViewManager::step() {
@@ -119,6 +128,7 @@ bool ViewManager::watch_members(std::chrono::steady_clock::time_point now) {
                      std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(now - beat_changed_[r]).count()) +
                      " ms");
     }
+    if (links_lost_ & bit(r)) suspect(r, "link down (" + lost_because_[r] + ")");
     const std::uint64_t boot = read(r, cols_.boot());
     if (boot != 0 && boot != view_boots_[r]) suspect(r, "restarted (new incarnation)");
     // Suspicion spreads: what any member of our view suspects, we suspect.
@@ -194,6 +204,7 @@ std::optional<ViewManager::Proposal> ViewManager::read_slot(std::size_t rank, st
     words[i] = value_of(words[i]);
   }
   p.members = words[MembershipColumns::kMembers];
+  p.previous = words[MembershipColumns::kPrevious];
   p.boots.assign(words.begin() + MembershipColumns::kBoots, words.begin() + static_cast<std::ptrdiff_t>(cols_.edge_offset()));
   p.edge.assign(words.begin() + static_cast<std::ptrdiff_t>(cols_.edge_offset()), words.end());
   return p;
@@ -204,6 +215,7 @@ void ViewManager::write_slot(std::uint64_t next_vid, const Proposal& p) {
   const std::uint64_t tag = p.ballot & kTagMask;
   write(base + MembershipColumns::kNextVid, tagged(tag, next_vid));
   write(base + MembershipColumns::kMembers, tagged(tag, p.members));
+  write(base + MembershipColumns::kPrevious, tagged(tag, p.previous));
   for (std::size_t r = 0; r < universe_.size(); ++r) write(base + MembershipColumns::kBoots + r, tagged(tag, p.boots[r]));
   for (std::size_t e = 0; e < cols_.edge_words; ++e) write(base + cols_.edge_offset() + e, tagged(tag, p.edge[e]));
 }
@@ -219,10 +231,11 @@ bool ViewManager::learn_commit() {
     // Kept in our row too, so members that missed the leader's commit can learn it from us.
     if (r != me_) write_slot(next, *p);
     write(cols_.commit(), ref);
-    host_.finish_view(p->edge);
     if (p->members & bit(me_)) {
-      install(next, p->members, p->boots);
+      host_.finish_view(p->edge);
+      install(next, *p);
     } else {
+      // A removed member may lack messages below the edge; it delivers nothing more in this view.
       floor_ = std::max(floor_, next);
       rejoin("removed from view " + std::to_string(next));
     }
@@ -312,6 +325,7 @@ bool ViewManager::lead() {
     if (!value) {
       value.emplace();
       value->members = survivors | joiners_;
+      value->previous = view_bits();
       value->boots.assign(universe_.size(), 0);
       for (std::size_t r = 0; r < universe_.size(); ++r) {
         if (survivors & bit(r)) value->boots[r] = view_boots_[r];
@@ -333,15 +347,15 @@ bool ViewManager::lead() {
   return true;
 }
 
-void ViewManager::install(std::uint64_t vid, std::uint64_t members, std::span<const std::uint64_t> boots) {
+void ViewManager::install(std::uint64_t vid, const Proposal& decided) {
+  const std::uint64_t members = decided.members;
   View next;
   next.vid = vid;
   next.members = ids_of(members);
-  const std::uint64_t before = view_bits();
-  next.joined = ids_of(members & ~before);
-  next.departed = ids_of(before & ~members);
+  next.joined = ids_of(members & ~decided.previous);
+  next.departed = ids_of(decided.previous & ~members);
   view_ = next;
-  view_boots_.assign(boots.begin(), boots.end());
+  view_boots_ = decided.boots;
   phase_ = Phase::member;
   floor_ = std::max(floor_, vid);
   write(cols_.join(), 0);
@@ -398,7 +412,7 @@ bool ViewManager::step_joining(std::chrono::steady_clock::time_point now) {
     if (!p || !(p->members & bit(me_)) || p->boots[me_] != options_.boot) continue;
     if (r != me_) write_slot(next, *p);
     write(cols_.commit(), ref);
-    install(next, p->members, p->boots);
+    install(next, *p);
     return true;
   }
   return me_ == 0 && floor_ == 0 && try_bootstrap(now);
@@ -426,7 +440,7 @@ bool ViewManager::try_bootstrap(std::chrono::steady_clock::time_point now) {
   first.edge.assign(cols_.edge_words, 0);
   write_slot(1, first);
   write(cols_.commit(), ballot_ref(1, first.ballot));
-  install(1, first.members, first.boots);
+  install(1, first);
   return true;
 }
 

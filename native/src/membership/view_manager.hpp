@@ -55,6 +55,15 @@ class ViewManager {
 
  private:
   enum class Phase { joining, member };
+  // A slot of row `rank` for next_vid, if it holds one whole proposal of `ballot` (any ballot
+  // when 0): members, boots and edge, untagged.
+  struct Proposal {
+    std::uint64_t ballot = 0;
+    std::uint64_t members = 0;
+    std::uint64_t previous = 0;
+    std::vector<std::uint64_t> boots;
+    std::vector<std::uint64_t> edge;
+  };
 
   bool heartbeat(std::chrono::steady_clock::time_point now);
   bool step_joining(std::chrono::steady_clock::time_point now);
@@ -69,19 +78,11 @@ class ViewManager {
 
   void suspect(std::size_t rank, const std::string& why);
   void wedge(const std::string& why);
-  void install(std::uint64_t vid, std::uint64_t members, std::span<const std::uint64_t> boots);
+  void install(std::uint64_t vid, const Proposal& decided);
   void rejoin(const std::string& why);
 
   std::uint64_t read(std::size_t rank, std::size_t column) const { return sst_.read(rank, column); }
   void write(std::size_t column, std::uint64_t value) { sst_.write_own(column, value); }
-  // A slot of row `rank` for next_vid, if it holds one whole proposal of `ballot` (any ballot
-  // when 0): members, boots and edge, untagged.
-  struct Proposal {
-    std::uint64_t ballot = 0;
-    std::uint64_t members = 0;
-    std::vector<std::uint64_t> boots;
-    std::vector<std::uint64_t> edge;
-  };
   std::optional<Proposal> read_slot(std::size_t rank, std::uint64_t next_vid, std::uint64_t ballot) const;
   void write_slot(std::uint64_t next_vid, const Proposal& p);
   std::optional<std::size_t> leader_rank() const;
@@ -108,6 +109,8 @@ class ViewManager {
   std::vector<std::chrono::steady_clock::time_point> beat_changed_;
   std::chrono::steady_clock::time_point installed_at_{};
   std::uint64_t suspected_ = 0;
+  std::uint64_t links_lost_ = 0;  // peers whose link went down and has not come back
+  std::vector<std::string> lost_because_;
   bool wedged_ = false;
   bool opened_ = false;
   std::uint64_t joiners_ = 0;

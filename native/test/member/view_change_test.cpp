@@ -1,0 +1,364 @@
+// View changes as a pure state machine: real Members over the in-process network, passes run
+// one at a time on the test thread, and a clock the test moves. Crashes are members that stop
+// running (and, for a broken-link crash, whose links break); partitions are broken links.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <map>
+#include <memory>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "member/member.hpp"
+#include "member/region_layout.hpp"
+#include "transport/memory_network.hpp"
+
+using namespace derecho;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Delivered {
+  std::uint64_t vid;
+  MemberId sender;
+  std::uint64_t seq;  // the sender's own sequence number, from the payload
+  bool operator==(const Delivered&) const = default;
+};
+
+class RecordingSink final : public multicast::DeliverySink {
+ public:
+  bool ready() override { return true; }
+  void deliver(std::span<const multicast::Delivery> batch) override {
+    for (const auto& d : batch) {
+      std::uint64_t seq;
+      std::memcpy(&seq, d.payload.data(), sizeof seq);
+      log.push_back({d.vid, d.sender, seq});
+    }
+  }
+  std::vector<Delivered> log;
+};
+
+std::vector<std::byte> payload(std::uint64_t seq) {
+  std::vector<std::byte> p(24 + seq % 40);
+  std::memcpy(p.data(), &seq, sizeof seq);
+  return p;
+}
+
+class Group {
+ public:
+  explicit Group(std::size_t configured, std::uint64_t seed = 1) {
+    for (std::size_t i = 0; i < configured; ++i) ids_.push_back(static_cast<MemberId>(i));
+    config_.group_name = "view-change";
+    config_.transport = TransportKind::shm;
+    for (MemberId id : ids_) config_.members.push_back({id, "", 0});
+    SubgroupConfig sg;
+    sg.name = "sg";
+    sg.members = ids_;
+    sg.senders = ids_;
+    sg.ring_bytes = 4096;
+    sg.max_message_bytes = 256;
+    config_.subgroups.push_back(sg);
+    net_ = std::make_unique<transport::MemoryNetwork>(ids_, RegionLayout::compute(config_).region_bytes, seed);
+    nodes_.resize(configured);
+  }
+
+  void start(MemberId id) {
+    auto node = std::make_unique<Node>();
+    Member::Options options;
+    options.make_transport = [this, id](const transport::TransportOptions&) { return net_->endpoint(id); };
+    options.clock = [this] { return now_; };
+    options.boot = 1000 + id;
+    node->member = std::make_unique<Member>(config_, id, node->sink, options);
+    node->member->on_view([n = node.get()](const membership::View& v) { n->views.push_back(v); });
+    node->member->on_event([n = node.get()](membership::MembershipEvent e, const std::string&) { n->events.push_back(e); });
+    nodes_[id] = std::move(node);
+  }
+
+  // Runs passes at the running members and applies writes until nothing moves.
+  void settle() {
+    for (int round = 0; round < 20000; ++round) {
+      bool moved = net_->pending() > 0;
+      net_->deliver_all();
+      for (MemberId id : ids_) {
+        if (running(id)) moved |= nodes_[id]->member->run_once();
+      }
+      if (!moved) return;
+    }
+    FAIL() << "group did not settle";
+  }
+
+  // Moves the clock in steps, settling after each, so heartbeats keep flowing between the
+  // members that run while a stopped one falls silent.
+  void advance(std::chrono::milliseconds total) {
+    for (auto done = 0ms; done < total; done += 20ms) {
+      now_ += 20ms;
+      settle();
+    }
+  }
+
+  void crash(MemberId id) { nodes_[id]->crashed = true; }
+  void cut(MemberId a, MemberId b) {
+    net_->break_link(a, b);
+    net_->break_link(b, a);
+  }
+  void heal() { net_->restore_all_links(); }
+
+  bool running(MemberId id) const { return nodes_[id] && !nodes_[id]->crashed; }
+  Member& member(MemberId id) { return *nodes_[id]->member; }
+  const std::vector<Delivered>& log(MemberId id) const { return nodes_[id]->sink.log; }
+  const std::vector<membership::View>& views(MemberId id) const { return nodes_[id]->views; }
+  std::vector<MemberId> view_members(MemberId id) const {
+    const auto v = nodes_[id]->member->view();
+    return v ? v->members : std::vector<MemberId>{};
+  }
+  std::uint64_t vid(MemberId id) const {
+    const auto v = nodes_[id]->member->view();
+    return v ? v->vid : 0;
+  }
+  bool saw(MemberId id, membership::MembershipEvent e) const {
+    for (auto x : nodes_[id]->events) {
+      if (x == e) return true;
+    }
+    return false;
+  }
+
+  // Every running member sends `count` more messages, numbered on from what it sent before.
+  void send_from_all(std::uint64_t count) {
+    for (MemberId id : ids_) {
+      if (!running(id)) continue;
+      for (std::uint64_t i = 0; i < count; ++i) {
+        ASSERT_TRUE(nodes_[id]->member->send(0, payload(nodes_[id]->next_seq++)));
+      }
+    }
+  }
+  std::uint64_t sent_by(MemberId id) const { return nodes_[id]->next_seq; }
+
+  // Random interleaving of passes and landings, without settling: leaves messages in flight.
+  void scramble(int steps) {
+    auto& rng = net_->random();
+    for (int i = 0; i < steps; ++i) {
+      if (net_->pending() > 0 && rng() % 2 == 0) {
+        net_->deliver_one();
+      } else {
+        const MemberId id = ids_[rng() % ids_.size()];
+        if (running(id)) nodes_[id]->member->run_once();
+      }
+    }
+  }
+
+ private:
+  struct Node {
+    RecordingSink sink;
+    std::unique_ptr<Member> member;
+    std::vector<membership::View> views;
+    std::vector<membership::MembershipEvent> events;
+    std::uint64_t next_seq = 0;
+    bool crashed = false;
+  };
+
+  std::vector<MemberId> ids_;
+  GroupConfig config_;
+  std::chrono::steady_clock::time_point now_{};
+  std::unique_ptr<transport::MemoryNetwork> net_;
+  std::vector<std::unique_ptr<Node>> nodes_;
+};
+
+// The deliveries of one view at one member.
+std::vector<Delivered> in_view(const std::vector<Delivered>& log, std::uint64_t vid) {
+  std::vector<Delivered> out;
+  for (const auto& d : log) {
+    if (d.vid == vid) out.push_back(d);
+  }
+  return out;
+}
+
+// Every message of `sender` appears once, in send order, and all `sent` of them are there.
+void expect_all_once(const std::vector<Delivered>& log, MemberId sender, std::uint64_t sent) {
+  std::uint64_t next = 0;
+  for (const auto& d : log) {
+    if (d.sender != sender) continue;
+    ASSERT_EQ(d.seq, next) << "sender " << sender;
+    ++next;
+  }
+  EXPECT_EQ(next, sent) << "sender " << sender;
+}
+
+void form(Group& g, std::size_t n) {
+  for (MemberId id = 0; id < n; ++id) g.start(id);
+  g.settle();
+  for (MemberId id = 0; id < n; ++id) ASSERT_EQ(g.view_members(id).size(), n) << "member " << id;
+}
+
+}  // namespace
+
+TEST(ViewChange, AllConfiguredMembersStartingTogetherFormOneView) {
+  Group g(8);
+  form(g, 8);
+  for (MemberId id = 0; id < 8; ++id) {
+    EXPECT_EQ(g.vid(id), 1u);
+    EXPECT_EQ(g.views(id).size(), 1u);
+  }
+}
+
+TEST(ViewChange, SilentMemberIsRemovedAndSurvivorsDeliverTheSameSequence) {
+  for (std::uint64_t seed = 1; seed <= 20; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    Group g(4, seed);
+    form(g, 4);
+    g.send_from_all(15);
+    g.scramble(150);
+    g.crash(3);
+    g.advance(1500ms);  // its heartbeat stops: suspected after 1000 ms
+    for (MemberId id = 0; id < 3; ++id) {
+      ASSERT_EQ(g.view_members(id), (std::vector<MemberId>{0, 1, 2})) << "member " << id;
+      EXPECT_EQ(g.vid(id), 2u);
+    }
+    g.send_from_all(5);
+    g.settle();
+    // Identical sequences, per view; survivors' messages all delivered once, in order, even
+    // those cut off by the change (re-sent in view 2); the crashed sender's ones a prefix.
+    for (MemberId id = 1; id < 3; ++id) ASSERT_EQ(g.log(id), g.log(0)) << "member " << id;
+    for (MemberId s = 0; s < 3; ++s) expect_all_once(g.log(0), s, g.sent_by(s));
+    std::uint64_t from_crashed = 0;
+    for (const auto& d : g.log(0)) {
+      if (d.sender == 3) {
+        ASSERT_EQ(d.seq, from_crashed++);
+        ASSERT_EQ(d.vid, 1u);
+      }
+    }
+    // What the crashed member delivered in view 1 is a prefix of what the survivors did.
+    const auto survivors_v1 = in_view(g.log(0), 1);
+    const auto& crashed = g.log(3);
+    ASSERT_LE(crashed.size(), survivors_v1.size());
+    EXPECT_TRUE(std::equal(crashed.begin(), crashed.end(), survivors_v1.begin()));
+  }
+}
+
+TEST(ViewChange, LeaderWhoseLinksBreakIsReplacedByTheNextMember) {
+  for (std::uint64_t seed = 1; seed <= 20; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    Group g(3, seed);
+    form(g, 3);
+    g.send_from_all(12);
+    g.scramble(100);
+    g.crash(0);
+    g.cut(0, 1);
+    g.cut(0, 2);
+    g.settle();  // broken links are suspicion at once
+    for (MemberId id = 1; id < 3; ++id) {
+      ASSERT_EQ(g.view_members(id), (std::vector<MemberId>{1, 2})) << "member " << id;
+      EXPECT_EQ(g.views(id).back().leader(), 1u);
+      EXPECT_EQ(g.views(id).back().departed, std::vector<MemberId>{0});
+    }
+    g.send_from_all(4);
+    g.settle();
+    ASSERT_EQ(g.log(1), g.log(2));
+    for (MemberId s = 1; s < 3; ++s) expect_all_once(g.log(1), s, g.sent_by(s));
+  }
+}
+
+TEST(ViewChange, MinorityStaysWedgedAndRejoinsAfterTheHeal) {
+  Group g(5, 7);
+  form(g, 5);
+  g.send_from_all(10);
+  g.scramble(120);
+  for (MemberId a : {0u, 1u}) {
+    for (MemberId b : {2u, 3u, 4u}) g.cut(a, b);
+  }
+  const std::size_t minority_before = g.log(0).size() + g.log(1).size();
+  g.advance(1500ms);
+  for (MemberId id : {2u, 3u, 4u}) {
+    ASSERT_EQ(g.view_members(id), (std::vector<MemberId>{2, 3, 4})) << "member " << id;
+  }
+  for (MemberId id : {0u, 1u}) {
+    EXPECT_EQ(g.vid(id), 1u) << "a minority must not install a view";
+    EXPECT_TRUE(g.member(id).view().has_value());
+  }
+  EXPECT_TRUE(g.saw(0, membership::MembershipEvent::minority));
+  EXPECT_EQ(g.log(0).size() + g.log(1).size(), minority_before) << "the minority delivers nothing while cut off";
+  // Their view-1 deliveries are a prefix of the majority's.
+  const auto majority_v1 = in_view(g.log(2), 1);
+  for (MemberId id : {0u, 1u}) {
+    ASSERT_LE(g.log(id).size(), majority_v1.size());
+    EXPECT_TRUE(std::equal(g.log(id).begin(), g.log(id).end(), majority_v1.begin()));
+  }
+  g.send_from_all(3);  // the majority goes on; the minority's messages wait in their queues
+  g.settle();
+  g.heal();
+  g.advance(200ms);
+  for (MemberId id = 0; id < 5; ++id) {
+    ASSERT_EQ(g.view_members(id).size(), 5u) << "member " << id << " after the heal";
+  }
+  EXPECT_TRUE(g.saw(0, membership::MembershipEvent::removed));
+  g.send_from_all(2);
+  g.settle();
+  const auto last = g.vid(2);
+  for (MemberId id = 0; id < 5; ++id) EXPECT_EQ(in_view(g.log(id), last), in_view(g.log(2), last)) << id;
+}
+
+TEST(ViewChange, LateMemberJoinsDuringAStreamAndDeliversWhatFollows) {
+  Group g(4, 3);
+  for (MemberId id = 0; id < 3; ++id) g.start(id);
+  g.settle();
+  EXPECT_EQ(g.vid(0), 0u) << "member 0 waits for all configured members or a majority for suspect_after";
+  g.advance(1100ms);
+  for (MemberId id = 0; id < 3; ++id) ASSERT_EQ(g.view_members(id), (std::vector<MemberId>{0, 1, 2}));
+  g.send_from_all(10);
+  g.scramble(80);
+  g.start(3);
+  g.settle();
+  for (MemberId id = 0; id < 4; ++id) ASSERT_EQ(g.view_members(id).size(), 4u) << "member " << id;
+  EXPECT_EQ(g.views(3).front().joined, std::vector<MemberId>{3});
+  g.send_from_all(6);
+  g.settle();
+  for (MemberId s = 0; s < 3; ++s) expect_all_once(g.log(0), s, g.sent_by(s));
+  expect_all_once(g.log(0), 3, g.sent_by(3));
+  EXPECT_EQ(in_view(g.log(3), 2), in_view(g.log(0), 2));
+  for (MemberId id = 1; id < 3; ++id) EXPECT_EQ(g.log(id), g.log(0));
+}
+
+TEST(ViewChange, LeaderFailingInTheMiddleOfAViewChangeIsReplaced) {
+  // The leader stops at a random point of the change it leads (before preparing, after
+  // proposing, after committing at some members only); the next member finishes it and every
+  // survivor ends with the same views and the same deliveries.
+  for (std::uint64_t seed = 1; seed <= 40; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    Group g(5, seed);
+    form(g, 5);
+    g.send_from_all(10);
+    g.scramble(100);
+    g.crash(4);
+    g.cut(4, 0);
+    g.cut(4, 1);
+    g.cut(4, 2);
+    g.cut(4, 3);
+    g.scramble(static_cast<int>(seed * 37 % 400));  // the change to a view without 4 is under way
+    g.crash(0);
+    for (MemberId b : {1u, 2u, 3u}) g.cut(0, b);
+    g.settle();
+    for (MemberId id = 1; id < 4; ++id) {
+      ASSERT_EQ(g.view_members(id), (std::vector<MemberId>{1, 2, 3})) << "member " << id;
+    }
+    // Views with the same id agree everywhere, the crashed leader's included.
+    std::map<std::uint64_t, std::vector<MemberId>> seen;
+    for (MemberId id = 0; id < 4; ++id) {
+      for (const auto& v : g.views(id)) {
+        const auto [it, fresh] = seen.emplace(v.vid, v.members);
+        EXPECT_EQ(it->second, v.members) << "view " << v.vid << " at member " << id;
+      }
+    }
+    g.send_from_all(3);
+    g.settle();
+    for (MemberId id = 2; id < 4; ++id) ASSERT_EQ(g.log(id), g.log(1));
+    for (MemberId s = 1; s < 4; ++s) expect_all_once(g.log(1), s, g.sent_by(s));
+    // Whatever the old leader delivered in a view, the survivors delivered too.
+    for (const auto& [vid, members] : seen) {
+      const auto leader = in_view(g.log(0), vid);
+      const auto survivors = in_view(g.log(1), vid);
+      ASSERT_LE(leader.size(), survivors.size()) << "view " << vid;
+      EXPECT_TRUE(std::equal(leader.begin(), leader.end(), survivors.begin())) << "view " << vid;
+    }
+  }
+}
