@@ -41,6 +41,9 @@ struct GroupConfig {
   // A broken link is a failure (Derecho's rule). Off only where a test exercises the
   // transport's reconnection under a static membership.
   bool suspect_on_link_down = true;
+  // State transfer to joiners goes through a buffer of this size in every region, a chunk per
+  // round trip.
+  std::uint32_t state_chunk_bytes = 64u << 10;
 };
 
 // Throws std::invalid_argument naming the offending field.

@@ -42,6 +42,9 @@ Member::Member(GroupConfig config, MemberId self, multicast::DeliverySink& sink,
     subgroups_.push_back(std::make_unique<multicast::SubgroupMulticast>(
         static_cast<std::uint32_t>(s), sg, layout_.subgroups[s], *sst_, *transport_, sink, options.max_queued_bytes));
   }
+  const std::size_t sc = layout_.state_first_column;
+  state_ = std::make_unique<StateTransfer>(*sst_, *transport_, StateTransfer::Columns{sc, sc + 1, sc + 2, sc + 3},
+                                           StateTransfer::Buffer{layout_.state_buffer_offset, layout_.state_buffer_bytes});
   views_ = std::make_unique<membership::ViewManager>(
       *sst_, *transport_, layout_.membership, ids,
       membership::ViewManager::Options{config_.heartbeat_interval, config_.suspect_after,
@@ -49,6 +52,7 @@ Member::Member(GroupConfig config, MemberId self, multicast::DeliverySink& sink,
       view_host(), options.clock);
   // Membership first, so a pass that wedges does not send after it.
   predicates_->add("membership", [this] { return views_->step(); }, [] {});
+  predicates_->add("state-transfer", [this] { return state_->step(); }, [] {});
   for (std::size_t s = 0; s < subgroups_.size(); ++s) {
     if (!subgroups_[s]) continue;
     predicates_->add(config_.subgroups[s].name, [this, s] { return subgroups_[s]->step(); }, [] {});
@@ -61,6 +65,7 @@ Member::Member(GroupConfig config, MemberId self, multicast::DeliverySink& sink,
     for (auto& sg : subgroups_) {
       if (sg) sg->on_link_up(event.peer);
     }
+    state_->on_link_up(event.peer);
     sst_->push_all_to(event.peer);
   });
 }
@@ -84,6 +89,7 @@ membership::ViewManager::Host Member::view_host() {
     }
   };
   host.install = [this](const membership::View& view) { install(view); };
+  host.ready_to_announce = [this] { return state_->received_all(); };
   host.open = [this] {
     for (auto& sg : subgroups_) {
       if (sg) sg->open();
@@ -137,6 +143,7 @@ void Member::install(const membership::View& view) {
     }
     subgroups_[s]->enter_view(shape);
   }
+  plan_state_transfer(view);
   {
     std::lock_guard lock(view_mutex_);
     installed_ = view;
@@ -144,6 +151,33 @@ void Member::install(const membership::View& view) {
   }
   view_changed_.notify_all();
   if (view_callback_) view_callback_(view);
+}
+
+void Member::plan_state_transfer(const membership::View& view) {
+  // Per subgroup, the first member (in config order) that was in the previous view hands the
+  // state to every member that joins the subgroup now. Everyone computes the same source.
+  std::vector<StateTransfer::Send> sends;
+  std::vector<StateTransfer::Receive> receives;
+  for (std::size_t s = 0; s < config_.subgroups.size(); ++s) {
+    const auto& sg = config_.subgroups[s];
+    std::optional<MemberId> source;
+    std::vector<MemberId> joiners;
+    for (MemberId m : sg.members) {
+      if (!view.contains(m)) continue;
+      if (contains(view.joined, m)) {
+        joiners.push_back(m);
+      } else if (!source) {
+        source = m;
+      }
+    }
+    if (!source) continue;  // the subgroup starts afresh: there is no state to hand over
+    const auto subgroup = static_cast<std::uint32_t>(s);
+    for (MemberId j : joiners) {
+      if (*source == self_) sends.push_back({j, subgroup});
+      if (j == self_) receives.push_back({*source, subgroup});
+    }
+  }
+  state_->begin_view(view.vid, std::move(sends), std::move(receives));
 }
 
 bool Member::start(std::chrono::milliseconds timeout) {

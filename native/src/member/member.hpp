@@ -11,6 +11,7 @@
 
 #include "common/group_config.hpp"
 #include "member/region_layout.hpp"
+#include "member/state_transfer.hpp"
 #include "membership/view.hpp"
 #include "membership/view_manager.hpp"
 #include "multicast/delivery.hpp"
@@ -64,6 +65,16 @@ class Member {
   // Before start(): called on the engine thread for every view installed and membership event.
   void on_view(ViewCallback callback) { view_callback_ = std::move(callback); }
   void on_event(EventCallback callback) { event_callback_ = std::move(callback); }
+  // Before start(): state transfer to joiners. At a view that admits members into a subgroup,
+  // one old member of it is asked for a snapshot (engine thread, after every delivery of the
+  // previous view and before any of the new one) and answers with provide_snapshot (any
+  // thread, may be later); the joiner gets it in on_restore (engine thread) before it delivers
+  // anything in the new view. Without on_snapshot the state handed over is empty.
+  void on_snapshot(StateTransfer::SnapshotRequest request) { state_->on_snapshot(std::move(request)); }
+  void on_restore(StateTransfer::Restore restore) { state_->on_restore(std::move(restore)); }
+  void provide_snapshot(std::uint32_t subgroup, std::uint64_t vid, std::vector<std::byte> state) {
+    state_->provide_snapshot(subgroup, vid, std::move(state));
+  }
 
   // Connects to the peers and starts the engine; the member joins (or bootstraps) the group.
   // Returns whether, within `timeout`, it is in a view with every configured member.
@@ -95,6 +106,7 @@ class Member {
   membership::ViewManager::Host view_host();
   std::vector<std::uint64_t> ragged_edge(std::span<const MemberId> survivors) const;
   void install(const membership::View& view);
+  void plan_state_transfer(const membership::View& view);
 
   GroupConfig config_;
   MemberId self_;
@@ -104,6 +116,7 @@ class Member {
   std::unique_ptr<sst::PredicateThread> predicates_;
   // Indexed by subgroup; null where this member is not configured in the subgroup.
   std::vector<std::unique_ptr<multicast::SubgroupMulticast>> subgroups_;
+  std::unique_ptr<StateTransfer> state_;
   std::unique_ptr<membership::ViewManager> views_;
   ViewCallback view_callback_;
   EventCallback event_callback_;

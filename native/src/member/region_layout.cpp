@@ -16,14 +16,17 @@ RegionLayout RegionLayout::compute(const GroupConfig& config) {
     edge += sg.senders.size();
   }
   layout.membership = {config.members.size(), edge, column};
-  layout.sst_columns = layout.membership.end();
+  layout.state_first_column = layout.membership.end();
+  layout.sst_columns = layout.state_first_column + 4;
   std::size_t offset = align_up(layout.sst_offset + sst::Sst::bytes_needed(config.members.size(), column), 4096);
   for (std::size_t s = 0; s < config.subgroups.size(); ++s) {
     layout.subgroups[s].ring_offset = offset;
     offset += config.subgroups[s].senders.size() * std::size_t{config.subgroups[s].ring_bytes};
     offset = align_up(offset, 4096);
   }
-  layout.region_bytes = offset;
+  layout.state_buffer_offset = offset;
+  layout.state_buffer_bytes = config.state_chunk_bytes;
+  layout.region_bytes = align_up(offset + config.state_chunk_bytes, 4096);
   return layout;
 }
 

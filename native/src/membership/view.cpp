@@ -6,6 +6,13 @@ namespace derecho::membership {
 
 bool View::contains(MemberId id) const { return std::find(members.begin(), members.end(), id) != members.end(); }
 
+MemberId View::leader() const {
+  for (MemberId id : members) {
+    if (std::find(joined.begin(), joined.end(), id) == joined.end()) return id;
+  }
+  return members.front();
+}
+
 std::string describe(const View& view) {
   const auto list = [](const std::vector<MemberId>& ids) {
     std::string s;

@@ -8,14 +8,14 @@
 namespace derecho::membership {
 
 // An installed view: its id and members (in the configured member order). The leader is the
-// first member nobody suspects; at installation that is members.front().
+// first member nobody suspects, members of the previous view before joiners.
 struct View {
   std::uint64_t vid = 0;
   std::vector<MemberId> members;
   std::vector<MemberId> joined;    // members that were not in the previous view
   std::vector<MemberId> departed;  // members of the previous view that are not in this one
 
-  MemberId leader() const { return members.front(); }
+  MemberId leader() const;
   bool contains(MemberId id) const;
 };
 

@@ -59,9 +59,12 @@ std::uint64_t ViewManager::view_bits() const {
 }
 
 std::optional<std::size_t> ViewManager::leader_rank() const {
+  // Members that were in the previous view lead before joiners, who may still be waiting for
+  // their state.
   const std::uint64_t candidates = view_bits() & ~suspected_;
   if (candidates == 0) return std::nullopt;
-  return static_cast<std::size_t>(std::countr_zero(candidates));
+  const std::uint64_t seniors = candidates & seniors_;
+  return static_cast<std::size_t>(std::countr_zero(seniors ? seniors : candidates));
 }
 
 void ViewManager::on_link_event(const transport::LinkEvent& event) {
@@ -85,6 +88,11 @@ bool ViewManager::step() {
   if (learn_commit()) return true;
   if (check_removed()) return true;
   fired |= admit_joiners();
+  if (!announced_ && !wedged_ && host_.ready_to_announce()) {
+    write(cols_.vid(), view_->vid);
+    announced_ = true;
+    fired = true;
+  }
   if (!wedged_) {
     if (suspected_ & view_bits()) {
       wedge("suspected " + describe(View{0, ids_of(suspected_ & view_bits()), {}, {}}).substr(8));
@@ -100,7 +108,7 @@ bool ViewManager::step() {
     }
     fired |= wedged_;
   }
-  if (!wedged_) return open_when_installed(now) || fired;
+  if (!wedged_) return open_when_installed() || fired;
   const auto leader = leader_rank();
   if (!leader) return fired;
   return (*leader == me_ ? lead() : follow(*leader)) || fired;
@@ -129,6 +137,9 @@ bool ViewManager::watch_members(std::chrono::steady_clock::time_point now) {
                      " ms");
     }
     if (links_lost_ & bit(r)) suspect(r, "link down (" + lost_because_[r] + ")");
+    if (read(r, cols_.vid()) < view_->vid && now - installed_at_ > options_.suspect_after) {
+      suspect(r, "did not install view " + std::to_string(view_->vid));
+    }
     const std::uint64_t boot = read(r, cols_.boot());
     if (boot != 0 && boot != view_boots_[r]) suspect(r, "restarted (new incarnation)");
     // Suspicion spreads: what any member of our view suspects, we suspect.
@@ -245,6 +256,8 @@ bool ViewManager::learn_commit() {
 }
 
 bool ViewManager::follow(std::size_t leader) {
+  // A joiner still waiting for its state takes no part: it will be suspected and rejoin.
+  if (!announced_) return false;
   const std::uint64_t next = view_->vid + 1;
   bool fired = false;
   const std::uint64_t prepare = read(leader, cols_.prepare());
@@ -267,6 +280,7 @@ bool ViewManager::follow(std::size_t leader) {
 }
 
 bool ViewManager::lead() {
+  if (!announced_) return false;
   const std::uint64_t next = view_->vid + 1;
   const std::uint64_t survivors = view_bits() & ~suspected_;
   const auto survivor_ranks = [&] {
@@ -358,10 +372,11 @@ void ViewManager::install(std::uint64_t vid, const Proposal& decided) {
   view_boots_ = decided.boots;
   phase_ = Phase::member;
   floor_ = std::max(floor_, vid);
+  seniors_ = members & decided.previous;
   write(cols_.join(), 0);
   write(cols_.view_mask(), members);
-  write(cols_.vid(), vid);
   write(cols_.suspected(), tagged(vid & kTagMask, 0));
+  announced_ = false;
   suspected_ = 0;
   wedged_ = false;
   opened_ = false;
@@ -378,13 +393,11 @@ void ViewManager::install(std::uint64_t vid, const Proposal& decided) {
   host_.install(next);
 }
 
-bool ViewManager::open_when_installed(std::chrono::steady_clock::time_point now) {
+bool ViewManager::open_when_installed() {
   if (opened_) return false;
   for (MemberId id : view_->members) {
     const std::size_t r = rank_of(id);
-    if (read(r, cols_.vid()) == view_->vid) continue;
-    if (now - installed_at_ > options_.suspect_after) suspect(r, "did not install view " + std::to_string(view_->vid));
-    return false;
+    if (read(r, cols_.vid()) != view_->vid) return false;
   }
   opened_ = true;
   host_.open();

@@ -41,6 +41,8 @@ class ViewManager {
     std::function<void(std::span<const std::uint64_t> edge)> finish_view;  // deliver to the edge, requeue the rest
     std::function<void(const View&)> install;  // enter the new view, closed for sending
     std::function<void()> open;                // every member installed it: sending may start
+    // Whether this member may announce the installed view (a joiner: once its state arrived).
+    std::function<bool()> ready_to_announce;
     std::function<void(MembershipEvent, const std::string& why)> event;
   };
 
@@ -74,7 +76,7 @@ class ViewManager {
   bool learn_commit();
   bool follow(std::size_t leader_rank);
   bool lead();
-  bool open_when_installed(std::chrono::steady_clock::time_point now);
+  bool open_when_installed();
 
   void suspect(std::size_t rank, const std::string& why);
   void wedge(const std::string& why);
@@ -113,6 +115,8 @@ class ViewManager {
   std::vector<std::string> lost_because_;
   bool wedged_ = false;
   bool opened_ = false;
+  bool announced_ = false;        // our vid column shows the installed view
+  std::uint64_t seniors_ = 0;     // view members that were in the previous view too
   std::uint64_t joiners_ = 0;
   // The highest view id known to be installed somewhere: a joiner never takes an older decision.
   std::uint64_t floor_ = 0;

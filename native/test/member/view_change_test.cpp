@@ -60,6 +60,7 @@ class Group {
     sg.ring_bytes = 4096;
     sg.max_message_bytes = 256;
     config_.subgroups.push_back(sg);
+    config_.state_chunk_bytes = 4096;  // states below span several chunks
     net_ = std::make_unique<transport::MemoryNetwork>(ids_, RegionLayout::compute(config_).region_bytes, seed);
     nodes_.resize(configured);
   }
@@ -73,6 +74,18 @@ class Group {
     node->member = std::make_unique<Member>(config_, id, node->sink, options);
     node->member->on_view([n = node.get()](const membership::View& v) { n->views.push_back(v); });
     node->member->on_event([n = node.get()](membership::MembershipEvent e, const std::string&) { n->events.push_back(e); });
+    // The application state is the delivery log itself: a joiner that gets it by state transfer
+    // must end with exactly the log of the members that were there all along.
+    node->member->on_snapshot([n = node.get()](std::uint32_t subgroup, std::uint64_t vid) {
+      std::vector<std::byte> state(n->sink.log.size() * sizeof(Delivered));
+      if (!state.empty()) std::memcpy(state.data(), n->sink.log.data(), state.size());
+      n->member->provide_snapshot(subgroup, vid, std::move(state));
+    });
+    node->member->on_restore([n = node.get()](std::uint32_t, std::uint64_t, std::span<const std::byte> state) {
+      n->sink.log.resize(state.size() / sizeof(Delivered));
+      if (!state.empty()) std::memcpy(n->sink.log.data(), state.data(), state.size());
+      ++n->restores;
+    });
     nodes_[id] = std::move(node);
   }
 
@@ -117,6 +130,7 @@ class Group {
     const auto v = nodes_[id]->member->view();
     return v ? v->vid : 0;
   }
+  std::size_t restores(MemberId id) const { return nodes_[id]->restores; }
   bool saw(MemberId id, membership::MembershipEvent e) const {
     for (auto x : nodes_[id]->events) {
       if (x == e) return true;
@@ -155,6 +169,7 @@ class Group {
     std::vector<membership::View> views;
     std::vector<membership::MembershipEvent> events;
     std::uint64_t next_seq = 0;
+    std::size_t restores = 0;
     bool crashed = false;
   };
 
@@ -316,7 +331,60 @@ TEST(ViewChange, LateMemberJoinsDuringAStreamAndDeliversWhatFollows) {
   for (MemberId s = 0; s < 3; ++s) expect_all_once(g.log(0), s, g.sent_by(s));
   expect_all_once(g.log(0), 3, g.sent_by(3));
   EXPECT_EQ(in_view(g.log(3), 2), in_view(g.log(0), 2));
-  for (MemberId id = 1; id < 3; ++id) EXPECT_EQ(g.log(id), g.log(0));
+  // The joiner's state (here: its whole delivery history) equals the others'.
+  EXPECT_EQ(g.restores(3), 1u);
+  for (MemberId id = 1; id < 4; ++id) EXPECT_EQ(g.log(id), g.log(0)) << "member " << id;
+}
+
+TEST(ViewChange, JoinerGetsAStateOfManyChunksBeforeItDeliversAnything) {
+  for (std::uint64_t seed = 1; seed <= 10; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    Group g(4, seed);
+    for (MemberId id = 0; id < 3; ++id) g.start(id);
+    g.advance(1100ms);
+    for (int round = 0; round < 4; ++round) {
+      g.send_from_all(60);
+      g.settle();
+    }
+    ASSERT_GT(g.log(0).size() * sizeof(Delivered), 4u * 4096) << "the state must span several chunks";
+    g.send_from_all(20);
+    g.scramble(60);  // in flight while 3 joins
+    g.start(3);
+    g.send_from_all(10);
+    g.settle();
+    ASSERT_EQ(g.view_members(3).size(), 4u);
+    EXPECT_EQ(g.restores(3), 1u);
+    for (MemberId id = 1; id < 4; ++id) ASSERT_EQ(g.log(id), g.log(0)) << "member " << id;
+    for (MemberId s = 0; s < 4; ++s) expect_all_once(g.log(3), s, g.sent_by(s));
+  }
+}
+
+TEST(ViewChange, JoinerWhoseSourceCrashesRejoinsAndGetsTheStateFromAnother) {
+  // Four of five run, the fifth joins, and the member that would hand it the state stops in
+  // the middle. The joiner, still without state, counts as a member that did not install the
+  // view: the other three (a majority of five) remove both, then admit the joiner again with
+  // the state from the next source.
+  Group g(5, 5);
+  for (MemberId id = 0; id < 4; ++id) g.start(id);
+  g.advance(1100ms);
+  for (int round = 0; round < 3; ++round) {
+    g.send_from_all(60);
+    g.settle();
+  }
+  g.start(4);
+  for (int i = 0; i < 4000 && g.view_members(4).empty(); ++i) g.scramble(1);
+  ASSERT_FALSE(g.view_members(4).empty());
+  ASSERT_EQ(g.restores(4), 0u) << "the transfer must still be under way";
+  g.crash(0);
+  for (MemberId b : {1u, 2u, 3u, 4u}) g.cut(0, b);
+  g.advance(4000ms);
+  for (MemberId id = 1; id < 5; ++id) {
+    ASSERT_EQ(g.view_members(id), (std::vector<MemberId>{1, 2, 3, 4})) << "member " << id;
+  }
+  EXPECT_EQ(g.restores(4), 1u);
+  g.send_from_all(5);
+  g.settle();
+  for (MemberId id = 2; id < 5; ++id) ASSERT_EQ(g.log(id), g.log(1)) << "member " << id;
 }
 
 TEST(ViewChange, LeaderFailingInTheMiddleOfAViewChangeIsReplaced) {

@@ -1,0 +1,150 @@
+#include "member/state_transfer.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+namespace derecho {
+namespace {
+
+constexpr std::uint64_t chunk_word(std::uint64_t index, bool last, std::uint64_t length) {
+  return ((index + 1) << 33) | (std::uint64_t{last} << 32) | length;
+}
+
+}  // namespace
+
+StateTransfer::StateTransfer(sst::Sst& sst, transport::Transport& transport, Columns columns, Buffer buffer)
+    : sst_(sst), transport_(transport), cols_(columns), buffer_(buffer) {}
+
+std::uint64_t StateTransfer::transfer_id(std::uint64_t vid, std::uint32_t subgroup, std::size_t joiner_row) {
+  return (vid << 24) | (std::uint64_t{subgroup & 0xffff} << 8) | (joiner_row + 1);
+}
+
+void StateTransfer::begin_view(std::uint64_t vid, std::vector<Send> sends, std::vector<Receive> receives) {
+  vid_ = vid;
+  sends_ = std::move(sends);
+  receives_ = std::move(receives);
+  incoming_.clear();
+  next_incoming_ = 0;
+  chunk_ = 0;
+  sending_ = false;
+  opened_ = false;
+  sst_.write_own(cols_.out_id, 0);
+  sst_.write_own(cols_.ack_id, 0);
+  std::vector<std::uint32_t> wanted;
+  for (const auto& s : sends_) {
+    if (std::find(wanted.begin(), wanted.end(), s.subgroup) == wanted.end()) wanted.push_back(s.subgroup);
+  }
+  {
+    std::lock_guard lock(snapshots_mutex_);
+    snapshots_vid_ = vid;
+    snapshots_.clear();
+    for (std::uint32_t s : wanted) snapshots_[s].reset();
+  }
+  for (std::uint32_t s : wanted) {
+    if (request_) {
+      request_(s, vid);
+    } else {
+      provide_snapshot(s, vid, {});
+    }
+  }
+}
+
+void StateTransfer::provide_snapshot(std::uint32_t subgroup, std::uint64_t vid, std::vector<std::byte> state) {
+  std::lock_guard lock(snapshots_mutex_);
+  if (vid != snapshots_vid_ || !snapshots_.contains(subgroup)) return;
+  snapshots_[subgroup] = std::move(state);
+  transport_.doorbell().ring();
+}
+
+bool StateTransfer::step() {
+  bool fired = step_receive();
+  fired |= step_send();
+  return fired;
+}
+
+bool StateTransfer::step_send() {
+  if (sends_.empty()) return false;
+  if (!sending_) {
+    // Serve whichever joiner has opened a transfer from us: a joiner takes its states one at a
+    // time, in its own order, through one buffer.
+    for (std::size_t i = 0; i < sends_.size(); ++i) {
+      const std::size_t row = sst_.row_of(sends_[i].joiner);
+      if (sst_.read(row, cols_.ack_id) != transfer_id(vid_, sends_[i].subgroup, row)) continue;
+      std::lock_guard lock(snapshots_mutex_);
+      if (!snapshots_[sends_[i].subgroup]) continue;  // the application has not answered yet
+      std::rotate(sends_.begin(), sends_.begin() + static_cast<std::ptrdiff_t>(i), sends_.begin() + static_cast<std::ptrdiff_t>(i) + 1);
+      sending_ = true;
+      chunk_ = 0;
+      break;
+    }
+    if (!sending_) return false;
+  }
+  const Send& current = sends_.front();
+  const std::size_t row = sst_.row_of(current.joiner);
+  const std::uint64_t id = transfer_id(vid_, current.subgroup, row);
+  std::lock_guard lock(snapshots_mutex_);
+  const std::vector<std::byte>& state = *snapshots_[current.subgroup];
+  const std::uint64_t chunks = std::max<std::uint64_t>(1, (state.size() + buffer_.bytes - 1) / buffer_.bytes);
+  if (chunk_ > 0) {
+    if (sst_.read(row, cols_.ack_id) != id || sst_.read(row, cols_.ack_chunk) < chunk_) return false;
+    if (chunk_ == chunks) {
+      sends_.erase(sends_.begin());
+      sending_ = false;
+      return true;
+    }
+  }
+  const std::size_t at = chunk_ * buffer_.bytes;
+  const std::size_t length = std::min(buffer_.bytes, state.size() - at);
+  if (length > 0) {
+    std::memcpy(transport_.region().data() + buffer_.offset, state.data() + at, length);
+    transport_.post_write(current.joiner, buffer_.offset, length);
+  }
+  // Pushed with the SST row after the chunk, so the joiner sees the announcement after the bytes.
+  sst_.write_own(cols_.out_id, id);
+  sst_.write_own(cols_.out_chunk, chunk_word(chunk_, chunk_ + 1 == chunks, length));
+  ++chunk_;
+  return true;
+}
+
+bool StateTransfer::step_receive() {
+  if (receives_.empty()) return false;
+  const Receive& current = receives_.front();
+  const std::uint64_t id = transfer_id(vid_, current.subgroup, sst_.my_row());
+  if (!opened_) {
+    sst_.write_own(cols_.ack_id, id);
+    sst_.write_own(cols_.ack_chunk, 0);
+    opened_ = true;
+    return true;
+  }
+  const std::size_t source = sst_.row_of(current.source);
+  if (sst_.read(source, cols_.out_id) != id) return false;
+  const std::uint64_t word = sst_.read(source, cols_.out_chunk);
+  if ((word >> 33) != next_incoming_ + 1) return false;
+  const std::size_t length = word & 0xffffffffu;
+  const bool last = (word >> 32) & 1;
+  const std::byte* chunk = transport_.region().data() + buffer_.offset;
+  incoming_.insert(incoming_.end(), chunk, chunk + length);
+  ++next_incoming_;
+  sst_.write_own(cols_.ack_chunk, next_incoming_);
+  if (last) {
+    if (restore_) restore_(current.subgroup, vid_, incoming_);
+    receives_.erase(receives_.begin());
+    incoming_.clear();
+    next_incoming_ = 0;
+    opened_ = false;
+  }
+  return true;
+}
+
+void StateTransfer::on_link_up(MemberId peer) {
+  // A chunk posted while the link was down was lost; the announcement in our row is re-pushed
+  // after this, so the bytes must go again first.
+  if (!sending_ || chunk_ == 0 || sends_.front().joiner != peer) return;
+  std::lock_guard lock(snapshots_mutex_);
+  const std::vector<std::byte>& state = *snapshots_[sends_.front().subgroup];
+  const std::size_t at = (chunk_ - 1) * buffer_.bytes;
+  const std::size_t length = std::min(buffer_.bytes, state.size() - at);
+  if (length > 0) transport_.post_write(peer, buffer_.offset, length);
+}
+
+}  // namespace derecho
