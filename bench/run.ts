@@ -42,6 +42,16 @@ const stdout = execFileSync(binary, ['--mode', 'suite', '--seconds', seconds], {
 });
 const suite = JSON.parse(stdout) as Suite;
 
+// Membership: time from kill -9 of a member to the survivors' next view, and throughput before
+// and after, for tcp (the broken link is noticed at once) and shm (the heartbeat timeout is).
+const viewChangeBinary = join(root, 'build', 'native', 'derecho_view_change_bench');
+const viewChange = JSON.parse(
+  execFileSync(viewChangeBinary, ['--members', '3', '--seconds', seconds], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  }),
+) as { viewChange: unknown[] };
+
 const targets = suite.runs
   .filter((r) => r.group.messageBytes === 100 && r.group.members === 3)
   .map((r) => ({
@@ -57,6 +67,7 @@ const report = {
   machine: { cpus: cpus().length, model: cpus()[0]?.model ?? 'unknown', memoryBytes: totalmem() },
   secondsPerRun: Number(seconds),
   ...suite,
+  ...viewChange,
   targets,
   sameOrderEverywhere: orderOk,
 };
