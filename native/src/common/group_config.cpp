@@ -66,6 +66,9 @@ void validate(const GroupConfig& config) {
       if (!in_subgroup.contains(id)) fail(f, "member " + std::to_string(id) + " is not a member of the subgroup");
       if (!senders.insert(id).second) fail(f, "sender " + std::to_string(id) + " listed twice");
     }
+    if (sg.sharding && sg.senders != sg.members) {
+      fail(field + ".senders", "a sharded subgroup's senders are the members of its shards: list the same ids as members");
+    }
     if (sg.max_message_bytes == 0) fail(field + ".maxMessageBytes", "must be at least 1");
     if (!is_power_of_two(sg.ring_bytes)) fail(field + ".ringBytes", "must be a power of two");
     if (sg.ring_bytes < 4ull * sg.max_message_bytes + 64) {

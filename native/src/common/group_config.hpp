@@ -1,6 +1,7 @@
 #pragma once
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,10 +17,20 @@ struct MemberAddress {
   std::uint16_t port = 0;
 };
 
+// A subgroup split into shards by the layout (docs/layout.md) at every view, instead of one
+// fixed member list.
+struct ShardingConfig {
+  std::uint32_t shards = 1;
+  std::uint32_t min_per_shard = 1;
+  std::uint32_t max_per_shard = 1;
+  std::vector<std::vector<MemberId>> reserved;  // reserved[i]: ids pinned to shard i
+};
+
 struct SubgroupConfig {
   std::string name;
-  std::vector<MemberId> members;   // receivers, in rank order
-  std::vector<MemberId> senders;   // subset of members, in round-robin order
+  std::vector<MemberId> members;   // receivers, in rank order; for a sharded subgroup, the candidates
+  std::vector<MemberId> senders;   // subset of members, in round-robin order; sharded: equal to members
+  std::optional<ShardingConfig> sharding;
   std::uint32_t ring_bytes = 1u << 20;        // per-sender ring in every member's region
   std::uint32_t max_message_bytes = 64u << 10;
 };

@@ -23,9 +23,10 @@ bool contains(const std::vector<MemberId>& ids, MemberId id) { return std::find(
 }  // namespace
 
 Member::Member(GroupConfig config, MemberId self, multicast::DeliverySink& sink, Options options)
-    : config_(std::move(config)), self_(self) {
-  validate(config_);
+    : config_(std::move(config)), self_(self), plan_((validate(config_), config_)) {
   member_rank(config_, self);  // throws for a member id that is not in the config
+  groups_.resize(config_.subgroups.size());
+  before_.resize(config_.subgroups.size());
   layout_ = RegionLayout::compute(config_);
   transport_ = options.make_transport({config_, self, layout_.region_bytes});
   std::vector<MemberId> ids;
@@ -88,7 +89,10 @@ membership::ViewManager::Host Member::view_host() {
       subgroups_[s]->requeue_cut_off(mine);
     }
   };
-  host.install = [this](const membership::View& view) { install(view); };
+  host.install = [this](const membership::View& view, std::span<const std::uint64_t> layout) { install(view, layout); };
+  host.plan_layout = [this](std::uint64_t members, std::span<const std::uint64_t> current) {
+    return plan_.plan(members, current);
+  };
   host.ready_to_announce = [this] { return state_->received_all(); };
   host.open = [this] {
     for (auto& sg : subgroups_) {
@@ -110,40 +114,76 @@ membership::ViewManager::Host Member::view_host() {
 }
 
 std::vector<std::uint64_t> Member::ragged_edge(std::span<const MemberId> survivors) const {
+  // Per subgroup and sender: the least any surviving member of the sender's shard received.
   std::vector<std::uint64_t> edge(layout_.membership.edge_words, 0);
   const auto current = views_->view();
   for (std::size_t s = 0; s < config_.subgroups.size(); ++s) {
     const auto& sg = config_.subgroups[s];
     const auto& placement = layout_.subgroups[s];
-    for (std::size_t k = 0; k < sg.senders.size(); ++k) {
-      if (!current->contains(sg.senders[k])) continue;
-      std::uint64_t least = std::numeric_limits<std::uint64_t>::max();
-      for (MemberId m : survivors) {
-        if (!contains(sg.members, m)) continue;
-        const std::uint64_t word = sst_->read(sst_->row_of(m), placement.first_column + 2 + k);
-        least = std::min(least, multicast::count_in_view(word, current->vid));
+    for (const auto& group : groups_[s]) {
+      for (std::size_t k = 0; k < sg.senders.size(); ++k) {
+        if (!contains(group, sg.senders[k])) continue;
+        std::uint64_t least = std::numeric_limits<std::uint64_t>::max();
+        for (MemberId m : survivors) {
+          if (!contains(group, m)) continue;
+          const std::uint64_t word = sst_->read(sst_->row_of(m), placement.first_column + 2 + k);
+          least = std::min(least, multicast::count_in_view(word, current->vid));
+        }
+        if (least != std::numeric_limits<std::uint64_t>::max()) edge[layout_.edge_base[s] + k] = least;
       }
-      if (least != std::numeric_limits<std::uint64_t>::max()) edge[layout_.edge_base[s] + k] = least;
     }
   }
   return edge;
 }
 
-void Member::install(const membership::View& view) {
+std::uint64_t Member::bits_of(std::span<const MemberId> ids) const {
+  std::uint64_t bits = 0;
+  for (MemberId id : ids) bits |= std::uint64_t{1} << member_rank(config_, id);
+  return bits;
+}
+
+void Member::install(membership::View view, std::span<const std::uint64_t> layout_words) {
+  const auto decoded = plan_.decode(layout_words, bits_of(view.members));
+  view.shards = decoded.now;
+  view.adequate = decoded.adequate;
+  view.inadequate = decoded.inadequate;
+  std::vector<MemberId> stayed;
+  for (MemberId m : view.members) {
+    if (!contains(view.joined, m)) stayed.push_back(m);
+  }
+  // Each subgroup as groups of members that multicast together: its shards, or all of it.
+  for (std::size_t s = 0; s < config_.subgroups.size(); ++s) {
+    const auto& sg = config_.subgroups[s];
+    groups_[s].clear();
+    before_[s].clear();
+    if (sg.sharding) {
+      groups_[s] = decoded.now[s];
+      before_[s] = decoded.before[s];
+      continue;
+    }
+    std::vector<MemberId> now, before;
+    for (MemberId m : sg.members) {
+      if (view.contains(m)) now.push_back(m);
+      if (contains(stayed, m)) before.push_back(m);
+    }
+    groups_[s].push_back(now);
+    before_[s].push_back(before);
+  }
   for (std::size_t s = 0; s < subgroups_.size(); ++s) {
     if (!subgroups_[s]) continue;
     const auto& sg = config_.subgroups[s];
     multicast::SubgroupView shape;
     shape.vid = view.vid;
-    for (MemberId m : sg.members) {
-      if (view.contains(m)) shape.members.push_back(m);
-    }
-    for (std::size_t k = 0; k < sg.senders.size(); ++k) {
-      if (view.contains(sg.senders[k])) shape.sender_slots.push_back(k);
+    for (const auto& group : groups_[s]) {
+      if (!contains(group, self_)) continue;
+      shape.members = group;
+      for (std::size_t k = 0; k < sg.senders.size(); ++k) {
+        if (contains(group, sg.senders[k])) shape.sender_slots.push_back(k);
+      }
     }
     subgroups_[s]->enter_view(shape);
   }
-  plan_state_transfer(view);
+  plan_state_transfer(view.vid);
   {
     std::lock_guard lock(view_mutex_);
     installed_ = view;
@@ -151,33 +191,36 @@ void Member::install(const membership::View& view) {
   }
   view_changed_.notify_all();
   if (view_callback_) view_callback_(view);
+  if (!view.adequate && event_callback_) event_callback_(membership::MembershipEvent::inadequate, view.inadequate);
 }
 
-void Member::plan_state_transfer(const membership::View& view) {
-  // Per subgroup, the first member (in config order) that was in the previous view hands the
-  // state to every member that joins the subgroup now. Everyone computes the same source.
+void Member::plan_state_transfer(std::uint64_t vid) {
+  // Per subgroup (per shard), the first member that was in it in the previous view hands the
+  // state to every member that is new in it. Everyone computes the same source.
   std::vector<StateTransfer::Send> sends;
   std::vector<StateTransfer::Receive> receives;
   for (std::size_t s = 0; s < config_.subgroups.size(); ++s) {
-    const auto& sg = config_.subgroups[s];
-    std::optional<MemberId> source;
-    std::vector<MemberId> joiners;
-    for (MemberId m : sg.members) {
-      if (!view.contains(m)) continue;
-      if (contains(view.joined, m)) {
-        joiners.push_back(m);
-      } else if (!source) {
-        source = m;
+    const auto subgroup = static_cast<std::uint32_t>(s);
+    for (const auto& group : groups_[s]) {
+      std::optional<MemberId> source;
+      std::vector<MemberId> newcomers;
+      for (MemberId m : group) {
+        bool was_here = false;
+        for (const auto& before : before_[s]) was_here = was_here || contains(before, m);
+        if (!was_here) {
+          newcomers.push_back(m);
+        } else if (!source) {
+          source = m;
+        }
+      }
+      if (!source) continue;  // the group starts afresh: there is no state to hand over
+      for (MemberId j : newcomers) {
+        if (*source == self_) sends.push_back({j, subgroup});
+        if (j == self_) receives.push_back({*source, subgroup});
       }
     }
-    if (!source) continue;  // the subgroup starts afresh: there is no state to hand over
-    const auto subgroup = static_cast<std::uint32_t>(s);
-    for (MemberId j : joiners) {
-      if (*source == self_) sends.push_back({j, subgroup});
-      if (j == self_) receives.push_back({*source, subgroup});
-    }
   }
-  state_->begin_view(view.vid, std::move(sends), std::move(receives));
+  state_->begin_view(vid, std::move(sends), std::move(receives));
 }
 
 bool Member::start(std::chrono::milliseconds timeout) {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/group_config.hpp"
+#include "member/layout_plan.hpp"
 #include "member/region_layout.hpp"
 #include "member/state_transfer.hpp"
 #include "membership/view.hpp"
@@ -105,12 +106,18 @@ class Member {
   multicast::SubgroupMulticast& subgroup(std::uint32_t index);
   membership::ViewManager::Host view_host();
   std::vector<std::uint64_t> ragged_edge(std::span<const MemberId> survivors) const;
-  void install(const membership::View& view);
-  void plan_state_transfer(const membership::View& view);
+  void install(membership::View view, std::span<const std::uint64_t> layout_words);
+  void plan_state_transfer(std::uint64_t vid);
+  std::uint64_t bits_of(std::span<const MemberId> ids) const;
 
   GroupConfig config_;
   MemberId self_;
+  LayoutPlan plan_;
   RegionLayout layout_;
+  // Per subgroup, for the installed view: the groups of members that multicast together (its
+  // shards, or the whole subgroup), and who was in each group before.
+  std::vector<std::vector<std::vector<MemberId>>> groups_;
+  std::vector<std::vector<std::vector<MemberId>>> before_;
   std::unique_ptr<transport::Transport> transport_;
   std::unique_ptr<sst::Sst> sst_;
   std::unique_ptr<sst::PredicateThread> predicates_;

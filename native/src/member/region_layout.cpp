@@ -1,5 +1,6 @@
 #include "member/region_layout.hpp"
 
+#include "member/layout_plan.hpp"
 #include "sst/sst.hpp"
 
 namespace derecho {
@@ -15,7 +16,7 @@ RegionLayout RegionLayout::compute(const GroupConfig& config) {
     layout.edge_base.push_back(edge);
     edge += sg.senders.size();
   }
-  layout.membership = {config.members.size(), edge, column};
+  layout.membership = {config.members.size(), edge, column, LayoutPlan::words_for(config)};
   layout.state_first_column = layout.membership.end();
   layout.sst_columns = layout.state_first_column + 4;
   std::size_t offset = align_up(layout.sst_offset + sst::Sst::bytes_needed(config.members.size(), column), 4096);

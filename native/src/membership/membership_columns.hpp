@@ -12,18 +12,21 @@ namespace derecho::membership {
 // A slot holds one proposed next view, every word tagged with the ballot that wrote it so a
 // copy torn by a concurrent rewrite is recognised: next_vid, members (bit per configured member
 // rank), previous (the members of the view it follows, so a joiner can tell who joined), boot[rank] (the incarnation each member had when it was admitted), edge[e] (the
-// ragged edge: per subgroup and configured sender slot, how many of its messages survive).
+// ragged edge: per subgroup and configured sender slot, how many of its messages survive),
+// layout[l] (the shard map of the next view, decided with it so joiners get it too).
 // Two slots, by parity of next_vid, so the decision for view v+1 stays readable while view v+2
 // is being decided.
 struct MembershipColumns {
   std::size_t universe = 0;    // configured members
   std::size_t edge_words = 0;  // configured sender slots over all subgroups
   std::size_t first = 0;
+  std::size_t layout_words = 0;  // the shard layout the next view runs with (the member layer's encoding)
 
-  std::size_t slot_words() const { return 3 + universe + edge_words; }
+  std::size_t slot_words() const { return 3 + universe + edge_words + layout_words; }
   std::size_t slot(std::uint64_t next_vid) const { return first + (next_vid & 1) * slot_words(); }
   static constexpr std::size_t kNextVid = 0, kMembers = 1, kPrevious = 2, kBoots = 3;
   std::size_t edge_offset() const { return kBoots + universe; }
+  std::size_t layout_offset() const { return edge_offset() + edge_words; }
 
   std::size_t promise() const { return first + 2 * slot_words(); }
   std::size_t prepare() const { return promise() + 1; }

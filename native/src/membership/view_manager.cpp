@@ -95,7 +95,9 @@ bool ViewManager::step() {
   }
   if (!wedged_) {
     if (suspected_ & view_bits()) {
-      wedge("suspected " + describe(View{0, ids_of(suspected_ & view_bits()), {}, {}}).substr(8));
+      std::string ids;
+      for (MemberId id : ids_of(suspected_ & view_bits())) ids += (ids.empty() ? "" : ",") + std::to_string(id);
+      wedge("suspected [" + ids + "]");
     } else if (joiners_) {
       wedge("admitting " + std::to_string(std::popcount(joiners_)) + " joiner(s)");
     } else {
@@ -217,7 +219,9 @@ std::optional<ViewManager::Proposal> ViewManager::read_slot(std::size_t rank, st
   p.members = words[MembershipColumns::kMembers];
   p.previous = words[MembershipColumns::kPrevious];
   p.boots.assign(words.begin() + MembershipColumns::kBoots, words.begin() + static_cast<std::ptrdiff_t>(cols_.edge_offset()));
-  p.edge.assign(words.begin() + static_cast<std::ptrdiff_t>(cols_.edge_offset()), words.end());
+  p.edge.assign(words.begin() + static_cast<std::ptrdiff_t>(cols_.edge_offset()),
+                words.begin() + static_cast<std::ptrdiff_t>(cols_.layout_offset()));
+  p.layout.assign(words.begin() + static_cast<std::ptrdiff_t>(cols_.layout_offset()), words.end());
   return p;
 }
 
@@ -229,6 +233,7 @@ void ViewManager::write_slot(std::uint64_t next_vid, const Proposal& p) {
   write(base + MembershipColumns::kPrevious, tagged(tag, p.previous));
   for (std::size_t r = 0; r < universe_.size(); ++r) write(base + MembershipColumns::kBoots + r, tagged(tag, p.boots[r]));
   for (std::size_t e = 0; e < cols_.edge_words; ++e) write(base + cols_.edge_offset() + e, tagged(tag, p.edge[e]));
+  for (std::size_t l = 0; l < cols_.layout_words; ++l) write(base + cols_.layout_offset() + l, tagged(tag, p.layout[l]));
 }
 
 bool ViewManager::learn_commit() {
@@ -346,6 +351,7 @@ bool ViewManager::lead() {
         else if (joiners_ & bit(r)) value->boots[r] = read(r, cols_.boot());
       }
       value->edge = host_.ragged_edge(ids_of(survivors));
+      value->layout = host_.plan_layout(value->members, layout_);
     }
     value->ballot = ballot_;
     write_slot(next, *value);
@@ -370,6 +376,7 @@ void ViewManager::install(std::uint64_t vid, const Proposal& decided) {
   next.departed = ids_of(decided.previous & ~members);
   view_ = next;
   view_boots_ = decided.boots;
+  layout_ = decided.layout;
   phase_ = Phase::member;
   floor_ = std::max(floor_, vid);
   seniors_ = members & decided.previous;
@@ -390,7 +397,7 @@ void ViewManager::install(std::uint64_t vid, const Proposal& decided) {
     beat_changed_[r] = installed_at_;
   }
   log(LogLevel::info, "membership", "member " + std::to_string(transport_.self()) + " installed " + describe(next));
-  host_.install(next);
+  host_.install(next, layout_);
 }
 
 bool ViewManager::open_when_installed() {
@@ -451,6 +458,7 @@ bool ViewManager::try_bootstrap(std::chrono::steady_clock::time_point now) {
     if (present & bit(r)) first.boots[r] = r == me_ ? options_.boot : read(r, cols_.boot());
   }
   first.edge.assign(cols_.edge_words, 0);
+  first.layout = host_.plan_layout(first.members, std::vector<std::uint64_t>(cols_.layout_words, 0));
   write_slot(1, first);
   write(cols_.commit(), ballot_ref(1, first.ballot));
   install(1, first);

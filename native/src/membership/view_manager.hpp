@@ -39,7 +39,11 @@ class ViewManager {
     std::function<void()> wedge;  // stop sending, receiving and delivering; received counts final
     std::function<std::vector<std::uint64_t>(std::span<const MemberId> survivors)> ragged_edge;
     std::function<void(std::span<const std::uint64_t> edge)> finish_view;  // deliver to the edge, requeue the rest
-    std::function<void(const View&)> install;  // enter the new view, closed for sending
+    // The shard layout of a proposed view with these members (bit per configured rank), given
+    // the current view's (all zero before the first view); MembershipColumns::layout_words long.
+    std::function<std::vector<std::uint64_t>(std::uint64_t members, std::span<const std::uint64_t> current)> plan_layout;
+    // Enter the new view with the decided layout, closed for sending.
+    std::function<void(const View&, std::span<const std::uint64_t> layout)> install;
     std::function<void()> open;                // every member installed it: sending may start
     // Whether this member may announce the installed view (a joiner: once its state arrived).
     std::function<bool()> ready_to_announce;
@@ -65,6 +69,7 @@ class ViewManager {
     std::uint64_t previous = 0;
     std::vector<std::uint64_t> boots;
     std::vector<std::uint64_t> edge;
+    std::vector<std::uint64_t> layout;
   };
 
   bool heartbeat(std::chrono::steady_clock::time_point now);
@@ -104,6 +109,7 @@ class ViewManager {
   Phase phase_ = Phase::joining;
   std::optional<View> view_;
   std::vector<std::uint64_t> view_boots_;
+  std::vector<std::uint64_t> layout_;  // the installed view's decided layout
   std::chrono::steady_clock::time_point started_;
   std::chrono::steady_clock::time_point last_beat_{};
   std::uint64_t beats_ = 0;

@@ -5,6 +5,7 @@
 
 #include <cstring>
 #include <map>
+#include <optional>
 #include <memory>
 #include <random>
 #include <set>
@@ -48,7 +49,7 @@ std::vector<std::byte> payload(std::uint64_t seq) {
 
 class Group {
  public:
-  explicit Group(std::size_t configured, std::uint64_t seed = 1) {
+  explicit Group(std::size_t configured, std::uint64_t seed = 1, std::optional<ShardingConfig> sharding = {}) {
     for (std::size_t i = 0; i < configured; ++i) ids_.push_back(static_cast<MemberId>(i));
     config_.group_name = "view-change";
     config_.transport = TransportKind::shm;
@@ -59,6 +60,7 @@ class Group {
     sg.senders = ids_;
     sg.ring_bytes = 4096;
     sg.max_message_bytes = 256;
+    sg.sharding = sharding;
     config_.subgroups.push_back(sg);
     config_.state_chunk_bytes = 4096;  // states below span several chunks
     net_ = std::make_unique<transport::MemoryNetwork>(ids_, RegionLayout::compute(config_).region_bytes, seed);
@@ -429,4 +431,97 @@ TEST(ViewChange, LeaderFailingInTheMiddleOfAViewChangeIsReplaced) {
       EXPECT_TRUE(std::equal(leader.begin(), leader.end(), survivors.begin())) << "view " << vid;
     }
   }
+}
+
+namespace {
+
+ShardingConfig shards(std::uint32_t count, std::uint32_t min, std::uint32_t max) {
+  ShardingConfig c;
+  c.shards = count;
+  c.min_per_shard = min;
+  c.max_per_shard = max;
+  return c;
+}
+
+// The shard of `id` in its installed view.
+std::vector<MemberId> shard_of(Group& g, MemberId id) {
+  const auto v = g.member(id).view();
+  for (const auto& shard : v->shards.at(0)) {
+    if (std::find(shard.begin(), shard.end(), id) != shard.end()) return shard;
+  }
+  return {};
+}
+
+}  // namespace
+
+TEST(ViewChange, ShardedSubgroupMulticastsWithinEachShardOfTheLayout) {
+  Group g(6, 2, shards(2, 2, 3));
+  form(g, 6);
+  const auto v = g.member(0).view();
+  ASSERT_EQ(v->shards.at(0).size(), 2u);
+  for (MemberId id = 1; id < 6; ++id) EXPECT_EQ(g.member(id).view()->shards, v->shards) << "member " << id;
+  g.send_from_all(20);
+  g.settle();
+  for (MemberId id = 0; id < 6; ++id) {
+    const auto shard = shard_of(g, id);
+    ASSERT_EQ(shard.size(), 3u);
+    for (const auto& d : g.log(id)) {
+      ASSERT_TRUE(std::find(shard.begin(), shard.end(), d.sender) != shard.end()) << "delivery across shards";
+    }
+    EXPECT_EQ(g.log(id), g.log(shard.front())) << "member " << id;
+    for (MemberId s : shard) expect_all_once(g.log(id), s, g.sent_by(s));
+  }
+}
+
+TEST(ViewChange, ShardsKeepTheirMembersWhenAnotherShardLosesOne) {
+  Group g(6, 4, shards(2, 1, 3));
+  form(g, 6);
+  const auto before = g.member(0).view()->shards.at(0);
+  const MemberId leaving = before[1].back();
+  g.crash(leaving);
+  g.advance(1500ms);
+  const MemberId observer = before[0].front();
+  const auto after = g.member(observer).view()->shards.at(0);
+  EXPECT_EQ(after[0], before[0]) << "the shard that lost nobody is untouched";
+  auto expected = before[1];
+  expected.erase(std::find(expected.begin(), expected.end(), leaving));
+  EXPECT_EQ(after[1], expected);
+}
+
+TEST(ViewChange, InadequateViewWaitsAndResumesWithStateWhenAMemberJoins) {
+  // Two shards of exactly two: losing a member leaves a shard below its minimum, and the
+  // sharded subgroup waits (sends queue up) until a fifth configured member joins, gets the
+  // shard's state from its remaining member, and the shard runs again.
+  Group g(5, 9, shards(2, 2, 2));
+  for (MemberId id = 0; id < 4; ++id) g.start(id);
+  g.advance(1100ms);
+  ASSERT_EQ(g.view_members(0).size(), 4u);
+  ASSERT_TRUE(g.member(0).view()->adequate);
+  g.send_from_all(10);
+  g.settle();
+  const auto layout = g.member(0).view()->shards.at(0);
+  const MemberId leaving = layout[1][0];
+  const MemberId partner = layout[1][1];
+  g.crash(leaving);
+  g.advance(1500ms);
+  const auto waiting = g.member(partner).view();
+  ASSERT_EQ(waiting->members.size(), 3u);
+  EXPECT_FALSE(waiting->adequate);
+  EXPECT_EQ(waiting->inadequate, "subgroup 'sg' shard 1 needs 2 members, 1 available");
+  EXPECT_TRUE(g.saw(partner, membership::MembershipEvent::inadequate));
+  const std::size_t delivered_while_waiting = g.log(partner).size();
+  g.send_from_all(3);
+  g.settle();
+  EXPECT_EQ(g.log(partner).size(), delivered_while_waiting) << "an inadequate view delivers nothing";
+  g.start(4);
+  g.settle();
+  const auto resumed = g.member(4).view();
+  ASSERT_TRUE(resumed->adequate);
+  EXPECT_EQ(resumed->shards.at(0)[0], layout[0]) << "the intact shard keeps its members";
+  EXPECT_EQ(shard_of(g, 4), (std::vector<MemberId>{std::min(partner, MemberId{4}), std::max(partner, MemberId{4})}));
+  EXPECT_EQ(g.restores(4), 1u);
+  g.send_from_all(2);
+  g.settle();
+  EXPECT_EQ(g.log(4), g.log(partner)) << "the joiner's state and deliveries equal its shard partner's";
+  expect_all_once(g.log(partner), partner, g.sent_by(partner));
 }
