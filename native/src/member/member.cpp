@@ -103,10 +103,12 @@ membership::ViewManager::Host Member::view_host() {
     view_changed_.notify_all();
   };
   host.event = [this](membership::MembershipEvent event, const std::string& why) {
-    if (event == membership::MembershipEvent::removed) {
+    if (event == membership::MembershipEvent::removed || event == membership::MembershipEvent::left) {
       std::lock_guard lock(view_mutex_);
       installed_.reset();
       open_ = false;
+      left_ = event == membership::MembershipEvent::left;
+      view_changed_.notify_all();
     }
     if (event_callback_) event_callback_(event, why);
   };
@@ -236,6 +238,17 @@ bool Member::start(std::chrono::milliseconds timeout) {
 bool Member::wait_for_members(std::size_t members, std::chrono::milliseconds timeout) {
   std::unique_lock lock(view_mutex_);
   return view_changed_.wait_for(lock, timeout, [&] { return open_ && installed_ && installed_->members.size() >= members; });
+}
+
+bool Member::leave(std::chrono::milliseconds timeout) {
+  request_leave();
+  bool left;
+  {
+    std::unique_lock lock(view_mutex_);
+    left = view_changed_.wait_for(lock, timeout, [&] { return left_; });
+  }
+  stop();
+  return left;
 }
 
 void Member::stop() {

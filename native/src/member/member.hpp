@@ -83,6 +83,15 @@ class Member {
   // Waits until the installed view has at least `members` members and is open for sending.
   bool wait_for_members(std::size_t members, std::chrono::milliseconds timeout);
   void stop();
+  // Leaves the group: the others install a view without this member. Returns whether that
+  // happened within `timeout`; stops the engine either way. A group of two cannot lose one
+  // member (no majority), so leaving it times out.
+  bool leave(std::chrono::milliseconds timeout);
+  // The first half of leave(), for a simulator that runs the passes itself.
+  void request_leave() {
+    views_->leave();
+    predicates_->wake();
+  }
   // One predicate pass on the calling thread, for a simulator that drives every step itself
   // (never together with start()). True when some predicate fired.
   bool run_once() { return predicates_->run_once(); }
@@ -131,6 +140,7 @@ class Member {
   std::condition_variable view_changed_;
   std::optional<membership::View> installed_;
   bool open_ = false;
+  bool left_ = false;
   bool started_ = false;
 };
 

@@ -25,7 +25,7 @@ struct View {
 };
 
 // What a member reports about membership besides installed views.
-enum class MembershipEvent { wedged, removed, minority, inadequate };
+enum class MembershipEvent { wedged, removed, minority, inadequate, left };
 
 std::string describe(const View& view);
 

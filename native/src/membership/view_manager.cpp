@@ -83,8 +83,15 @@ void ViewManager::on_link_event(const transport::LinkEvent& event) {
 bool ViewManager::step() {
   const auto now = clock_();
   heartbeat(now);
+  if (phase_ == Phase::left) return false;
   if (phase_ == Phase::joining) return step_joining(now);
   bool fired = watch_members(now);
+  // Leaving is suspecting ourselves: the suspicion spreads and the others decide a view
+  // without us, which we learn like any removal.
+  if (leave_requested_.load() && !(suspected_ & bit(me_))) {
+    suspect(me_, "leaving");
+    fired = true;
+  }
   if (learn_commit()) return true;
   if (check_removed()) return true;
   fired |= admit_joiners();
@@ -414,6 +421,13 @@ bool ViewManager::open_when_installed() {
 void ViewManager::rejoin(const std::string& why) {
   host_.wedge();
   view_.reset();
+  if (leave_requested_.load()) {
+    phase_ = Phase::left;
+    write(cols_.join(), 0);
+    log(LogLevel::info, "membership", "member " + std::to_string(transport_.self()) + " left the group: " + why);
+    if (host_.event) host_.event(MembershipEvent::left, why);
+    return;
+  }
   phase_ = Phase::joining;
   suspected_ = 0;
   wedged_ = false;

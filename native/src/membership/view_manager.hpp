@@ -1,4 +1,5 @@
 #pragma once
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -55,12 +56,15 @@ class ViewManager {
 
   bool step();
   void on_link_event(const transport::LinkEvent& event);
+  // Any thread: leave the group gracefully; MembershipEvent::left once a view without us is
+  // decided. Messages not delivered by then are dropped.
+  void leave() { leave_requested_.store(true); }
 
   std::optional<View> view() const { return view_; }
   bool wedged() const { return wedged_; }
 
  private:
-  enum class Phase { joining, member };
+  enum class Phase { joining, member, left };
   // A slot of row `rank` for next_vid, if it holds one whole proposal of `ballot` (any ballot
   // when 0): members, boots and edge, untagged.
   struct Proposal {
@@ -131,6 +135,7 @@ class ViewManager {
   std::uint64_t ballot_survivors_ = 0;
   bool proposed_ = false;
   bool minority_reported_ = false;
+  std::atomic<bool> leave_requested_{false};
 };
 
 }  // namespace derecho::membership

@@ -525,3 +525,24 @@ TEST(ViewChange, InadequateViewWaitsAndResumesWithStateWhenAMemberJoins) {
   EXPECT_EQ(g.log(4), g.log(partner)) << "the joiner's state and deliveries equal its shard partner's";
   expect_all_once(g.log(partner), partner, g.sent_by(partner));
 }
+
+TEST(ViewChange, MemberThatLeavesIsRemovedAndTheOthersGoOn) {
+  Group g(4, 11);
+  form(g, 4);
+  g.send_from_all(10);
+  g.settle();
+  g.member(0).request_leave();  // the leader itself
+  g.settle();
+  for (MemberId id = 1; id < 4; ++id) {
+    ASSERT_EQ(g.view_members(id), (std::vector<MemberId>{1, 2, 3})) << "member " << id;
+    EXPECT_EQ(g.views(id).back().departed, std::vector<MemberId>{0});
+  }
+  EXPECT_TRUE(g.saw(0, membership::MembershipEvent::left));
+  EXPECT_FALSE(g.member(0).view().has_value());
+  g.crash(0);
+  g.send_from_all(5);
+  g.advance(100ms);
+  EXPECT_EQ(g.vid(1), 2u) << "a member that left is not admitted again";
+  for (MemberId id = 2; id < 4; ++id) EXPECT_EQ(g.log(id), g.log(1));
+  for (MemberId s = 1; s < 4; ++s) expect_all_once(g.log(1), s, g.sent_by(s));
+}
