@@ -387,6 +387,9 @@ void ViewManager::install(std::uint64_t vid, const Proposal& decided) {
   phase_ = Phase::member;
   floor_ = std::max(floor_, vid);
   seniors_ = members & decided.previous;
+  // A joiner is a new incarnation: a link lost to its predecessor says nothing about it (its
+  // own silence is caught by the heartbeat and the install timeout).
+  links_lost_ &= ~(members & ~decided.previous);
   write(cols_.join(), 0);
   write(cols_.view_mask(), members);
   write(cols_.suspected(), tagged(vid & kTagMask, 0));

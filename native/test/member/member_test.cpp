@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstring>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -155,4 +156,75 @@ TEST(Member, SendToUnknownSubgroupIsRefused) {
   Member m(group(TransportKind::shm, 1, "one"), 0, sink);
   const std::vector<std::byte> p(4);
   EXPECT_THROW(m.send(3, p), std::invalid_argument);
+}
+
+TEST(Member, TcpMemberThatStopsIsRemovedAndItsRestartJoinsWithTheState) {
+  // Real engines over TCP: member 2 stops (its sockets close, the others see the links go
+  // down), a new incarnation of member 2 starts, joins, gets the state and delivers again.
+  auto config = group(TransportKind::tcp, 3, "restart");
+  struct Node {
+    LoggingSink sink;
+    std::unique_ptr<Member> member;
+    std::atomic<int> restores{0};
+  };
+  std::vector<std::unique_ptr<Node>> nodes;
+  const auto start = [&](MemberId id) {
+    auto node = std::make_unique<Node>();
+    node->member = std::make_unique<Member>(config, id, node->sink);
+    node->member->on_snapshot([n = node.get()](std::uint32_t subgroup, std::uint64_t vid) {
+      std::lock_guard lock(n->sink.mutex);
+      std::vector<std::byte> state(n->sink.log.size() * sizeof(Record));
+      if (!state.empty()) std::memcpy(state.data(), n->sink.log.data(), state.size());
+      n->member->provide_snapshot(subgroup, vid, std::move(state));
+    });
+    node->member->on_restore([n = node.get()](std::uint32_t, std::uint64_t, std::span<const std::byte> state) {
+      std::lock_guard lock(n->sink.mutex);
+      n->sink.log.resize(state.size() / sizeof(Record));
+      if (!state.empty()) std::memcpy(n->sink.log.data(), state.data(), state.size());
+      n->sink.count.store(n->sink.log.size());
+      ++n->restores;
+    });
+    return node;
+  };
+  for (MemberId id = 0; id < 3; ++id) nodes.push_back(start(id));
+  std::vector<std::thread> starters;
+  for (auto& n : nodes) starters.emplace_back([m = n->member.get()] { EXPECT_TRUE(m->start(10s)); });
+  for (auto& t : starters) t.join();
+  std::mt19937 rng(3);
+  std::uint64_t sent = 0;
+  const auto send_round = [&](std::initializer_list<MemberId> from) {
+    for (int i = 0; i < 50; ++i) {
+      for (MemberId id : from) {
+        const auto p = payload_for(id, sent++, rng);
+        while (!nodes[id]->member->send(0, p)) std::this_thread::sleep_for(100us);
+      }
+    }
+  };
+  send_round({0, 1, 2});
+  nodes[2]->member->stop();
+  ASSERT_TRUE(nodes[0]->member->wait_for_members(2, 10s));
+  auto shrunk = nodes[0]->member->view();
+  while (shrunk && shrunk->members.size() != 2) {
+    std::this_thread::sleep_for(10ms);
+    shrunk = nodes[0]->member->view();
+  }
+  ASSERT_EQ(shrunk->members, (std::vector<MemberId>{0, 1}));
+  send_round({0, 1});
+  nodes[2] = start(2);
+  EXPECT_TRUE(nodes[2]->member->start(10s)) << "the restarted member is admitted into a view of all three";
+  send_round({0, 1, 2});
+  const auto quiet = [&] {
+    for (int i = 0; i < 500; ++i) {
+      const std::size_t c = nodes[0]->sink.count.load();
+      std::this_thread::sleep_for(20ms);
+      if (c == nodes[0]->sink.count.load() && c == nodes[1]->sink.count.load() && c == nodes[2]->sink.count.load()) return;
+    }
+  };
+  quiet();
+  EXPECT_EQ(nodes[2]->restores.load(), 1);
+  for (auto& n : nodes) n->member->stop();
+  // The restarted member's history (transferred, then its own deliveries) is the others'.
+  EXPECT_EQ(nodes[1]->sink.log.size(), nodes[0]->sink.log.size());
+  EXPECT_TRUE(nodes[1]->sink.log == nodes[0]->sink.log);
+  EXPECT_TRUE(nodes[2]->sink.log == nodes[0]->sink.log);
 }
