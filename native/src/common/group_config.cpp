@@ -28,6 +28,9 @@ void validate(const GroupConfig& config) {
   if (config.members.empty()) fail("members", "at least one member is required");
   // Membership masks hold one bit per configured member in a 40-bit field (docs/membership.md).
   if (config.members.size() > 40) fail("members", "at most 40 members, found " + std::to_string(config.members.size()));
+  if (config.initial_members > config.members.size()) {
+    fail("initialMembers", "must be at most the number of members (" + std::to_string(config.members.size()) + ")");
+  }
   if (config.state_chunk_bytes < 4096 || config.state_chunk_bytes % 64 != 0) {
     fail("stateChunkBytes", "must be a multiple of 64, at least 4096");
   }

@@ -52,6 +52,9 @@ struct GroupConfig {
   // A broken link is a failure (Derecho's rule). Off only where a test exercises the
   // transport's reconnection under a static membership.
   bool suspect_on_link_down = true;
+  // How many of the configured members (the first ones) must be up, reachable and without a
+  // view before the first member creates the group; 0: all of them (docs/membership.md).
+  std::uint32_t initial_members = 0;
   // State transfer to joiners goes through a buffer of this size in every region, a chunk per
   // round trip.
   std::uint32_t state_chunk_bytes = 64u << 10;

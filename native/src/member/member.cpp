@@ -45,11 +45,13 @@ Member::Member(GroupConfig config, MemberId self, multicast::DeliverySink& sink,
   }
   const std::size_t sc = layout_.state_first_column;
   state_ = std::make_unique<StateTransfer>(*sst_, *transport_, StateTransfer::Columns{sc, sc + 1, sc + 2, sc + 3},
-                                           StateTransfer::Buffer{layout_.state_buffer_offset, layout_.state_buffer_bytes});
+                                           StateTransfer::Buffer{layout_.state_buffer_offset, layout_.state_buffer_bytes,
+                                                                 layout_.state_area_bytes});
   views_ = std::make_unique<membership::ViewManager>(
       *sst_, *transport_, layout_.membership, ids,
       membership::ViewManager::Options{config_.heartbeat_interval, config_.suspect_after,
-                                       options.boot ? options.boot : random_boot(), config_.suspect_on_link_down},
+                                       options.boot ? options.boot : random_boot(), config_.suspect_on_link_down,
+                                       config_.initial_members, {sc + 2, sc + 3}},
       view_host(), options.clock);
   // Membership first, so a pass that wedges does not send after it.
   predicates_->add("membership", [this] { return views_->step(); }, [] {});
@@ -79,6 +81,7 @@ membership::ViewManager::Host Member::view_host() {
     for (auto& sg : subgroups_) {
       if (sg) sg->wedge();
     }
+    state_->abandon();
   };
   host.ragged_edge = [this](std::span<const MemberId> survivors) { return ragged_edge(survivors); };
   host.finish_view = [this](std::span<const std::uint64_t> edge) {
@@ -88,6 +91,18 @@ membership::ViewManager::Host Member::view_host() {
       subgroups_[s]->deliver_to_edge(mine);
       subgroups_[s]->requeue_cut_off(mine);
     }
+  };
+  host.removed = [this](std::span<const std::uint64_t> edge) {
+    std::uint64_t dropped = 0;
+    for (std::size_t s = 0; s < subgroups_.size(); ++s) {
+      if (!subgroups_[s]) continue;
+      if (edge.empty()) {
+        dropped += subgroups_[s]->drop_pending();
+      } else {
+        subgroups_[s]->requeue_cut_off(edge.subspan(layout_.edge_base[s], config_.subgroups[s].senders.size()));
+      }
+    }
+    return dropped;
   };
   host.install = [this](const membership::View& view, std::span<const std::uint64_t> layout) { install(view, layout); };
   host.plan_layout = [this](std::uint64_t members, std::span<const std::uint64_t> current) {
@@ -160,7 +175,15 @@ void Member::install(membership::View view, std::span<const std::uint64_t> layou
     before_[s].clear();
     if (sg.sharding) {
       groups_[s] = decoded.now[s];
-      before_[s] = decoded.before[s];
+      // The last adequate layout may list members that left since; one that came back (a
+      // joiner) has none of the shard's state, whatever that layout says.
+      for (const auto& shard : decoded.before[s]) {
+        std::vector<MemberId> kept;
+        for (MemberId m : shard) {
+          if (contains(stayed, m)) kept.push_back(m);
+        }
+        before_[s].push_back(kept);
+      }
       continue;
     }
     std::vector<MemberId> now, before;
@@ -185,7 +208,6 @@ void Member::install(membership::View view, std::span<const std::uint64_t> layou
     }
     subgroups_[s]->enter_view(shape);
   }
-  plan_state_transfer(view.vid);
   {
     std::lock_guard lock(view_mutex_);
     installed_ = view;
@@ -193,6 +215,8 @@ void Member::install(membership::View view, std::span<const std::uint64_t> layou
   }
   view_changed_.notify_all();
   if (view_callback_) view_callback_(view);
+  // After the view is visible, so an application asked for a snapshot sees the view it is for.
+  plan_state_transfer(view.vid);
   if (!view.adequate && event_callback_) event_callback_(membership::MembershipEvent::inadequate, view.inadequate);
 }
 

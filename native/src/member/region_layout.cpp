@@ -1,6 +1,7 @@
 #include "member/region_layout.hpp"
 
 #include "member/layout_plan.hpp"
+#include "member/state_transfer.hpp"
 #include "sst/sst.hpp"
 
 namespace derecho {
@@ -19,15 +20,19 @@ RegionLayout RegionLayout::compute(const GroupConfig& config) {
   layout.membership = {config.members.size(), edge, column, LayoutPlan::words_for(config)};
   layout.state_first_column = layout.membership.end();
   layout.sst_columns = layout.state_first_column + 4;
-  std::size_t offset = align_up(layout.sst_offset + sst::Sst::bytes_needed(config.members.size(), column), 4096);
+  std::size_t offset =
+      align_up(layout.sst_offset + sst::Sst::bytes_needed(config.members.size(), layout.sst_columns), 4096);
   for (std::size_t s = 0; s < config.subgroups.size(); ++s) {
     layout.subgroups[s].ring_offset = offset;
     offset += config.subgroups[s].senders.size() * std::size_t{config.subgroups[s].ring_bytes};
     offset = align_up(offset, 4096);
   }
+  // One state-transfer area per member, where its outgoing chunks sit and land: a member that
+  // sends one state while it receives another never shares bytes between them.
   layout.state_buffer_offset = offset;
   layout.state_buffer_bytes = config.state_chunk_bytes;
-  layout.region_bytes = align_up(offset + config.state_chunk_bytes, 4096);
+  layout.state_area_bytes = align_up(config.state_chunk_bytes + StateTransfer::kChunkHeaderBytes, kCacheLine);
+  layout.region_bytes = align_up(offset + config.members.size() * layout.state_area_bytes, 4096);
   return layout;
 }
 

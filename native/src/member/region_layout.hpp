@@ -20,10 +20,12 @@ struct RegionLayout {
   // Where each subgroup's sender slots start in a ragged edge (membership::MembershipColumns).
   std::vector<std::size_t> edge_base;
   membership::MembershipColumns membership;
-  // State transfer: four SST columns after the membership block, and a buffer after the rings.
+  // State transfer: four SST columns after the membership block, and after the rings one area
+  // per configured member (in member order) of a chunk header and state_buffer_bytes of data.
   std::size_t state_first_column = 0;
   std::size_t state_buffer_offset = 0;
   std::size_t state_buffer_bytes = 0;
+  std::size_t state_area_bytes = 0;
   std::size_t region_bytes = 0;
 
   static RegionLayout compute(const GroupConfig& config);

@@ -66,7 +66,7 @@ bool StateTransfer::step_send() {
   if (sends_.empty()) return false;
   if (!sending_) {
     // Serve whichever joiner has opened a transfer from us: a joiner takes its states one at a
-    // time, in its own order, through one buffer.
+    // time, in its own order.
     for (std::size_t i = 0; i < sends_.size(); ++i) {
       const std::size_t row = sst_.row_of(sends_[i].joiner);
       if (sst_.read(row, cols_.ack_id) != transfer_id(vid_, sends_[i].subgroup, row)) continue;
@@ -86,24 +86,35 @@ bool StateTransfer::step_send() {
   const std::vector<std::byte>& state = *snapshots_[current.subgroup];
   const std::uint64_t chunks = std::max<std::uint64_t>(1, (state.size() + buffer_.bytes - 1) / buffer_.bytes);
   if (chunk_ > 0) {
-    if (sst_.read(row, cols_.ack_id) != id || sst_.read(row, cols_.ack_chunk) < chunk_) return false;
-    if (chunk_ == chunks) {
+    const std::uint64_t acked_id = sst_.read(row, cols_.ack_id);
+    // After the last chunk the joiner may open its next transfer before we see its final ack:
+    // its moving on is the ack.
+    const bool finished = chunk_ == chunks && (acked_id != id || sst_.read(row, cols_.ack_chunk) >= chunk_);
+    if (finished) {
       sends_.erase(sends_.begin());
       sending_ = false;
       return true;
     }
+    if (acked_id != id || sst_.read(row, cols_.ack_chunk) < chunk_) return false;
   }
+  post_chunk(id, state, chunks);
+  return true;
+}
+
+void StateTransfer::post_chunk(std::uint64_t id, const std::vector<std::byte>& state, std::uint64_t chunks) {
+  const MemberId joiner = sends_.front().joiner;
   const std::size_t at = chunk_ * buffer_.bytes;
   const std::size_t length = std::min(buffer_.bytes, state.size() - at);
-  if (length > 0) {
-    std::memcpy(transport_.region().data() + buffer_.offset, state.data() + at, length);
-    transport_.post_write(current.joiner, buffer_.offset, length);
-  }
+  const std::uint64_t word = chunk_word(chunk_, chunk_ + 1 == chunks, length);
+  std::byte* area = area_of(sst_.my_row());
+  std::memcpy(area, &id, 8);
+  std::memcpy(area + 8, &word, 8);
+  if (length > 0) std::memcpy(area + kChunkHeaderBytes, state.data() + at, length);
+  transport_.post_write(joiner, static_cast<std::size_t>(area - transport_.region().data()), kChunkHeaderBytes + length);
   // Pushed with the SST row after the chunk, so the joiner sees the announcement after the bytes.
   sst_.write_own(cols_.out_id, id);
-  sst_.write_own(cols_.out_chunk, chunk_word(chunk_, chunk_ + 1 == chunks, length));
+  sst_.write_own(cols_.out_chunk, word);
   ++chunk_;
-  return true;
 }
 
 bool StateTransfer::step_receive() {
@@ -120,10 +131,16 @@ bool StateTransfer::step_receive() {
   if (sst_.read(source, cols_.out_id) != id) return false;
   const std::uint64_t word = sst_.read(source, cols_.out_chunk);
   if ((word >> 33) != next_incoming_ + 1) return false;
+  // The chunk names its transfer and index: bytes a source of another view or another transfer
+  // left in this area are never taken for this one.
+  const std::byte* area = area_of(source);
+  std::uint64_t header_id, header_word;
+  std::memcpy(&header_id, area, 8);
+  std::memcpy(&header_word, area + 8, 8);
+  if (header_id != id || header_word != word) return false;
   const std::size_t length = word & 0xffffffffu;
   const bool last = (word >> 32) & 1;
-  const std::byte* chunk = transport_.region().data() + buffer_.offset;
-  incoming_.insert(incoming_.end(), chunk, chunk + length);
+  incoming_.insert(incoming_.end(), area + kChunkHeaderBytes, area + kChunkHeaderBytes + length);
   ++next_incoming_;
   sst_.write_own(cols_.ack_chunk, next_incoming_);
   if (last) {
@@ -142,9 +159,23 @@ void StateTransfer::on_link_up(MemberId peer) {
   if (!sending_ || chunk_ == 0 || sends_.front().joiner != peer) return;
   std::lock_guard lock(snapshots_mutex_);
   const std::vector<std::byte>& state = *snapshots_[sends_.front().subgroup];
-  const std::size_t at = (chunk_ - 1) * buffer_.bytes;
-  const std::size_t length = std::min(buffer_.bytes, state.size() - at);
-  if (length > 0) transport_.post_write(peer, buffer_.offset, length);
+  const std::size_t length = std::min(buffer_.bytes, state.size() - (chunk_ - 1) * buffer_.bytes);
+  const std::byte* area = area_of(sst_.my_row());
+  transport_.post_write(peer, static_cast<std::size_t>(area - transport_.region().data()), kChunkHeaderBytes + length);
+}
+
+void StateTransfer::abandon() {
+  sends_.clear();
+  receives_.clear();
+  incoming_.clear();
+  next_incoming_ = 0;
+  sending_ = false;
+  opened_ = false;
+  chunk_ = 0;
+  sst_.write_own(cols_.out_id, 0);
+  sst_.write_own(cols_.ack_id, 0);
+  std::lock_guard lock(snapshots_mutex_);
+  snapshots_.clear();
 }
 
 }  // namespace derecho

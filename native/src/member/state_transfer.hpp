@@ -15,9 +15,10 @@
 namespace derecho {
 
 // Hands a subgroup's application state to a member that joins it (docs/membership.md, "State
-// transfer"), over the same one-sided writes as everything else: the source copies a chunk into
-// the transfer buffer of its region and posts it to the joiner's, then announces it in its SST
-// row; the joiner takes it and acknowledges in its row; the next chunk follows. The joiner does
+// transfer"), over the same one-sided writes as everything else: the source copies a chunk,
+// behind a header naming the transfer and chunk, into its own area of the regions and posts it
+// to the joiner's, then announces it in its SST row; the joiner checks the header, takes it and
+// acknowledges in its row; the next chunk follows. The joiner does
 // not announce the view as installed, so nobody sends in it, until every state it needs arrived.
 class StateTransfer {
  public:
@@ -28,9 +29,11 @@ class StateTransfer {
     std::size_t ack_chunk;  // joiner: chunks taken
   };
   struct Buffer {
-    std::size_t offset;
-    std::size_t bytes;
+    std::size_t offset;      // the first member's area; member at SST row r has offset + r * area_bytes
+    std::size_t bytes;       // chunk data bytes
+    std::size_t area_bytes;  // header + data, padded
   };
+  static constexpr std::size_t kChunkHeaderBytes = 16;
   struct Send {
     MemberId joiner;
     std::uint32_t subgroup;
@@ -57,6 +60,8 @@ class StateTransfer {
   bool step();
   // The link to `peer` came back: re-posts the chunk in flight to it, if any.
   void on_link_up(MemberId peer);
+  // Stops every transfer of the current view (it is being changed, or we left it).
+  void abandon();
   // Every state this member had to receive in the current view has arrived and been restored.
   bool received_all() const { return receives_.empty(); }
 
@@ -64,6 +69,8 @@ class StateTransfer {
   static std::uint64_t transfer_id(std::uint64_t vid, std::uint32_t subgroup, std::size_t joiner_row);
   bool step_send();
   bool step_receive();
+  std::byte* area_of(std::size_t row) const { return transport_.region().data() + buffer_.offset + row * buffer_.area_bytes; }
+  void post_chunk(std::uint64_t id, const std::vector<std::byte>& state, std::uint64_t chunks);
 
   sst::Sst& sst_;
   transport::Transport& transport_;

@@ -38,14 +38,19 @@ struct MembershipColumns {
   std::size_t vid() const { return promise() + 7; }
   std::size_t suspected() const { return promise() + 8; }
   std::size_t wedged() const { return promise() + 9; }
-  std::size_t end() const { return promise() + 10; }
+  std::size_t reach() const { return promise() + 10; }  // members this one has a working link to
+  std::size_t end() const { return promise() + 11; }
 };
 
-// Ballots: (round << 6) | (leader rank + 1) fits the 24-bit tag, unique per leader.
+// Ballots: (round << 6) | (leader rank + 1), unique per leader, below 2^20. A slot word's tag
+// is the ballot and the low 4 bits of next_vid, so a slot copied while being rewritten for a
+// later transition, by the same ballot, is not taken for a whole one.
 inline constexpr unsigned kValueBits = 40;
 inline constexpr std::uint64_t kValueMask = (std::uint64_t{1} << kValueBits) - 1;
 inline constexpr std::uint64_t kMaxUniverse = kValueBits;
 
+inline constexpr std::uint64_t kMaxBallot = (std::uint64_t{1} << 20) - 1;
+constexpr std::uint64_t slot_tag(std::uint64_t next_vid, std::uint64_t ballot) { return ((next_vid & 0xf) << 20) | (ballot & kMaxBallot); }
 constexpr std::uint64_t tagged(std::uint64_t tag, std::uint64_t value) { return (tag << kValueBits) | (value & kValueMask); }
 constexpr std::uint64_t tag_of(std::uint64_t word) { return word >> kValueBits; }
 constexpr std::uint64_t value_of(std::uint64_t word) { return word & kValueMask; }

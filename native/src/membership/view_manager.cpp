@@ -30,8 +30,9 @@ ViewManager::ViewManager(sst::Sst& sst, transport::Transport& transport, const M
   if (options_.boot == 0 || options_.boot > kValueMask) throw std::invalid_argument("boot nonce out of range");
   seen_beat_.assign(universe_.size(), 0);
   lost_because_.assign(universe_.size(), {});
+  seen_progress_.assign(universe_.size(), 0);
+  progress_changed_.assign(universe_.size(), {});
   beat_changed_.assign(universe_.size(), {});
-  started_ = clock_();
   write(cols_.boot(), options_.boot);
   write(cols_.join(), options_.boot);
 }
@@ -67,6 +68,18 @@ std::optional<std::size_t> ViewManager::leader_rank() const {
   return static_cast<std::size_t>(std::countr_zero(seniors ? seniors : candidates));
 }
 
+std::uint64_t ViewManager::survivors() const {
+  std::uint64_t excluded = suspected_ & ~bit(me_);
+  const std::uint64_t members = view_bits();
+  const std::uint64_t vid_tag = view_->vid & kTagMask;
+  for (std::size_t r = 0; r < universe_.size(); ++r) {
+    if (!(members & bit(r)) || (excluded & bit(r)) || r == me_) continue;
+    const std::uint64_t theirs = read(r, cols_.suspected());
+    if (tag_of(theirs) == vid_tag) excluded |= value_of(theirs) & members & ~bit(me_);
+  }
+  return members & ~excluded;
+}
+
 void ViewManager::on_link_event(const transport::LinkEvent& event) {
   if (!options_.suspect_on_link_down) return;
   const std::size_t r = rank_of(event.peer);
@@ -84,7 +97,7 @@ bool ViewManager::step() {
   const auto now = clock_();
   heartbeat(now);
   if (phase_ == Phase::left) return false;
-  if (phase_ == Phase::joining) return step_joining(now);
+  if (phase_ == Phase::joining) return step_joining();
   bool fired = watch_members(now);
   // Leaving is suspecting ourselves: the suspicion spreads and the others decide a view
   // without us, which we learn like any removal.
@@ -127,7 +140,21 @@ bool ViewManager::heartbeat(std::chrono::steady_clock::time_point now) {
   if (now - last_beat_ < options_.heartbeat_interval) return false;
   last_beat_ = now;
   write(0, ++beats_);
+  std::uint64_t reach = bit(me_);
+  for (std::size_t r = 0; r < universe_.size(); ++r) {
+    if (r != me_ && transport_.link_up(universe_[r])) reach |= bit(r);
+  }
+  if (reach != reach_) {
+    reach_ = reach;
+    write(cols_.reach(), reach);
+  }
   return false;
+}
+
+std::uint64_t ViewManager::progress_of(std::size_t rank) const {
+  std::uint64_t signature = 0;
+  for (std::size_t col : options_.progress_columns) signature = signature * 0x100000001b3ull ^ read(rank, col);
+  return signature;
 }
 
 bool ViewManager::watch_members(std::chrono::steady_clock::time_point now) {
@@ -146,17 +173,31 @@ bool ViewManager::watch_members(std::chrono::steady_clock::time_point now) {
                      " ms");
     }
     if (links_lost_ & bit(r)) suspect(r, "link down (" + lost_because_[r] + ")");
-    if (read(r, cols_.vid()) < view_->vid && now - installed_at_ > options_.suspect_after) {
-      suspect(r, "did not install view " + std::to_string(view_->vid));
+    if (read(r, cols_.vid()) < view_->vid) {
+      // Not announced yet: a joiner waiting for its state is given up only when the transfer
+      // stands still.
+      const std::uint64_t progress = progress_of(r);
+      if (progress != seen_progress_[r]) {
+        seen_progress_[r] = progress;
+        progress_changed_[r] = now;
+      }
+      if (now - std::max(installed_at_, progress_changed_[r]) > options_.suspect_after) {
+        suspect(r, "did not install view " + std::to_string(view_->vid));
+      }
     }
     const std::uint64_t boot = read(r, cols_.boot());
     if (boot != 0 && boot != view_boots_[r]) suspect(r, "restarted (new incarnation)");
-    // Suspicion spreads: what any member of our view suspects, we suspect.
+    // Suspicion spreads, unless we know better: a member whose heartbeat we see moving over a
+    // link that works is alive, whatever a peer with a broken link to it says (one broken link
+    // must not cost both its ends). A member's suspicion of itself (it leaves) always spreads.
     const std::uint64_t theirs = read(r, cols_.suspected());
-    if (tag_of(theirs) == vid_tag && read(r, cols_.vid()) == view_->vid) {
-      const std::uint64_t more = value_of(theirs) & view_bits() & ~suspected_;
+    if (tag_of(theirs) == vid_tag) {
+      const std::uint64_t more = value_of(theirs) & view_bits() & ~suspected_ & ~bit(me_);
       for (std::size_t s = 0; s < universe_.size(); ++s) {
-        if (more & bit(s)) suspect(s, "suspected by member " + std::to_string(id));
+        if (!(more & bit(s))) continue;
+        const bool alive_to_us =
+            !(links_lost_ & bit(s)) && now - beat_changed_[s] < options_.suspect_after / 2;
+        if (s == r || !alive_to_us) suspect(s, "suspected by member " + std::to_string(id));
       }
     }
   }
@@ -188,7 +229,9 @@ bool ViewManager::check_removed() {
     const std::uint64_t mask = read(r, cols_.view_mask());
     if (!(mask & bit(me_)) || vid > view_->vid + 1) {
       floor_ = std::max(floor_, vid);
-      rejoin("member " + std::to_string(universe_[r]) + " installed view " + std::to_string(vid) + " without us");
+      const std::uint64_t dropped = host_.removed({});
+      rejoin("member " + std::to_string(universe_[r]) + " installed view " + std::to_string(vid) +
+             " without us; the decision is gone, so " + std::to_string(dropped) + " unsent or undelivered messages were dropped");
       return true;
     }
   }
@@ -202,7 +245,15 @@ bool ViewManager::admit_joiners() {
   for (std::size_t r = 0; r < universe_.size(); ++r) {
     if (members & bit(r)) continue;
     const std::uint64_t join = read(r, cols_.join());
-    if (join != 0 && join == read(r, cols_.boot()) && transport_.link_up(universe_[r])) joiners |= bit(r);
+    if (join == 0 || join != read(r, cols_.boot()) || !transport_.link_up(universe_[r])) continue;
+    // Only a joiner every member can reach, and that reaches every member: one some members
+    // cannot talk to would be suspected at once and admitted again, forever.
+    const std::uint64_t keep = members & ~suspected_;
+    bool reachable = (read(r, cols_.reach()) & keep) == keep;
+    for (std::size_t m = 0; m < universe_.size() && reachable; ++m) {
+      if ((keep & bit(m)) && !(read(m, cols_.reach()) & bit(r))) reachable = false;
+    }
+    if (reachable) joiners |= bit(r);
   }
   const bool more = (joiners & ~joiners_) != 0;
   joiners_ = joiners;
@@ -214,9 +265,12 @@ std::optional<ViewManager::Proposal> ViewManager::read_slot(std::size_t rank, st
   const std::size_t base = cols_.slot(next_vid);
   const std::uint64_t head = read(rank, base + MembershipColumns::kNextVid);
   const std::uint64_t tag = tag_of(head);
-  if (value_of(head) != next_vid || tag == 0 || (ballot != 0 && tag != (ballot & kTagMask))) return std::nullopt;
+  if (value_of(head) != next_vid || (tag & kMaxBallot) == 0 || (tag >> 20) != (next_vid & 0xf) ||
+      (ballot != 0 && tag != slot_tag(next_vid, ballot))) {
+    return std::nullopt;
+  }
   Proposal p;
-  p.ballot = tag;
+  p.ballot = tag & kMaxBallot;
   std::vector<std::uint64_t> words(cols_.slot_words());
   for (std::size_t i = 1; i < words.size(); ++i) {
     words[i] = read(rank, base + i);
@@ -234,7 +288,7 @@ std::optional<ViewManager::Proposal> ViewManager::read_slot(std::size_t rank, st
 
 void ViewManager::write_slot(std::uint64_t next_vid, const Proposal& p) {
   const std::size_t base = cols_.slot(next_vid);
-  const std::uint64_t tag = p.ballot & kTagMask;
+  const std::uint64_t tag = slot_tag(next_vid, p.ballot);
   write(base + MembershipColumns::kNextVid, tagged(tag, next_vid));
   write(base + MembershipColumns::kMembers, tagged(tag, p.members));
   write(base + MembershipColumns::kPrevious, tagged(tag, p.previous));
@@ -258,7 +312,9 @@ bool ViewManager::learn_commit() {
       host_.finish_view(p->edge);
       install(next, *p);
     } else {
-      // A removed member may lack messages below the edge; it delivers nothing more in this view.
+      // A removed member may lack messages below the edge; it delivers nothing more in this
+      // view, and sends its own messages beyond the edge again after it rejoins.
+      host_.removed(p->edge);
       floor_ = std::max(floor_, next);
       rejoin("removed from view " + std::to_string(next));
     }
@@ -268,8 +324,8 @@ bool ViewManager::learn_commit() {
 }
 
 bool ViewManager::follow(std::size_t leader) {
-  // A joiner still waiting for its state takes no part: it will be suspected and rejoin.
-  if (!announced_) return false;
+  // A joiner still waiting for its state takes part too (it has nothing of this view to
+  // lose); the next view counts it as a joiner again and hands it the state then.
   const std::uint64_t next = view_->vid + 1;
   bool fired = false;
   const std::uint64_t prepare = read(leader, cols_.prepare());
@@ -294,7 +350,7 @@ bool ViewManager::follow(std::size_t leader) {
 bool ViewManager::lead() {
   if (!announced_) return false;
   const std::uint64_t next = view_->vid + 1;
-  const std::uint64_t survivors = view_bits() & ~suspected_;
+  const std::uint64_t survivors = this->survivors();
   const auto survivor_ranks = [&] {
     std::vector<std::size_t> ranks;
     for (std::size_t r = 0; r < universe_.size(); ++r) {
@@ -316,9 +372,10 @@ bool ViewManager::lead() {
         if (ref_vid(ref) == next) round = std::max(round, ref_ballot(ref) >> 6);
       }
       const std::uint64_t head = read(r, cols_.slot(next));
-      if (value_of(head) == next) round = std::max(round, tag_of(head) >> 6);
+      if (value_of(head) == next) round = std::max(round, (tag_of(head) & kMaxBallot) >> 6);
     }
     ballot_ = ((round + 1) << 6) | (me_ + 1);
+    if (ballot_ > kMaxBallot) throw std::logic_error("view change: ballots exhausted for view " + std::to_string(next));
     ballot_survivors_ = survivors;
     proposed_ = false;
     write(cols_.promise(), ballot_ref(next, ballot_));
@@ -328,9 +385,7 @@ bool ViewManager::lead() {
   const std::uint64_t ref = ballot_ref(next, ballot_);
   if (!proposed_) {
     for (std::size_t r : survivor_ranks) {
-      if (read(r, cols_.promise()) != ref || read(r, cols_.wedged()) != view_->vid || read(r, cols_.vid()) != view_->vid) {
-        return false;
-      }
+      if (read(r, cols_.promise()) != ref || read(r, cols_.wedged()) != view_->vid) return false;
     }
     // No view without a majority of the previous one: a minority stays wedged.
     if (2 * survivor_ranks.size() <= view_->members.size()) {
@@ -351,7 +406,12 @@ bool ViewManager::lead() {
     if (!value) {
       value.emplace();
       value->members = survivors | joiners_;
-      value->previous = view_bits();
+      // Members that announced this view have its state; one that never did (a joiner still
+      // waiting for it) joins again in the next view.
+      value->previous = 0;
+      for (std::size_t r = 0; r < universe_.size(); ++r) {
+        if ((view_bits() & bit(r)) && read(r, cols_.vid()) == view_->vid) value->previous |= bit(r);
+      }
       value->boots.assign(universe_.size(), 0);
       for (std::size_t r = 0; r < universe_.size(); ++r) {
         if (survivors & bit(r)) value->boots[r] = view_boots_[r];
@@ -368,7 +428,7 @@ bool ViewManager::lead() {
   }
   for (std::size_t r : survivor_ranks) {
     const std::uint64_t head = read(r, cols_.slot(next));
-    if (value_of(head) != next || tag_of(head) != (ballot_ & kTagMask)) return false;
+    if (value_of(head) != next || tag_of(head) != slot_tag(next, ballot_)) return false;
   }
   write(cols_.commit(), ref);
   return true;
@@ -405,6 +465,8 @@ void ViewManager::install(std::uint64_t vid, const Proposal& decided) {
   for (std::size_t r = 0; r < universe_.size(); ++r) {
     seen_beat_[r] = read(r, 0);
     beat_changed_[r] = installed_at_;
+    seen_progress_[r] = progress_of(r);
+    progress_changed_[r] = installed_at_;
   }
   log(LogLevel::info, "membership", "member " + std::to_string(transport_.self()) + " installed " + describe(next));
   host_.install(next, layout_);
@@ -440,7 +502,11 @@ void ViewManager::rejoin(const std::string& why) {
   if (host_.event) host_.event(MembershipEvent::removed, why);
 }
 
-bool ViewManager::step_joining(std::chrono::steady_clock::time_point now) {
+bool ViewManager::step_joining() {
+  if (leave_requested_.load()) {
+    rejoin("asked to leave before being admitted");
+    return true;
+  }
   for (std::size_t r = 0; r < universe_.size(); ++r) {
     const std::uint64_t ref = read(r, cols_.commit());
     const std::uint64_t next = ref_vid(ref);
@@ -452,10 +518,13 @@ bool ViewManager::step_joining(std::chrono::steady_clock::time_point now) {
     install(next, *p);
     return true;
   }
-  return me_ == 0 && floor_ == 0 && try_bootstrap(now);
+  return me_ == 0 && floor_ == 0 && try_bootstrap();
 }
 
-bool ViewManager::try_bootstrap(std::chrono::steady_clock::time_point now) {
+bool ViewManager::try_bootstrap() {
+  // Without persisted views there is no telling a group that never existed from one we cannot
+  // reach; demanding every initial member (reachable, with no view) keeps a few restarted
+  // members from founding a second group beside a running one (docs/membership.md).
   std::uint64_t present = bit(me_);
   for (std::size_t r = 0; r < universe_.size(); ++r) {
     if (r == me_ || !transport_.link_up(universe_[r])) continue;
@@ -464,9 +533,10 @@ bool ViewManager::try_bootstrap(std::chrono::steady_clock::time_point now) {
     if (read(r, cols_.vid()) != 0 || read(r, cols_.commit()) != 0) return false;  // a group exists: join it
     if (read(r, cols_.join()) == boot) present |= bit(r);
   }
-  const auto count = static_cast<std::size_t>(std::popcount(present));
-  const bool everyone = count == universe_.size();
-  if (!everyone && !(2 * count > universe_.size() && now - started_ >= options_.suspect_after)) return false;
+  const std::size_t initial = options_.initial_members ? options_.initial_members : universe_.size();
+  for (std::size_t r = 0; r < initial; ++r) {
+    if (!(present & bit(r))) return false;
+  }
   Proposal first;
   first.ballot = (1 << 6) | (me_ + 1);
   first.members = present;

@@ -33,6 +33,12 @@ class ViewManager {
     std::chrono::milliseconds suspect_after{1000};
     std::uint64_t boot = 0;  // this incarnation's nonce, nonzero, below 2^40
     bool suspect_on_link_down = true;
+    // The first `initial_members` configured members must all be there for the first member to
+    // create the group (0: all configured members).
+    std::size_t initial_members = 0;
+    // Columns a member waiting for its state changes as the transfer progresses; it is given up
+    // only once they stand still for suspect_after.
+    std::vector<std::size_t> progress_columns;
   };
 
   // What the member around it does at each point of the protocol.
@@ -40,6 +46,9 @@ class ViewManager {
     std::function<void()> wedge;  // stop sending, receiving and delivering; received counts final
     std::function<std::vector<std::uint64_t>(std::span<const MemberId> survivors)> ragged_edge;
     std::function<void(std::span<const std::uint64_t> edge)> finish_view;  // deliver to the edge, requeue the rest
+    // We were removed. With the decided edge: requeue our messages beyond it; without (the
+    // decision is no longer readable): drop what we sent or queued, returning how many.
+    std::function<std::uint64_t(std::span<const std::uint64_t> edge)> removed;
     // The shard layout of a proposed view with these members (bit per configured rank), given
     // the current view's (all zero before the first view); MembershipColumns::layout_words long.
     std::function<std::vector<std::uint64_t>(std::uint64_t members, std::span<const std::uint64_t> current)> plan_layout;
@@ -77,8 +86,8 @@ class ViewManager {
   };
 
   bool heartbeat(std::chrono::steady_clock::time_point now);
-  bool step_joining(std::chrono::steady_clock::time_point now);
-  bool try_bootstrap(std::chrono::steady_clock::time_point now);
+  bool step_joining();
+  bool try_bootstrap();
   bool watch_members(std::chrono::steady_clock::time_point now);
   bool check_removed();
   bool admit_joiners();
@@ -97,6 +106,10 @@ class ViewManager {
   std::optional<Proposal> read_slot(std::size_t rank, std::uint64_t next_vid, std::uint64_t ballot) const;
   void write_slot(std::uint64_t next_vid, const Proposal& p);
   std::optional<std::size_t> leader_rank() const;
+  // The members the leader proposes to keep: not suspected by it, nor by any member it keeps,
+  // taken in rank order so that of two members that suspect each other the later one goes.
+  std::uint64_t survivors() const;
+  std::uint64_t progress_of(std::size_t rank) const;
   std::uint64_t view_bits() const;
   std::size_t rank_of(MemberId id) const;
   std::vector<MemberId> ids_of(std::uint64_t bits) const;
@@ -114,11 +127,13 @@ class ViewManager {
   std::optional<View> view_;
   std::vector<std::uint64_t> view_boots_;
   std::vector<std::uint64_t> layout_;  // the installed view's decided layout
-  std::chrono::steady_clock::time_point started_;
   std::chrono::steady_clock::time_point last_beat_{};
   std::uint64_t beats_ = 0;
   std::vector<std::uint64_t> seen_beat_;
   std::vector<std::chrono::steady_clock::time_point> beat_changed_;
+  std::vector<std::uint64_t> seen_progress_;
+  std::vector<std::chrono::steady_clock::time_point> progress_changed_;
+  std::uint64_t reach_ = 0;  // what our reach column says
   std::chrono::steady_clock::time_point installed_at_{};
   std::uint64_t suspected_ = 0;
   std::uint64_t links_lost_ = 0;  // peers whose link went down and has not come back

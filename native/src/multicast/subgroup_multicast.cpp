@@ -251,9 +251,11 @@ void SubgroupMulticast::deliver_to_edge(std::span<const std::uint64_t> edge) {
 void SubgroupMulticast::requeue_cut_off(std::span<const std::uint64_t> edge) {
   if (!in_view_ || !my_sender_) return;
   RingReader& mine = readers_[*my_sender_];
-  if (mine.messages_read() != edge[view_.sender_slots[*my_sender_]]) {
-    throw std::logic_error("requeue_cut_off before deliver_to_edge");
-  }
+  const std::uint64_t my_edge = edge[view_.sender_slots[*my_sender_]];
+  if (mine.messages_read() > my_edge) throw std::logic_error("requeue_cut_off: delivered beyond our own edge");
+  // A member removed by the change has not delivered up to the edge: what lies below it is
+  // delivered by the others, so it is skipped, not sent again.
+  while (mine.messages_read() < my_edge) mine.next();
   std::vector<std::byte> again;
   std::uint64_t messages = 0;
   while (mine.messages_read() < writer_->messages_written()) {
@@ -273,6 +275,27 @@ void SubgroupMulticast::requeue_cut_off(std::span<const std::uint64_t> edge) {
   resent_.fetch_add(messages, std::memory_order_relaxed);
 }
 
+std::uint64_t SubgroupMulticast::drop_pending() {
+  std::uint64_t dropped = 0;
+  if (in_view_ && my_sender_) {
+    RingReader& mine = readers_[*my_sender_];
+    while (mine.messages_read() < writer_->messages_written()) dropped += mine.next().is_null ? 0 : 1;
+  }
+  for (std::size_t at = staging_pos_; at < staging_.size(); at += 4 + next_staged_length_at(at)) ++dropped;
+  staging_.clear();
+  staging_pos_ = 0;
+  std::lock_guard lock(queue_mutex_);
+  for (std::size_t at = 0; at < queue_.size();) {
+    std::uint32_t len;
+    std::memcpy(&len, queue_.data() + at, 4);
+    at += 4 + len;
+    ++dropped;
+  }
+  queue_.clear();
+  queued_bytes_.store(0, std::memory_order_relaxed);
+  return dropped;
+}
+
 void SubgroupMulticast::release_ring_space() {
   writer_->release_delivered(order_.messages_below(min_over_members(col_delivered_), *my_sender_));
 }
@@ -286,9 +309,9 @@ void SubgroupMulticast::push_ring_writes() {
   write_count(col_sent_, writer_->messages_written());
 }
 
-std::uint32_t SubgroupMulticast::next_staged_length() const {
+std::uint32_t SubgroupMulticast::next_staged_length_at(std::size_t at) const {
   std::uint32_t len;
-  std::memcpy(&len, staging_.data() + staging_pos_, 4);
+  std::memcpy(&len, staging_.data() + at, 4);
   return len;
 }
 
@@ -305,13 +328,13 @@ bool SubgroupMulticast::can_send_queued() {
     if (writable_ && refused_.exchange(false)) writable_();
   }
   release_ring_space();
-  return writer_->can_append(next_staged_length());
+  return writer_->can_append(next_staged_length_at(staging_pos_));
 }
 
 void SubgroupMulticast::send_queued() {
   std::uint64_t appended = 0;
   while (staging_pos_ < staging_.size()) {
-    const std::uint32_t len = next_staged_length();
+    const std::uint32_t len = next_staged_length_at(staging_pos_);
     if (!writer_->append_message({staging_.data() + staging_pos_ + 4, len})) break;
     staging_pos_ += 4 + len;
     ++appended;

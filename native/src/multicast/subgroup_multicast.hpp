@@ -79,8 +79,13 @@ class SubgroupMulticast {
   // Delivers, in round-robin order, every message of sender slot k with sequence below
   // edge[k] not delivered yet. edge is indexed by config sender slot.
   void deliver_to_edge(std::span<const std::uint64_t> edge);
-  // After deliver_to_edge: our messages beyond our edge go back in front of the send queue.
+  // After deliver_to_edge (or instead of it, when we were removed): our messages beyond our
+  // edge go back in front of the send queue.
   void requeue_cut_off(std::span<const std::uint64_t> edge);
+  // Removed without knowing the edge: every message we have not seen delivered is dropped,
+  // queued ones included, so no later message of ours can overtake one of unknown fate.
+  // Returns how many.
+  std::uint64_t drop_pending();
 
   bool is_configured_sender() const { return configured_sender_; }
   // Any thread. Queues a copy; false when the queue is full. Throws std::invalid_argument for
@@ -115,7 +120,7 @@ class SubgroupMulticast {
   std::uint64_t count(std::size_t row, std::size_t column) const;
   void write_count(std::size_t column, std::uint64_t value);
   void release_ring_space();
-  std::uint32_t next_staged_length() const;
+  std::uint32_t next_staged_length_at(std::size_t at) const;
   void check_sendable(std::size_t bytes, const std::string& what) const;
   bool admit(std::size_t bytes);
   void push_ring_writes();

@@ -9,9 +9,15 @@ namespace derecho::transport {
 class MemoryNetwork::Endpoint final : public Transport {
  public:
   Endpoint(MemoryNetwork& net, MemberId self) : net_(net), self_(self) {
-    net_.nodes_.at(self).doorbell = &doorbell_;
+    Node& node = net_.nodes_.at(self);
+    node.doorbell = &doorbell_;
+    node.has_endpoint = true;
   }
-  ~Endpoint() override { net_.nodes_.at(self_).doorbell = nullptr; }
+  ~Endpoint() override {
+    Node& node = net_.nodes_.at(self_);
+    node.doorbell = nullptr;
+    node.has_endpoint = false;
+  }
 
   MemberId self() const override { return self_; }
   std::span<std::byte> region() override { return net_.nodes_.at(self_).region; }
@@ -62,7 +68,24 @@ MemoryNetwork::~MemoryNetwork() = default;
 
 std::unique_ptr<Transport> MemoryNetwork::endpoint(MemberId id) {
   if (!nodes_.contains(id)) throw std::out_of_range("member " + std::to_string(id) + " is not in the network");
+  if (nodes_.at(id).has_endpoint) throw std::logic_error("member " + std::to_string(id) + " already has an endpoint");
   return std::make_unique<Endpoint>(*this, id);
+}
+
+void MemoryNetwork::reset_member(MemberId id) {
+  Node& node = nodes_.at(id);
+  if (node.has_endpoint) throw std::logic_error("reset_member(" + std::to_string(id) + ") while its endpoint is alive");
+  for (MemberId peer : members_) {
+    if (peer == id) continue;
+    break_link(peer, id);  // the peer's engine hears of it
+    Link& out = links_.at({id, peer});
+    out.up = false;
+    out.writes.clear();
+    out.restore_on_next_post = false;
+    links_.at({peer, id}).restore_on_next_post = false;
+  }
+  node.events.clear();
+  node.region.assign(region_bytes_, std::byte{0});
 }
 
 bool MemoryNetwork::enqueue(MemberId from, MemberId to, std::size_t offset, std::span<const std::byte> bytes) {
@@ -88,6 +111,7 @@ void MemoryNetwork::queue_event(MemberId at, LinkEvent event) {
 
 void MemoryNetwork::break_link(MemberId from, MemberId to) {
   Link& link = links_.at({from, to});
+  link.restore_on_next_post = false;
   if (!link.up) return;
   link.up = false;
   link.writes.clear();
@@ -144,6 +168,10 @@ void MemoryNetwork::deliver_all() {
   while (deliver_one()) {
   }
 }
+
+std::size_t MemoryNetwork::pending(MemberId from, MemberId to) const { return links_.at({from, to}).writes.size(); }
+
+std::span<const std::byte> MemoryNetwork::region_of(MemberId id) const { return nodes_.at(id).region; }
 
 std::size_t MemoryNetwork::pending() const {
   std::size_t n = 0;

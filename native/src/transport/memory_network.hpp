@@ -18,11 +18,19 @@ class MemoryNetwork {
   MemoryNetwork(std::vector<MemberId> members, std::size_t region_bytes, std::uint64_t seed);
   ~MemoryNetwork();
 
-  // The endpoint of one member; the network must outlive it.
+  // The endpoint of one member; the network must outlive it. One endpoint per member at a
+  // time: std::logic_error while the previous one is alive.
   std::unique_ptr<Transport> endpoint(MemberId id);
 
+  // A new incarnation of `id` (a restarted process, or one starting late): its region is zeroed
+  // and its pending link events dropped; every link from or to it goes down, writes queued on
+  // them are lost, and the peers get down events for links that were up. The test then restores
+  // the links it wants, as a real transport reconnects to a new process. The old endpoint must
+  // be gone; the next endpoint(id) is the new incarnation's.
+  void reset_member(MemberId id);
+
   // Cuts the link from -> to: writes waiting on it are lost, later ones are dropped, and `from`
-  // gets a down event. restore_link brings it back as a new session with an up event; writes
+  // gets a down event. On a link that is down already it cancels a restore_link_mid_pass. restore_link brings it back as a new session with an up event; writes
   // flow again once `from`'s engine has taken that event, as with the real transports.
   void break_link(MemberId from, MemberId to);
   void restore_link(MemberId from, MemberId to);
@@ -38,6 +46,10 @@ class MemoryNetwork {
   bool deliver_from(MemberId from, MemberId to);
   void deliver_all();
   std::size_t pending() const;
+  // Writes waiting on the link from -> to.
+  std::size_t pending(MemberId from, MemberId to) const;
+  // A member's region as it is now, for a test that inspects state (read only).
+  std::span<const std::byte> region_of(MemberId id) const;
   std::mt19937_64& random() { return random_; }
 
  private:
@@ -49,6 +61,7 @@ class MemoryNetwork {
   struct Node {
     std::vector<std::byte> region;
     Doorbell* doorbell = nullptr;
+    bool has_endpoint = false;
     std::vector<LinkEvent> events;  // for this node's engine to take
   };
   struct Link {
