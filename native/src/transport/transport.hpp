@@ -76,8 +76,9 @@ struct TransportOptions {
 std::unique_ptr<Transport> make_transport(const TransportOptions& options);
 
 // Copies into region memory that another process or thread may read concurrently. Aligned
-// 8-byte words are stored whole (never torn), in ascending address order, after a release
-// fence, so a reader that sees a counter also sees the data written before it.
+// 8-byte words are stored whole (never torn), in ascending address order, each a release
+// store, so a reader that sees a word also sees everything written before it, in this copy or
+// an earlier one.
 void copy_into_region(std::byte* dst, const std::byte* src, std::size_t len);
 
 }  // namespace derecho::transport
