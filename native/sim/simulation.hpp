@@ -6,23 +6,43 @@
 
 namespace derecho::sim {
 
-// One seeded run of real members (the engine's Member, SST, predicates and multicast) over an
-// in-memory network: the seed decides the group, the subgroups, every send, every write that
-// lands, links that break and come back, and consumers that stall. Invariants are checked after
-// every step; the same seed replays the same run exactly.
+// One seeded run of real members (the engine's Member: SST, predicates, membership, ordered
+// multicast, state transfer) over an in-memory network, with a simulated clock: the seed decides
+// the group, the subgroups, every send, every write that lands, every pass, the clock, and the
+// faults (broken links, partitions, crashes, restarts, late joins, frozen members, stalled
+// consumers). Invariants (docs/simulator.md) are checked after every step; at the end every fault
+// heals and the group must converge when a majority of its last view is alive. The same seed
+// replays the same run exactly.
 struct Options {
   std::uint64_t seed = 1;
-  std::size_t steps = 3000;
+  std::size_t steps = 1500;
+  std::size_t trace_lines = 80;  // how many of the last steps a failure shows
+  bool liveness = true;          // false: only safety invariants (a diagnostic, to look past a liveness bug)
+  std::size_t dump_every = 0;    // a diagnostic: every so many steps, the members' own SST rows go into the trace
 };
 
 struct Outcome {
   bool ok = true;
   std::string failure;             // the invariant that broke, with the facts
   std::vector<std::string> trace;  // the last steps before the end, oldest first
+  std::string scenario;            // the group and the fault plan, one line
   std::size_t members = 0;
   std::size_t subgroups = 0;
-  std::uint64_t delivered = 0;     // messages delivered, summed over members
+  std::uint64_t delivered = 0;     // messages delivered, summed over incarnations
+  std::uint64_t sent = 0;          // messages accepted by send()
+  std::uint64_t views = 0;         // the highest view id decided
+  std::uint64_t transitions = 0;   // members that went from a view to the next, deliveries compared
+  std::uint64_t restores = 0;      // state transfers whose state was checked
   std::uint64_t link_breaks = 0;
+  std::uint64_t partitions = 0;
+  std::uint64_t crashes = 0;
+  std::uint64_t restarts = 0;
+  std::uint64_t late_joins = 0;
+  std::uint64_t freezes = 0;
+  std::uint64_t clock_jumps = 0;
+  std::uint64_t lost_by_removal = 0;  // messages of live senders cut off when they were removed
+  bool majority_lost = false;         // a majority of some view crashed: no progress expected
+  bool converged = false;             // the liveness phase ended in one common view
 };
 
 Outcome run(const Options& options);

@@ -11,6 +11,10 @@ namespace {
 
 constexpr std::uint64_t kTagMask = (std::uint64_t{1} << (64 - kValueBits)) - 1;
 constexpr std::uint64_t bit(std::size_t rank) { return std::uint64_t{1} << rank; }
+// The suspected column says in which view and which suspicion round its bits hold.
+constexpr std::uint64_t suspicion_tag(std::uint64_t vid, std::uint64_t round) { return ((vid & 0xfff) << 12) | (round & 0xfff); }
+constexpr std::uint64_t tag_vid_part(std::uint64_t tag) { return tag >> 12; }
+constexpr std::uint64_t tag_round_part(std::uint64_t tag) { return tag & 0xfff; }
 
 }  // namespace
 
@@ -71,11 +75,11 @@ std::optional<std::size_t> ViewManager::leader_rank() const {
 std::uint64_t ViewManager::survivors() const {
   std::uint64_t excluded = suspected_ & ~bit(me_);
   const std::uint64_t members = view_bits();
-  const std::uint64_t vid_tag = view_->vid & kTagMask;
+  const std::uint64_t tag = suspicion_tag(view_->vid, round_);
   for (std::size_t r = 0; r < universe_.size(); ++r) {
     if (!(members & bit(r)) || (excluded & bit(r)) || r == me_) continue;
     const std::uint64_t theirs = read(r, cols_.suspected());
-    if (tag_of(theirs) == vid_tag) excluded |= value_of(theirs) & members & ~bit(me_);
+    if (tag_of(theirs) == tag) excluded |= value_of(theirs) & members & ~bit(me_);
   }
   return members & ~excluded;
 }
@@ -107,7 +111,7 @@ bool ViewManager::step() {
   }
   if (learn_commit()) return true;
   if (check_removed()) return true;
-  fired |= admit_joiners();
+  fired |= admit_joiners(now);
   if (!announced_ && !wedged_ && host_.ready_to_announce()) {
     write(cols_.vid(), view_->vid);
     announced_ = true;
@@ -131,9 +135,26 @@ bool ViewManager::step() {
     fired |= wedged_;
   }
   if (!wedged_) return open_when_installed() || fired;
+  // Wedged without a decision for suspect_after: suspicions taken when faults were under way
+  // may no longer hold (a healed partition, a link back). Start over from what we see now.
+  if (now - round_started_ > options_.suspect_after) {
+    start_round(round_ + 1, now);
+    fired = true;
+  }
   const auto leader = leader_rank();
   if (!leader) return fired;
-  return (*leader == me_ ? lead() : follow(*leader)) || fired;
+  return (*leader == me_ ? lead(now) : follow()) || fired;
+}
+
+void ViewManager::start_round(std::uint64_t round, std::chrono::steady_clock::time_point now) {
+  round_ = round;
+  round_started_ = now;
+  suspected_ = 0;
+  write(cols_.suspected(), tagged(suspicion_tag(view_->vid, round_), 0));
+  log(LogLevel::info, "membership",
+      "member " + std::to_string(transport_.self()) + " starts suspicion round " + std::to_string(round_) + " in view " +
+          std::to_string(view_->vid));
+  watch_members(now);
 }
 
 bool ViewManager::heartbeat(std::chrono::steady_clock::time_point now) {
@@ -159,7 +180,6 @@ std::uint64_t ViewManager::progress_of(std::size_t rank) const {
 
 bool ViewManager::watch_members(std::chrono::steady_clock::time_point now) {
   const std::uint64_t before = suspected_;
-  const std::uint64_t vid_tag = view_->vid & kTagMask;
   for (MemberId id : view_->members) {
     const std::size_t r = rank_of(id);
     if (r == me_) continue;
@@ -174,15 +194,20 @@ bool ViewManager::watch_members(std::chrono::steady_clock::time_point now) {
     }
     if (links_lost_ & bit(r)) suspect(r, "link down (" + lost_because_[r] + ")");
     if (read(r, cols_.vid()) < view_->vid) {
-      // Not announced yet: a joiner waiting for its state is given up only when the transfer
-      // stands still.
+      // Not announced yet. One that has not even installed the view (its suspected column
+      // still carries an older view) is given up after suspect_after; one that installed it
+      // and waits for its state, only when the transfer stands still; one that installed it
+      // and takes part in a change of it, not at all on this ground.
+      const bool installed = tag_vid_part(tag_of(read(r, cols_.suspected()))) == (view_->vid & 0xfff);
       const std::uint64_t progress = progress_of(r);
       if (progress != seen_progress_[r]) {
         seen_progress_[r] = progress;
         progress_changed_[r] = now;
       }
-      if (now - std::max(installed_at_, progress_changed_[r]) > options_.suspect_after) {
+      if (!installed && now - installed_at_ > options_.suspect_after) {
         suspect(r, "did not install view " + std::to_string(view_->vid));
+      } else if (installed && !wedged_ && now - std::max(installed_at_, progress_changed_[r]) > options_.suspect_after) {
+        suspect(r, "did not announce view " + std::to_string(view_->vid) + " (its state transfer stalled)");
       }
     }
     const std::uint64_t boot = read(r, cols_.boot());
@@ -191,7 +216,12 @@ bool ViewManager::watch_members(std::chrono::steady_clock::time_point now) {
     // link that works is alive, whatever a peer with a broken link to it says (one broken link
     // must not cost both its ends). A member's suspicion of itself (it leaves) always spreads.
     const std::uint64_t theirs = read(r, cols_.suspected());
-    if (tag_of(theirs) == vid_tag) {
+    if (tag_vid_part(tag_of(theirs)) != (view_->vid & 0xfff)) continue;
+    if (tag_round_part(tag_of(theirs)) > round_ && wedged_) {
+      start_round(tag_round_part(tag_of(theirs)), now);  // a later round: join it with our own evidence
+      return true;
+    }
+    if (tag_round_part(tag_of(theirs)) == round_) {
       const std::uint64_t more = value_of(theirs) & view_bits() & ~suspected_ & ~bit(me_);
       for (std::size_t s = 0; s < universe_.size(); ++s) {
         if (!(more & bit(s))) continue;
@@ -207,7 +237,7 @@ bool ViewManager::watch_members(std::chrono::steady_clock::time_point now) {
 void ViewManager::suspect(std::size_t rank, const std::string& why) {
   if ((suspected_ & bit(rank)) || !(view_bits() & bit(rank))) return;
   suspected_ |= bit(rank);
-  write(cols_.suspected(), tagged(view_->vid & kTagMask, suspected_));
+  write(cols_.suspected(), tagged(suspicion_tag(view_->vid, round_), suspected_));
   log(LogLevel::info, "membership",
       "member " + std::to_string(transport_.self()) + " suspects " + std::to_string(universe_[rank]) + " in view " +
           std::to_string(view_->vid) + ": " + why);
@@ -216,6 +246,7 @@ void ViewManager::suspect(std::size_t rank, const std::string& why) {
 void ViewManager::wedge(const std::string& why) {
   if (wedged_) return;
   wedged_ = true;
+  round_started_ = clock_();
   host_.wedge();
   write(cols_.wedged(), view_->vid);
   if (host_.event) host_.event(MembershipEvent::wedged, why);
@@ -238,14 +269,21 @@ bool ViewManager::check_removed() {
   return false;
 }
 
-bool ViewManager::admit_joiners() {
+bool ViewManager::admit_joiners(std::chrono::steady_clock::time_point now) {
   if (leader_rank() != me_) return false;
   std::uint64_t joiners = 0;
   const std::uint64_t members = view_bits();
   for (std::size_t r = 0; r < universe_.size(); ++r) {
     if (members & bit(r)) continue;
     const std::uint64_t join = read(r, cols_.join());
+    const std::uint64_t beat = read(r, 0);
+    if (beat != seen_beat_[r]) {
+      seen_beat_[r] = beat;
+      beat_changed_[r] = now;
+    }
     if (join == 0 || join != read(r, cols_.boot()) || !transport_.link_up(universe_[r])) continue;
+    // A joiner that crashed leaves its request in its row: only a live one is admitted.
+    if (beat == 0 || now - beat_changed_[r] > options_.suspect_after / 2) continue;
     // Only a joiner every member can reach, and that reaches every member: one some members
     // cannot talk to would be suspected at once and admitted again, forever.
     const std::uint64_t keep = members & ~suspected_;
@@ -323,31 +361,39 @@ bool ViewManager::learn_commit() {
   return false;
 }
 
-bool ViewManager::follow(std::size_t leader) {
+bool ViewManager::follow() {
   // A joiner still waiting for its state takes part too (it has nothing of this view to
   // lose); the next view counts it as a joiner again and hands it the state then.
   const std::uint64_t next = view_->vid + 1;
   bool fired = false;
-  const std::uint64_t prepare = read(leader, cols_.prepare());
-  if (ref_vid(prepare) == next && read(leader, cols_.vid()) == view_->vid) {
-    const std::uint64_t promise = read(me_, cols_.promise());
-    if (ref_vid(promise) != next || ref_ballot(promise) < ref_ballot(prepare)) {
-      write(cols_.promise(), prepare);
-      fired = true;
-    }
+  // Promise the highest ballot any member of the view prepared (Paxos allows any; answering
+  // only the member we take for the leader deadlocks when two members disagree on who it is).
+  std::uint64_t best = 0;
+  for (MemberId id : view_->members) {
+    const std::uint64_t prepare = read(rank_of(id), cols_.prepare());
+    if (ref_vid(prepare) == next && ref_ballot(prepare) > ref_ballot(best)) best = prepare;
   }
-  const std::uint64_t proposed = read(leader, cols_.proposed());
-  if (ref_vid(proposed) == next && read(me_, cols_.promise()) == proposed &&
-      !read_slot(me_, next, ref_ballot(proposed))) {
-    if (const auto p = read_slot(leader, next, ref_ballot(proposed))) {
-      write_slot(next, *p);
-      fired = true;
-    }
+  const std::uint64_t promise = read(me_, cols_.promise());
+  if (best != 0 && (ref_vid(promise) != next || ref_ballot(promise) < ref_ballot(best))) {
+    write(cols_.promise(), best);
+    fired = true;
+  }
+  // Accept the proposal of the ballot we promised; a ballot names its leader's rank.
+  const std::uint64_t promised = read(me_, cols_.promise());
+  if (ref_vid(promised) != next) return fired;
+  const std::uint64_t ballot = ref_ballot(promised);
+  const std::size_t proposer = (ballot & 63) - 1;
+  if (proposer >= universe_.size() || read(proposer, cols_.proposed()) != promised || read_slot(me_, next, ballot)) {
+    return fired;
+  }
+  if (const auto p = read_slot(proposer, next, ballot)) {
+    write_slot(next, *p);
+    fired = true;
   }
   return fired;
 }
 
-bool ViewManager::lead() {
+bool ViewManager::lead(std::chrono::steady_clock::time_point now) {
   if (!announced_) return false;
   const std::uint64_t next = view_->vid + 1;
   const std::uint64_t survivors = this->survivors();
@@ -361,8 +407,20 @@ bool ViewManager::lead() {
   bool outbid = false;
   for (std::size_t r : survivor_ranks) {
     const std::uint64_t promise = read(r, cols_.promise());
-    if (ref_vid(promise) == next && ref_ballot(promise) > ballot_) outbid = true;
+    if (ref_vid(promise) != next || ref_ballot(promise) <= ballot_) continue;
+    // A member that comes before us in the leader order (members of the previous view first,
+    // then by rank), alive to us, leads: we follow it rather than duel.
+    const std::size_t rival = (ref_ballot(promise) & 63) - 1;
+    const bool rival_alive = rival < universe_.size() && !(suspected_ & bit(rival)) && !(links_lost_ & bit(rival)) &&
+                             now - beat_changed_[rival] < options_.suspect_after / 2;
+    const auto order = [&](std::size_t r) { return std::pair{(seniors_ & bit(r)) ? 0 : 1, r}; };
+    if (rival_alive && order(rival) < order(me_)) return follow();
+    outbid = true;
   }
+  // Outbid: bid again, but not faster than the heartbeat, so two members that each take
+  // itself for the leader (a broken link between them) cannot burn the ballots; suspicion
+  // rounds settle who leads.
+  if (outbid && now - last_prepare_ < options_.heartbeat_interval) return false;
   if (ballot_ == 0 || survivors != ballot_survivors_ || outbid) {
     // A new ballot above every one seen for this transition.
     std::uint64_t round = 0;
@@ -374,8 +432,12 @@ bool ViewManager::lead() {
       const std::uint64_t head = read(r, cols_.slot(next));
       if (value_of(head) == next) round = std::max(round, (tag_of(head) & kMaxBallot) >> 6);
     }
+    if ((((round + 1) << 6) | (me_ + 1)) > kMaxBallot) {
+      log(LogLevel::error, "membership", "view change to " + std::to_string(next) + ": ballots exhausted, staying wedged");
+      return false;
+    }
     ballot_ = ((round + 1) << 6) | (me_ + 1);
-    if (ballot_ > kMaxBallot) throw std::logic_error("view change: ballots exhausted for view " + std::to_string(next));
+    last_prepare_ = now;
     ballot_survivors_ = survivors;
     proposed_ = false;
     write(cols_.promise(), ballot_ref(next, ballot_));
@@ -452,7 +514,8 @@ void ViewManager::install(std::uint64_t vid, const Proposal& decided) {
   links_lost_ &= ~(members & ~decided.previous);
   write(cols_.join(), 0);
   write(cols_.view_mask(), members);
-  write(cols_.suspected(), tagged(vid & kTagMask, 0));
+  write(cols_.suspected(), tagged(suspicion_tag(vid, 0), 0));
+  round_ = 0;
   announced_ = false;
   suspected_ = 0;
   wedged_ = false;
@@ -463,11 +526,13 @@ void ViewManager::install(std::uint64_t vid, const Proposal& decided) {
   minority_reported_ = false;
   installed_at_ = clock_();
   for (std::size_t r = 0; r < universe_.size(); ++r) {
+    if (!(members & bit(r))) continue;  // non-members' heartbeats keep their history (joiners)
     seen_beat_[r] = read(r, 0);
     beat_changed_[r] = installed_at_;
     seen_progress_[r] = progress_of(r);
     progress_changed_[r] = installed_at_;
   }
+  round_started_ = installed_at_;
   log(LogLevel::info, "membership", "member " + std::to_string(transport_.self()) + " installed " + describe(next));
   host_.install(next, layout_);
 }

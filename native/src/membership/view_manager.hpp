@@ -90,10 +90,11 @@ class ViewManager {
   bool try_bootstrap();
   bool watch_members(std::chrono::steady_clock::time_point now);
   bool check_removed();
-  bool admit_joiners();
+  bool admit_joiners(std::chrono::steady_clock::time_point now);
   bool learn_commit();
-  bool follow(std::size_t leader_rank);
-  bool lead();
+  bool follow();
+  bool lead(std::chrono::steady_clock::time_point now);
+  void start_round(std::uint64_t round, std::chrono::steady_clock::time_point now);
   bool open_when_installed();
 
   void suspect(std::size_t rank, const std::string& why);
@@ -136,6 +137,11 @@ class ViewManager {
   std::uint64_t reach_ = 0;  // what our reach column says
   std::chrono::steady_clock::time_point installed_at_{};
   std::uint64_t suspected_ = 0;
+  // Suspicion rounds: a change that makes no progress for suspect_after starts a new round
+  // with suspicions from current evidence only (docs/membership.md).
+  std::uint64_t round_ = 0;
+  std::chrono::steady_clock::time_point round_started_{};
+  std::chrono::steady_clock::time_point last_prepare_{};
   std::uint64_t links_lost_ = 0;  // peers whose link went down and has not come back
   std::vector<std::string> lost_because_;
   bool wedged_ = false;

@@ -252,9 +252,9 @@ void SubgroupMulticast::requeue_cut_off(std::span<const std::uint64_t> edge) {
   if (!in_view_ || !my_sender_) return;
   RingReader& mine = readers_[*my_sender_];
   const std::uint64_t my_edge = edge[view_.sender_slots[*my_sender_]];
-  if (mine.messages_read() > my_edge) throw std::logic_error("requeue_cut_off: delivered beyond our own edge");
   // A member removed by the change has not delivered up to the edge: what lies below it is
-  // delivered by the others, so it is skipped, not sent again.
+  // delivered by the others, so it is skipped, not sent again. One may also be past its edge:
+  // in a subgroup no survivor belongs to, the edge is 0 and what it delivered stays with it.
   while (mine.messages_read() < my_edge) mine.next();
   std::vector<std::byte> again;
   std::uint64_t messages = 0;
