@@ -1,13 +1,24 @@
 #!/usr/bin/env node
 // The `derecho` command: `local` (a whole group on this machine), `member` (one member process),
-// `check-config` (validate a config file).
-import { realpathSync } from 'node:fs';
+// `check-config` (validate a config file), `check-log` (check a run's delivery logs).
+import { mkdirSync, readdirSync, realpathSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { ConfigError, MAX_MESSAGE_BYTES, UsageError, loadGroupConfig, toConfigFile } from '../sidecar/group-config.js';
+import { checkDeliveryLogDir, formatDeliveryLogReport } from '../sidecar/delivery-log-check.js';
+import {
+  ConfigError,
+  MAX_HEARTBEAT_MILLIS,
+  MAX_MEMBERS,
+  MAX_MESSAGE_BYTES,
+  MAX_SUSPECT_AFTER_MILLIS,
+  UsageError,
+  loadGroupConfig,
+  toConfigFile,
+} from '../sidecar/group-config.js';
 import { runMemberUnderLauncher, runStandaloneMember } from '../sidecar/member-process.js';
 import type { LogLevel, TransportKind } from '../native/index.js';
-import { runLocal } from './local-command.js';
+import { MIN_BYTES_TO_JOIN, runLocal } from './local-command.js';
 
 export const EXIT_USAGE = 2;
 
@@ -53,6 +64,31 @@ const transportOption = () =>
 const logLevelOption = (fallback: LogLevel) =>
   new Option('--log-level <level>', 'lowest native log level shown').choices(['debug', 'info', 'warn', 'error']).default(fallback);
 
+function positiveRate(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`expected a positive number of messages per second, found "${value}"`);
+  return n;
+}
+
+/**
+ * A directory for delivery logs: created if missing; one that already holds a delivery log is
+ * refused, since a checker would mix the two runs.
+ */
+function deliveryLogDir(given: string): string {
+  // Members may run elsewhere in the file system tree: give them an absolute path.
+  const dir = resolve(given);
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (err) {
+    throw new UsageError(`--delivery-log ${dir}: cannot create the directory (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  const old = readdirSync(dir).filter((f) => /^member-\d+\.jsonl$/.test(f));
+  if (old.length > 0) {
+    throw new UsageError(`--delivery-log ${dir} already holds delivery logs (${old.slice(0, 3).join(', ')}${old.length > 3 ? ', ...' : ''}): give a new or empty directory`);
+  }
+  return dir;
+}
+
 function fail(message: string, code: number): never {
   process.stderr.write(`${message}\n`);
   process.exit(code);
@@ -67,7 +103,8 @@ export function buildProgram(): Command {
   program
     .command('local')
     .description('run a group of member processes on loopback with a workload in which every member sends, and check delivery')
-    .option('--members <n>', 'member processes', integer('--members', 1, 64), 3)
+    .option('--members <n>', 'member processes started at once (they start the group)', integer('--members', 1, MAX_MEMBERS), 3)
+    .option('--spare <k>', 'configured members beyond --members, started only by the `start` command', integer('--spare', 0, MAX_MEMBERS - 1), 0)
     .addOption(transportOption())
     .option('--duration <sec>', 'how long every member sends (default 10)', positiveSeconds)
     .option('--messages <count>', 'send this many messages per member instead of for a duration', integer('--messages', 0))
@@ -77,10 +114,16 @@ export function buildProgram(): Command {
     .option('--spin-micros <u>', 'busy-poll this long before sleeping', integer('--spin-micros', 0, 1_000_000))
     .option('--drain-timeout <sec>', 'how long members may take to deliver everything after sending stops', positiveSeconds, 60)
     .option('--stall-timeout <sec>', 'fail when no member delivered or sent anything for this long', stallSeconds, 30)
+    .option('--rate <msgs>', 'every member sends at most this many messages per second (default: as fast as it can)', positiveRate)
+    .option('--heartbeat-millis <ms>', 'failure detection: heartbeat period (default 50)', integer('--heartbeat-millis', 1, MAX_HEARTBEAT_MILLIS))
+    .option('--suspect-after-millis <ms>', 'failure detection: a silent member is suspected after this (default 1000)', integer('--suspect-after-millis', 1, MAX_SUSPECT_AFTER_MILLIS))
+    .option('--delivery-log <dir>', 'every member writes DIR/member-<id>.jsonl: each view and each delivery (docs/delivery-log.md)')
     .addOption(logLevelOption('warn'))
+    .addHelpText('after', '\nWhile the group runs, commands on stdin: kill <id>, start <id>, views, help (docs/delivery-log.md).')
     .action(async (opts: {
-      members: number; transport: TransportKind; duration?: number; messages?: number; minBytes?: number; maxBytes?: number;
-      basePort?: number; spinMicros?: number; drainTimeout: number; stallTimeout: number; logLevel: LogLevel;
+      members: number; spare: number; transport: TransportKind; duration?: number; messages?: number; minBytes?: number; maxBytes?: number;
+      basePort?: number; spinMicros?: number; drainTimeout: number; stallTimeout: number; logLevel: LogLevel; rate?: number;
+      heartbeatMillis?: number; suspectAfterMillis?: number; deliveryLog?: string;
     }) => {
       if (opts.duration !== undefined && opts.messages !== undefined) fail('give --duration or --messages, not both', EXIT_USAGE);
       const minBytes = opts.minBytes ?? Math.min(100, opts.maxBytes ?? 100);
@@ -88,11 +131,26 @@ export function buildProgram(): Command {
       checkMessageSize('--min-bytes', minBytes);
       checkMessageSize('--max-bytes', maxBytes);
       if (minBytes > maxBytes) fail(`--min-bytes (${minBytes}) is larger than --max-bytes (${maxBytes})`, EXIT_USAGE);
-      if (opts.basePort !== undefined && opts.basePort + opts.members - 1 > 65535) {
-        fail(`--base-port ${opts.basePort} leaves no room for ${opts.members} ports`, EXIT_USAGE);
+      const configured = opts.members + opts.spare;
+      if (configured > MAX_MEMBERS) fail(`--members plus --spare is ${configured}: a group has at most ${MAX_MEMBERS} configured members`, EXIT_USAGE);
+      if (opts.spare > 0 && minBytes < MIN_BYTES_TO_JOIN) {
+        fail(`--spare needs --min-bytes of at least ${MIN_BYTES_TO_JOIN}: a member that joins a running group reads each sender's sequence number from the first ${MIN_BYTES_TO_JOIN} bytes of its messages`, EXIT_USAGE);
+      }
+      if (opts.basePort !== undefined && opts.basePort + configured - 1 > 65535) {
+        fail(`--base-port ${opts.basePort} leaves no room for ${configured} ports`, EXIT_USAGE);
+      }
+      const heartbeat = opts.heartbeatMillis ?? 50;
+      const suspectAfter = opts.suspectAfterMillis ?? 1000;
+      if (suspectAfter <= heartbeat) {
+        fail(`--suspect-after-millis (${suspectAfter}) must be longer than --heartbeat-millis (${heartbeat})`, EXIT_USAGE);
       }
       process.exitCode = await runLocal({
         members: opts.members,
+        spare: opts.spare,
+        ratePerSec: opts.rate,
+        heartbeatMillis: opts.heartbeatMillis,
+        suspectAfterMillis: opts.suspectAfterMillis,
+        deliveryLogDir: opts.deliveryLog === undefined ? undefined : deliveryLogDir(opts.deliveryLog),
         transport: opts.transport,
         durationSec: opts.messages === undefined ? (opts.duration ?? 10) : undefined,
         messages: opts.messages,
@@ -113,15 +171,17 @@ export function buildProgram(): Command {
     .requiredOption('--id <n>', 'this member\'s id in the config', integer('--id', 0, 2 ** 32 - 1))
     .option('--min-bytes <b>', 'smallest workload message (all members must agree)', integer('--min-bytes', 0), 100)
     .option('--max-bytes <b>', 'largest workload message (all members must agree)', integer('--max-bytes', 0), 100)
-    .option('--start-timeout-ms <ms>', 'how long to wait for links to every peer', integer('--start-timeout-ms', 1), 20_000)
+    .option('--start-timeout-ms <ms>', 'how long to wait to be in a view of the group', integer('--start-timeout-ms', 1), 20_000)
     .option('--send', 'standalone: send the workload too (otherwise only receive and check)')
+    .option('--wait-for <n>', 'standalone: start sending once the view has n members (default: every configured member)', integer('--wait-for', 1, MAX_MEMBERS))
     .option('--duration <sec>', 'standalone: send for this long', positiveSeconds)
     .option('--messages <count>', 'standalone: send this many messages', integer('--messages', 0))
+    .option('--delivery-log <dir>', 'append each view and each delivery to DIR/member-<id>.jsonl (docs/delivery-log.md)')
     .addOption(logLevelOption('info'))
     .addOption(new Option('--work-dir <dir>', 'set by `derecho local`: its temporary directory, removed if the launcher dies').hideHelp())
     .action(async (opts: {
       config: string; id: number; minBytes: number; maxBytes: number; startTimeoutMs: number; send?: boolean;
-      duration?: number; messages?: number; logLevel: LogLevel; workDir?: string;
+      duration?: number; messages?: number; logLevel: LogLevel; workDir?: string; deliveryLog?: string; waitFor?: number;
     }) => {
       if (opts.minBytes > opts.maxBytes) fail(`--min-bytes (${opts.minBytes}) is larger than --max-bytes (${opts.maxBytes})`, EXIT_USAGE);
       const base = {
@@ -129,6 +189,7 @@ export function buildProgram(): Command {
         id: opts.id,
         shape: { minBytes: opts.minBytes, maxBytes: opts.maxBytes },
         startTimeoutMs: opts.startTimeoutMs,
+        ...(opts.deliveryLog !== undefined ? { deliveryLogDir: opts.deliveryLog } : {}),
       };
       if (process.send) {
         await runMemberUnderLauncher(opts.workDir === undefined ? base : { ...base, workDir: opts.workDir });
@@ -137,7 +198,13 @@ export function buildProgram(): Command {
       const limits: { durationMs?: number; messages?: number } = {};
       if (opts.duration !== undefined) limits.durationMs = Math.round(opts.duration * 1000);
       if (opts.messages !== undefined) limits.messages = opts.messages;
-      process.exitCode = await runStandaloneMember({ ...base, send: opts.send ?? false, limits, logLevel: opts.logLevel });
+      process.exitCode = await runStandaloneMember({
+        ...base,
+        send: opts.send ?? false,
+        limits,
+        logLevel: opts.logLevel,
+        ...(opts.waitFor !== undefined ? { waitFor: opts.waitFor } : {}),
+      });
     });
 
   program
@@ -147,6 +214,16 @@ export function buildProgram(): Command {
     .action((file: string) => {
       const config = loadGroupConfig(file);
       process.stdout.write(`${JSON.stringify(toConfigFile(config), null, 2)}\n`);
+    });
+
+  program
+    .command('check-log')
+    .description('check the delivery logs of a run (`local --delivery-log DIR`): views agree, virtual synchrony, no gap, repeat or loss')
+    .argument('<dir>', 'directory of member-<id>.jsonl files (docs/delivery-log.md)')
+    .action((dir: string) => {
+      const report = checkDeliveryLogDir(dir);
+      for (const line of formatDeliveryLogReport(dir, report)) process.stdout.write(`${line}\n`);
+      process.exitCode = report.ok ? 0 : 1;
     });
 
   return program;

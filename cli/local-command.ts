@@ -1,14 +1,23 @@
 // `derecho local`: a whole group on this machine, a workload in which every member sends, and a
-// check that every member delivered the same messages in the same order.
+// check that every member delivered the same messages in the same order. It prints every view
+// as it is installed and, while the group runs, takes commands on stdin (group-commands.ts):
+// members can be killed and started, and the verdict then judges view by view.
+import { createInterface, type Interface } from 'node:readline';
 import type { LogLevel, TransportKind } from '../native/index.js';
-import { formatMB, formatRate, logLevelAtLeast } from '../sidecar/format.js';
+import { describeView, formatMB, formatRate, logLevelAtLeast } from '../sidecar/format.js';
 import { judgeGroup } from '../sidecar/group-verdict.js';
 import { LocalGroup, type LocalGroupOptions, type MemberProgress, type StallWatch } from '../sidecar/local-group.js';
 import type { MemberReport } from '../sidecar/member-protocol.js';
 import type { WorkloadLimits } from '../sidecar/workload-sender.js';
+import { COMMAND_HELP, runGroupCommand, type CommandContext } from './group-commands.js';
+
+/** A member that joins a running group learns each sender's position from the first 4 payload bytes. */
+export const MIN_BYTES_TO_JOIN = 4;
 
 export interface LocalRunOptions {
   members: number;
+  /** Configured members beyond `members`, started only by the `start` command. */
+  spare: number;
   transport: TransportKind;
   durationSec: number | undefined;
   messages: number | undefined;
@@ -20,6 +29,14 @@ export interface LocalRunOptions {
   /** Fail once no member's delivered or sent count moved for this long. */
   stallTimeoutSec: number;
   logLevel: LogLevel;
+  /** Every member sends at most this many messages per second. */
+  ratePerSec?: number | undefined;
+  heartbeatMillis?: number | undefined;
+  suspectAfterMillis?: number | undefined;
+  /** Members write their delivery logs here (docs/delivery-log.md). */
+  deliveryLogDir?: string | undefined;
+  /** Where commands come from (default: stdin); null: none. */
+  commands?: NodeJS.ReadableStream | null;
 }
 
 export const EXIT_FAILED = 1;
@@ -38,6 +55,8 @@ function progressLine(runStart: number, progress: Map<number, MemberProgress>, l
     const before = last.get(id);
     const seconds = before ? (p.atMs - before.atMs) / 1000 : 0;
     if (!before || seconds <= 0) {
+      // A member started during the run: its rate shows from its second report on.
+      if (!before && p.atMs > 0) last.set(id, p);
       rates.push(`m${id} -`);
       continue;
     }
@@ -61,9 +80,14 @@ export async function runLocal(options: LocalRunOptions, print: Print = (l) => p
   let ticker: NodeJS.Timeout | undefined;
   let stall: StallWatch | undefined;
   const connecting = new AbortController();
+  let membershipChanged = false;
+  let commands: Interface | undefined;
+  let commandContext: CommandContext | undefined;
+  const printedViews = new Set<number>();
 
   const groupOptions: LocalGroupOptions = {
     members: options.members,
+    spare: options.spare,
     transport: options.transport,
     shape: { minBytes: options.minBytes, maxBytes: options.maxBytes },
     signal: connecting.signal,
@@ -71,9 +95,29 @@ export async function runLocal(options: LocalRunOptions, print: Print = (l) => p
       if (stopping && level !== 'error') return;
       if (logLevelAtLeast(level, options.logLevel)) warn(`[member ${member}] ${level} ${component}: ${message}`);
     },
+    // Each view once, when the first member reports it (LocalGroup checks that the others agree).
+    onView: (_member, view) => {
+      if (stopping || printedViews.has(view.vid)) return;
+      printedViews.add(view.vid);
+      print(describeView(view));
+    },
+    onMembership: (member, kind, reason) => {
+      if (stopping) return;
+      if (kind !== 'wedged' || logLevelAtLeast('info', options.logLevel)) print(`member ${member}: ${kind}: ${reason}`);
+    },
   };
   if (options.basePort !== undefined) groupOptions.basePort = options.basePort;
   if (options.spinMicros !== undefined) groupOptions.spinMicros = options.spinMicros;
+  if (options.heartbeatMillis !== undefined) groupOptions.heartbeatMillis = options.heartbeatMillis;
+  if (options.suspectAfterMillis !== undefined) groupOptions.suspectAfterMillis = options.suspectAfterMillis;
+  if (options.deliveryLogDir !== undefined) groupOptions.deliveryLogDir = options.deliveryLogDir;
+  const stopCommands = (): void => {
+    if (!commands) return;
+    commands.close();
+    commands = undefined;
+    // Stop reading stdin, so that it does not keep the process alive.
+    if (options.commands === undefined) process.stdin.pause();
+  };
 
   const onSigint = (): void => {
     if (interrupted) {
@@ -82,6 +126,7 @@ export async function runLocal(options: LocalRunOptions, print: Print = (l) => p
     }
     interrupted = true;
     stopping = true;
+    stopCommands();
     if (ticker) clearInterval(ticker);
     stall?.stop();
     if (!group) {
@@ -101,7 +146,11 @@ export async function runLocal(options: LocalRunOptions, print: Print = (l) => p
     const sizes = options.minBytes === options.maxBytes ? `${options.minBytes} B` : `${options.minBytes}..${options.maxBytes} B`;
     const limitText =
       options.messages !== undefined ? `${options.messages} messages per member` : `${options.durationSec ?? 10} s`;
-    print(`derecho local: ${options.members} members over ${options.transport}, every member sending ${sizes} messages for ${limitText}`);
+    const rateText = options.ratePerSec !== undefined ? ` at ${options.ratePerSec} msg/s` : '';
+    const spareText = options.spare > 0 ? ` (+${options.spare} spare)` : '';
+    print(
+      `derecho local: ${options.members} members${spareText} over ${options.transport}, every member sending ${sizes} messages${rateText} for ${limitText}`,
+    );
     const launchedAt = Date.now();
     group = await LocalGroup.launch(groupOptions);
     const g = group;
@@ -112,8 +161,33 @@ export async function runLocal(options: LocalRunOptions, print: Print = (l) => p
     }
     print(`members connected in ${elapsedSec(launchedAt).toFixed(1)} s (group ${g.config.group})`);
 
+    const input = options.commands === undefined ? process.stdin : options.commands;
+    if (input) {
+      commands = createInterface({ input, terminal: false });
+      const context: CommandContext = {
+        group: g,
+        print,
+        onMembershipChange: () => void (membershipChanged = true),
+        ...(options.minBytes < MIN_BYTES_TO_JOIN
+          ? {
+              startRefusal:
+                `a member that joins a running group reads each sender's sequence number from the first ${MIN_BYTES_TO_JOIN} bytes ` +
+                `of its messages, and --min-bytes is ${options.minBytes}`,
+            }
+          : {}),
+      };
+      commandContext = context;
+      // One command at a time, in order.
+      let queue: Promise<void> = Promise.resolve();
+      commands.on('line', (line) => {
+        queue = queue.then(() => (stopping ? print('command: the run is finishing; no more commands') : runGroupCommand(line, context)));
+      });
+      if (process.stdin.isTTY || options.commands) print(`${COMMAND_HELP[0]} kill <id>, start <id>, views, help`);
+    }
+
     const limits: WorkloadLimits =
       options.messages !== undefined ? { messages: options.messages } : { durationMs: Math.round((options.durationSec ?? 10) * 1000) };
+    if (options.ratePerSec !== undefined) limits.ratePerSec = options.ratePerSec;
     const runStart = Date.now();
     g.startWorkload(limits);
 
@@ -125,10 +199,17 @@ export async function runLocal(options: LocalRunOptions, print: Print = (l) => p
     // Members stop on their own at the duration or message limit; a stall ends the run sooner.
     const sendLimitMs = options.messages !== undefined ? 24 * 3600_000 : (options.durationSec ?? 10) * 1000 + 30_000;
     const sentBy = await Promise.race([g.sendingFinished(sendLimitMs), stall.stalled]);
+    if (commandContext) commandContext.workloadOver = true;
     const sendEnd = Date.now();
     const totalSent = [...sentBy.values()].reduce((a, b) => a + b, 0);
-    // Every member reached the total and then delivered nothing more for a quiet interval.
-    const reached = await Promise.race([g.awaitDelivered(totalSent, options.drainTimeoutSec * 1000), stall.stalled]);
+    // Every member reached the total (or, after members were killed or started, every member
+    // delivered all it sent and all agree on the view and its count) and then delivered nothing
+    // more for a quiet interval.
+    const drainMs = options.drainTimeoutSec * 1000;
+    const reached = await Promise.race([
+      membershipChanged ? g.awaitSettled(drainMs) : g.awaitDelivered(totalSent, drainMs),
+      stall.stalled,
+    ]);
     const drainEnd = Math.max(sendEnd, ...reached.map((r) => r.lastDeliveryAtMs));
     stall.stop();
     clearInterval(ticker);
@@ -137,17 +218,22 @@ export async function runLocal(options: LocalRunOptions, print: Print = (l) => p
     // Judged on the reports members send once their engines stopped: a delivery that came after
     // the total was reached (a duplicate, say) is in them.
     stopping = true;
+    stopCommands();
+    g.markSettled();
+    const live = g.liveMembers();
+    const killed = g.killedMembers();
     const finals = await g.shutdown();
     if (interrupted) return EXIT_INTERRUPTED;
     const reports: MemberReport[] = [];
     const problems: string[] = [];
-    for (const m of g.config.members) {
-      const report = finals.get(m.id);
+    for (const id of live) {
+      const report = finals.get(id);
       if (report) reports.push(report);
-      else problems.push(`member ${m.id} sent no final report`);
+      else problems.push(`member ${id} sent no final report`);
     }
-    const verdict = judgeGroup(reports, sentBy);
+    const verdict = judgeGroup(reports, sentBy, { membershipChanged });
     problems.unshift(...verdict.problems);
+    problems.push(...g.viewDisagreements());
     problems.push(...g.badExits().map((b) => `${b} after shutdown`));
 
     const seconds = (drainEnd - runStart) / 1000;
@@ -156,31 +242,51 @@ export async function runLocal(options: LocalRunOptions, print: Print = (l) => p
     const sameEverywhere = reports.every((r) => r.delivery.delivered === delivered);
     print('');
     print(
-      `summary: ${options.members} members over ${options.transport}, ${((sendEnd - runStart) / 1000).toFixed(1)} s sending` +
+      `summary: ${options.members} members${spareText} over ${options.transport}, ${((sendEnd - runStart) / 1000).toFixed(1)} s sending` +
         ` + ${((drainEnd - sendEnd) / 1000).toFixed(1)} s draining`,
     );
+    if (membershipChanged) {
+      const views = g.installedViews();
+      print(`  views      ${views.size} installed, the last: ${[...views].map(([vid, m]) => `${vid} [${m.join(',')}]`).pop() ?? 'none'}`);
+      if (killed.length > 0) print(`  killed     ${killed.map((id) => `m${id}`).join('  ')} (left out of the verdict; their last messages may be missing everywhere)`);
+    }
     print(`  sent       ${[...sentBy].map(([id, n]) => `m${id} ${n}`).join('  ')}  total ${totalSent}`);
+    if (membershipChanged) {
+      // Messages a view change cut off (beyond the ragged edge) and that their sender sent again.
+      print(`  resent     ${reports.map((r) => `m${r.id} ${r.stats?.resent ?? '?'}`).join('  ')}`);
+    }
     if (sameEverywhere) {
       print(
         `  delivered  ${delivered} messages (${(deliveredBytes / 1e6).toFixed(1)} MB) at each member: ` +
           `${formatRate(delivered / seconds)} msg/s, ${formatMB(deliveredBytes / seconds)} MB/s per member`,
       );
     } else {
-      print(`  delivered  ${reports.map((r) => `m${r.id} ${r.delivery.delivered}`).join('  ')}  (not the same at every member)`);
+      const why = membershipChanged ? 'members that joined during the run delivered from then on' : 'not the same at every member';
+      print(`  delivered  ${reports.map((r) => `m${r.id} ${r.delivery.delivered}`).join('  ')}  (${why})`);
     }
-    print(`  digest     sha256 ${verdict.digest}${verdict.ok ? ` (identical at all ${reports.length} members)` : ''}`);
+    if (!membershipChanged) {
+      print(`  digest     sha256 ${verdict.digest}${verdict.ok ? ` (identical at all ${reports.length} members)` : ''}`);
+    } else {
+      for (const line of viewDigestLines(reports)) print(`  ${line}`);
+    }
 
     if (problems.length > 0) {
       print('MISMATCH:');
       for (const p of problems) print(`  ${p}`);
       return EXIT_FAILED;
     }
-    print('OK: every member delivered every message exactly once, in the same order');
+    print(
+      membershipChanged
+        ? 'OK: in every view, every member that completed it delivered the same messages in the same order, and every message of a running member was delivered exactly once'
+        : 'OK: every member delivered every message exactly once, in the same order',
+    );
+    if (options.deliveryLogDir !== undefined) print(`delivery logs in ${options.deliveryLogDir} (check them with \`derecho check-log ${options.deliveryLogDir}\`)`);
     return 0;
   } catch (err) {
     if (ticker) clearInterval(ticker);
     stall?.stop();
     stopping = true;
+    stopCommands();
     if (interrupted) {
       await interruptShutdown;
       return EXIT_INTERRUPTED;
@@ -189,7 +295,30 @@ export async function runLocal(options: LocalRunOptions, print: Print = (l) => p
     warn(`derecho local failed: ${err instanceof Error ? err.message : String(err)}`);
     return EXIT_FAILED;
   } finally {
+    stopCommands();
     process.off('SIGINT', onSigint);
     process.off('SIGTERM', onSigint);
   }
+}
+
+/** Per view with deliveries: its digest and the members that hold it. */
+function viewDigestLines(reports: readonly MemberReport[]): string[] {
+  const byVid = new Map<number, Map<string, { delivered: number; ids: number[] }>>();
+  for (const r of reports) {
+    for (const v of r.delivery.views) {
+      if (v.delivered === 0) continue;
+      const digests = byVid.get(v.vid) ?? new Map<string, { delivered: number; ids: number[] }>();
+      const entry = digests.get(v.digest) ?? { delivered: v.delivered, ids: [] };
+      entry.ids.push(r.id);
+      digests.set(v.digest, entry);
+      byVid.set(v.vid, digests);
+    }
+  }
+  const lines: string[] = [];
+  for (const vid of [...byVid.keys()].sort((a, b) => a - b)) {
+    for (const [digest, { delivered, ids }] of byVid.get(vid) ?? []) {
+      lines.push(`view ${String(vid).padEnd(4)} sha256 ${digest.slice(0, 16)}... ${delivered} messages at member(s) ${ids.join(', ')}`);
+    }
+  }
+  return lines;
 }

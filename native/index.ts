@@ -23,9 +23,19 @@ export interface NativeSubgroupConfig {
 export interface NativeGroupConfig {
   group: string;
   transport: TransportKind;
+  /** Every member that may ever belong to the group; views are subsets of it. */
   members: NativeMemberAddress[];
   subgroups: NativeSubgroupConfig[];
   spinMicros: number;
+  /** Failure detection: heartbeat period; absent or 0: the engine's default (50 ms). */
+  heartbeatMillis?: number;
+  /** A member whose heartbeat has not moved for this long is suspected; absent or 0: 1000 ms. */
+  suspectAfterMillis?: number;
+  /**
+   * The first member starts the group once the first this-many configured members are up and
+   * in no view; absent or 0: all of them. The others (spares) join later.
+   */
+  initialMembers?: number;
 }
 
 export interface MemberStats {
@@ -37,21 +47,53 @@ export interface MemberStats {
   sleeps: number;           // times the predicate thread slept on its doorbell
   badFrames: number;        // peer frames rejected (tcp)
   failed: boolean;          // the engine thread stopped on an error (logged); nothing more is delivered
+  resent: number;           // own messages cut off by a view change and sent again in the next view
+  vid: number;              // the installed view; 0 while in none
 }
+
+/**
+ * A view this member installed, the same at every member that installs it. `members` are in the
+ * config's order; `leader` coordinates the next view change (the first member nobody suspects,
+ * members of the previous view before joiners). `joined`: members that were not in the previous
+ * view; `departed`: members of the previous view that are not in this one.
+ */
+export interface NativeView {
+  vid: number;
+  members: number[];
+  leader: number;
+  joined: number[];
+  departed: number[];
+}
+
+/**
+ * `wedged`: the current view stopped, a view change is under way; `removed`: the group went on
+ * without this member, which joins again (as a new member: it delivers only from its next view
+ * on); `minority`: this member leads a minority of its view and stays wedged; `inadequate`: the
+ * view cannot give every shard its minimum, sharded subgroups wait; `left`: this member left the
+ * group.
+ */
+export type MembershipEventKind = 'wedged' | 'removed' | 'minority' | 'inadequate' | 'left';
+export type ViewHandler = (view: NativeView) => void;
+export type MembershipEventHandler = (kind: MembershipEventKind, reason: string) => void;
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
 /**
- * A delivery batch is one Buffer of records in delivery order (docs/delivery-batch.md), all
- * little-endian: u64 index (global order within the subgroup, null messages included),
- * u64 senderSeq (the sender's application-message count in that subgroup, from 0),
- * u32 subgroup, u32 sender (member id), u32 length, then `length` payload bytes.
+ * A delivery batch is one Buffer of records in delivery order (docs/delivery-batch.md, format
+ * version 2), all little-endian: u64 index (order within the subgroup and view, null messages
+ * included), u64 senderSeq (the sender's application-message count in that subgroup and view,
+ * from 0), u64 vid (the view it was delivered in), u32 subgroup, u32 sender (member id),
+ * u32 length, then `length` payload bytes.
  */
 export type DeliveryHandler = (batch: Buffer) => void;
 export type LogHandler = (level: LogLevel, component: string, message: string) => void;
 
 export interface NativeMember {
-  /** Connects the transport and starts the predicate thread; resolves when all links are up. */
+  /**
+   * Connects and starts the engine: the first configured member bootstraps the group, the others
+   * join through its leader. Resolves once this member is in an open view (any view: configured
+   * members that are down do not hold it back); rejects when it is in none within `timeoutMs`.
+   */
   start(timeoutMs: number): Promise<void>;
   /** Queues one message; false when the send queue is full (wait on writable()). */
   send(subgroup: number, payload: Buffer): boolean;
@@ -64,6 +106,16 @@ export interface NativeMember {
   /** Resolves once the send queue has room again. */
   writable(): Promise<void>;
   stats(): MemberStats;
+  /** The installed view, or null while this member is in none (starting, or removed and rejoining). */
+  view(): NativeView | null;
+  /**
+   * Handlers for installed views and membership events (null removes one). They run on the
+   * JavaScript thread in the engine's order, interleaved with the delivery batches: a view comes
+   * after every delivery of the view before it and before any delivery of its own. Set them
+   * before start(): views installed earlier are not replayed.
+   */
+  onView(handler: ViewHandler | null): void;
+  onEvent(handler: MembershipEventHandler | null): void;
   /**
    * Stops the engine thread and the transport (after a pending start() has finished); no delivery
    * callback runs after it resolves. Must be called: until then the member keeps the process alive.
@@ -72,6 +124,9 @@ export interface NativeMember {
 }
 
 interface Addon {
+  apiVersion: number;
+  /** Absent in addons built before format 2. */
+  deliveryBatchVersion?: number;
   createMember(
     config: NativeGroupConfig,
     self: number,
@@ -80,7 +135,9 @@ interface Addon {
   ): NativeMember;
 }
 
-export const DELIVERY_RECORD_HEADER_BYTES = 28;
+/** The delivery batch format this module reads (docs/delivery-batch.md). */
+export const DELIVERY_BATCH_VERSION = 2;
+export const DELIVERY_RECORD_HEADER_BYTES = 36;
 
 function addonPath(): string {
   const here = dirname(fileURLToPath(import.meta.url));
@@ -101,7 +158,15 @@ let cached: Addon | undefined;
 function addon(): Addon {
   if (!cached) {
     const require = createRequire(import.meta.url);
-    cached = require(addonPath()) as Addon;
+    const path = addonPath();
+    const loaded = require(path) as Addon;
+    if (loaded.deliveryBatchVersion !== DELIVERY_BATCH_VERSION) {
+      throw new Error(
+        `native addon ${path} delivers batches of format ${String(loaded.deliveryBatchVersion ?? 1)}, ` +
+          `this code reads format ${DELIVERY_BATCH_VERSION}: rebuild it (\`make build\`)`,
+      );
+    }
+    cached = loaded;
   }
   return cached;
 }

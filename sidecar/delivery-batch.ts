@@ -1,15 +1,17 @@
-// Reads and writes delivery batches: the records the engine hands to onDeliver, version 1 of
+// Reads and writes delivery batches: the records the engine hands to onDeliver, version 2 of
 // docs/delivery-batch.md. All integers little-endian:
-//   u64 index | u64 senderSeq | u32 subgroup | u32 sender | u32 length | payload[length]
+//   u64 index | u64 senderSeq | u64 vid | u32 subgroup | u32 sender | u32 length | payload[length]
 import { DELIVERY_RECORD_HEADER_BYTES } from '../native/index.js';
 
-export const RECORD_HEADER_BYTES = DELIVERY_RECORD_HEADER_BYTES; // 28
+export const RECORD_HEADER_BYTES = DELIVERY_RECORD_HEADER_BYTES; // 36
 
 export interface DeliveryRecord {
-  /** Global position in the subgroup's total order (null messages take indices too). */
+  /** Position in the subgroup's total order within the view (null messages take indices too). */
   index: number;
-  /** The sender's application-message number in this subgroup, from 0. */
+  /** The sender's application-message number in this subgroup and view, from 0. */
   senderSeq: number;
+  /** The view the message was delivered in. */
+  vid: number;
   subgroup: number;
   sender: number;
   length: number;
@@ -36,7 +38,7 @@ function readU64(buf: Buffer, at: number): number {
  */
 export function forEachRecord(batch: Buffer, visit: (record: DeliveryRecord) => void): void {
   let at = 0;
-  const record: DeliveryRecord = { index: 0, senderSeq: 0, subgroup: 0, sender: 0, length: 0, payloadOffset: 0 };
+  const record: DeliveryRecord = { index: 0, senderSeq: 0, vid: 0, subgroup: 0, sender: 0, length: 0, payloadOffset: 0 };
   while (at < batch.length) {
     if (batch.length - at < RECORD_HEADER_BYTES) {
       throw new DeliveryBatchError(
@@ -45,9 +47,10 @@ export function forEachRecord(batch: Buffer, visit: (record: DeliveryRecord) => 
     }
     record.index = readU64(batch, at);
     record.senderSeq = readU64(batch, at + 8);
-    record.subgroup = batch.readUInt32LE(at + 16);
-    record.sender = batch.readUInt32LE(at + 20);
-    record.length = batch.readUInt32LE(at + 24);
+    record.vid = readU64(batch, at + 16);
+    record.subgroup = batch.readUInt32LE(at + 24);
+    record.sender = batch.readUInt32LE(at + 28);
+    record.length = batch.readUInt32LE(at + 32);
     record.payloadOffset = at + RECORD_HEADER_BYTES;
     const end = record.payloadOffset + record.length;
     if (end > batch.length) {
@@ -63,6 +66,8 @@ export function forEachRecord(batch: Buffer, visit: (record: DeliveryRecord) => 
 export interface RecordToEncode {
   index: number;
   senderSeq: number;
+  /** Default 1, the first view. */
+  vid?: number;
   subgroup: number;
   sender: number;
   payload: Buffer;
@@ -81,9 +86,10 @@ export function encodeDeliveryBatch(records: readonly RecordToEncode[]): Buffer 
   for (const r of records) {
     writeU64(out, at, r.index);
     writeU64(out, at + 8, r.senderSeq);
-    out.writeUInt32LE(r.subgroup, at + 16);
-    out.writeUInt32LE(r.sender, at + 20);
-    out.writeUInt32LE(r.payload.length, at + 24);
+    writeU64(out, at + 16, r.vid ?? 1);
+    out.writeUInt32LE(r.subgroup, at + 24);
+    out.writeUInt32LE(r.sender, at + 28);
+    out.writeUInt32LE(r.payload.length, at + 32);
     r.payload.copy(out, at + RECORD_HEADER_BYTES);
     at += RECORD_HEADER_BYTES + r.payload.length;
   }

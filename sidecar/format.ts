@@ -1,6 +1,26 @@
 // Small helpers the CLI and the member processes share: log level filtering and rate formatting.
 import type { LogLevel } from '../native/index.js';
 
+/** The parts of a view that describeView prints (NativeView and the launcher's MemberView have them). */
+export interface DescribedView {
+  vid: number;
+  members: readonly number[];
+  leader: number;
+  joined: readonly number[];
+  departed: readonly number[];
+}
+
+/**
+ * One line for a view: `view 3: members 0,2,3 (leader 0), joined 3, departed 1`. `joined` is
+ * left out where it is every member (a member's first view).
+ */
+export function describeView(view: DescribedView): string {
+  let text = `view ${view.vid}: members ${view.members.join(',')} (leader ${view.leader})`;
+  if (view.joined.length > 0 && view.joined.length < view.members.length) text += `, joined ${view.joined.join(',')}`;
+  if (view.departed.length > 0) text += `, departed ${view.departed.join(',')}`;
+  return text;
+}
+
 const LOG_LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error'];
 
 export function logLevelAtLeast(level: LogLevel, threshold: LogLevel): boolean {

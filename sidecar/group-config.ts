@@ -8,6 +8,13 @@ export const CONFIG_VERSION = 1;
 export const DEFAULT_RING_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024;
 export const DEFAULT_SPIN_MICROS = 50;
+/** Failure detection (docs/config.md): heartbeat period and how long a silent member goes unsuspected. */
+export const DEFAULT_HEARTBEAT_MILLIS = 50;
+export const DEFAULT_SUSPECT_AFTER_MILLIS = 1000;
+export const MAX_HEARTBEAT_MILLIS = 60_000;
+export const MAX_SUSPECT_AFTER_MILLIS = 600_000;
+/** Membership masks hold one bit per configured member in a 40-bit field (docs/membership.md). */
+export const MAX_MEMBERS = 40;
 /** Every ring slot needs room for 4 messages plus the slot header; see docs/config.md. */
 export const RING_OVERHEAD_BYTES = 64;
 /**
@@ -110,7 +117,11 @@ const configSchema = z.strictObject({
   }),
   members: z
     .array(memberSchema, { error: (iss) => `expected a list of members, found ${describe(iss.input)}` })
-    .min(1, { error: 'a group needs at least 1 member' }),
+    .min(1, { error: 'a group needs at least 1 member' })
+    .max(MAX_MEMBERS, {
+      error: (iss) =>
+        `a group has at most ${MAX_MEMBERS} configured members (membership masks are ${MAX_MEMBERS}-bit fields), found ${Array.isArray(iss.input) ? iss.input.length : '?'}`,
+    }),
   subgroups: z
     .array(subgroupSchema, { error: (iss) => `expected a list of subgroups, found ${describe(iss.input)}` })
     .min(1, { error: 'a group needs at least 1 subgroup' }),
@@ -120,6 +131,15 @@ const configSchema = z.strictObject({
     .min(0, { error: (iss) => `expected microseconds (integer >= 0), found ${describe(iss.input)}` })
     .max(1_000_000, { error: (iss) => `expected at most 1000000 microseconds, found ${describe(iss.input)}` })
     .optional(),
+  heartbeatMillis: positiveInt(
+    `milliseconds between heartbeats (integer 1..${MAX_HEARTBEAT_MILLIS})`,
+    MAX_HEARTBEAT_MILLIS,
+  ).optional(),
+  suspectAfterMillis: positiveInt(
+    `milliseconds of silence before a member is suspected (integer 1..${MAX_SUSPECT_AFTER_MILLIS})`,
+    MAX_SUSPECT_AFTER_MILLIS,
+  ).optional(),
+  initialMembers: positiveInt(`a number of members (integer 1..${MAX_MEMBERS})`, MAX_MEMBERS).optional(),
 }, { error: (iss) => `expected a JSON object with version, group, transport, members and subgroups, found ${describe(iss.input)}` });
 
 /** The config file as written: optional fields may be missing. */
@@ -265,6 +285,25 @@ function crossFieldIssues(config: ParsedConfig): ConfigIssue[] {
       }
     }
   });
+
+  if (config.initialMembers !== undefined && config.initialMembers > config.members.length) {
+    issues.push({
+      path: 'initialMembers',
+      message: `must be at most the number of members (${config.members.length}), found ${config.initialMembers}`,
+    });
+  }
+
+  const heartbeat = config.heartbeatMillis ?? DEFAULT_HEARTBEAT_MILLIS;
+  const suspectAfter = config.suspectAfterMillis ?? DEFAULT_SUSPECT_AFTER_MILLIS;
+  if (suspectAfter <= heartbeat) {
+    issues.push({
+      path: config.suspectAfterMillis !== undefined ? 'suspectAfterMillis' : 'heartbeatMillis',
+      message:
+        config.suspectAfterMillis !== undefined
+          ? `must be longer than heartbeatMillis (${heartbeat}), or every member would be suspected between two heartbeats; found ${suspectAfter}`
+          : `must be shorter than suspectAfterMillis (default ${DEFAULT_SUSPECT_AFTER_MILLIS}), or every member would be suspected between two heartbeats; found ${heartbeat}`,
+    });
+  }
   return issues;
 }
 
@@ -293,6 +332,9 @@ export function parseGroupConfig(value: unknown, source = '<config>'): NativeGro
       };
     }),
     spinMicros: config.spinMicros ?? DEFAULT_SPIN_MICROS,
+    heartbeatMillis: config.heartbeatMillis ?? DEFAULT_HEARTBEAT_MILLIS,
+    suspectAfterMillis: config.suspectAfterMillis ?? DEFAULT_SUSPECT_AFTER_MILLIS,
+    initialMembers: config.initialMembers ?? config.members.length,
   };
 }
 

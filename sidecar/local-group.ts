@@ -1,13 +1,15 @@
-// Runs a whole group on this machine: writes a config for N members on loopback, forks one
-// member process each (`derecho member`, commanded over IPC), and drives the workload.
-// Used by `derecho local` and by the process tests.
+// Runs a whole group on this machine: writes a config for N members (and K spares) on
+// loopback, forks one member process each (`derecho member`, commanded over IPC), and drives
+// the workload. Members can be killed (SIGKILL) and started again (or spares started) while it
+// runs; every member reports the views it installs. Used by `derecho local` and by the process
+// tests.
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { LogLevel, NativeGroupConfig, TransportKind } from '../native/index.js';
+import type { LogLevel, MembershipEventKind, NativeGroupConfig, TransportKind } from '../native/index.js';
 import {
   DEFAULT_MAX_MESSAGE_BYTES,
   DEFAULT_SPIN_MICROS,
@@ -16,12 +18,21 @@ import {
   toConfigFile,
 } from './group-config.js';
 import { findFreePorts } from './free-ports.js';
-import { memberEventSchema, type MemberCommand, type MemberEvent, type MemberReport } from './member-protocol.js';
+import {
+  memberEventSchema,
+  type MemberCommand,
+  type MemberEvent,
+  type MemberReport,
+  type MemberView,
+} from './member-protocol.js';
 import type { WorkloadLimits } from './workload-sender.js';
 import type { PayloadShape } from './workload-payload.js';
 
 export interface LocalGroupOptions {
+  /** Members started at launch: ids 0 .. members-1. */
   members: number;
+  /** Configured members beyond those, ids members .. members+spare-1, started only by startMember. */
+  spare?: number;
   transport: TransportKind;
   shape: PayloadShape;
   /** Members listen on basePort, basePort+1, ...; default: ports free right now. */
@@ -31,6 +42,11 @@ export interface LocalGroupOptions {
   maxMessageBytes?: number;
   /** How long members may take to connect to each other. */
   startTimeoutMs?: number;
+  /** Failure detection (docs/config.md); default the config's defaults. */
+  heartbeatMillis?: number;
+  suspectAfterMillis?: number;
+  /** Every member appends its delivery log to DIR/member-<id>.jsonl (docs/delivery-log.md). */
+  deliveryLogDir?: string;
   /** Aborting it while launch() waits for the members to connect kills them and cleans up. */
   signal?: AbortSignal;
   /** The `derecho` CLI script the members run; default: the built dist/cli/derecho.js. */
@@ -39,6 +55,10 @@ export interface LocalGroupOptions {
   onLog?: (member: number, level: LogLevel, component: string, message: string) => void;
   /** Lines members print themselves (crashes, warnings); default: to stderr with a prefix. */
   onOutput?: (member: number, line: string) => void;
+  /** Every view a member reports, as it reports it. */
+  onView?: (member: number, view: MemberView) => void;
+  /** Membership events (wedged, removed, minority) a member reports. */
+  onMembership?: (member: number, kind: MembershipEventKind, reason: string) => void;
 }
 
 export interface MemberProgress {
@@ -60,13 +80,21 @@ export interface StallWatch {
 
 type ExitStatus = { code: number | null; signal: NodeJS.Signals | null };
 
+/** One member process: a member that is killed and started again has a slot per process. */
 interface MemberSlot {
   id: number;
+  /** 1 for the member's first process, 2 for the one started after it was killed, ... */
+  run: number;
   child: ChildProcess;
   ready: boolean;
+  /** Killed on purpose (killMember): its death is no failure, and nothing waits for it. */
+  killed: boolean;
+  /** The view it reported last; null before its first and after it was removed. */
+  view: MemberView | null;
   progress: MemberProgress;
   sendDone: number | undefined;
   delivered: { reached: boolean; report: MemberReport } | undefined;
+  settled: { reached: boolean; report: MemberReport } | undefined;
   /** The report a member sends once its engine stopped (shutdown). */
   finalReport: MemberReport | undefined;
   failure: string | undefined;
@@ -136,11 +164,23 @@ function seconds(ms: number): string {
   return String(Number((ms / 1000).toFixed(3)));
 }
 
+/** A running workload: what startMember gives a member that starts while it runs. */
+interface RunningWorkload {
+  limits: WorkloadLimits;
+  startedAtMs: number;
+}
+
 export class LocalGroup {
   readonly config: NativeGroupConfig;
   readonly configPath: string;
   private readonly workDir: string;
+  /** Every member process started, in order; killed ones stay. */
   private readonly slots: MemberSlot[] = [];
+  /** Views as members reported them: vid -> members, and disagreements found. */
+  private readonly views = new Map<number, number[]>();
+  private readonly viewConflicts: string[] = [];
+  private workload: RunningWorkload | undefined;
+  private memberScript = '';
   private shuttingDown = false;
   private stopped: Promise<Map<number, MemberReport>> | undefined;
   private readonly files = { removeFiles: (): void => this.removeFiles() };
@@ -162,12 +202,15 @@ export class LocalGroup {
     if (!Number.isInteger(options.members) || options.members < 1) {
       throw new LocalGroupError(`a group needs at least 1 member, asked for ${options.members}`);
     }
+    const spare = options.spare ?? 0;
+    if (!Number.isInteger(spare) || spare < 0) throw new LocalGroupError(`spare members must be a count >= 0, asked for ${spare}`);
+    const configured = options.members + spare;
     const host = '127.0.0.1';
     const { basePort } = options;
     const ports =
       basePort !== undefined
-        ? Array.from({ length: options.members }, (_, i) => basePort + i)
-        : await findFreePorts(options.members, host);
+        ? Array.from({ length: configured }, (_, i) => basePort + i)
+        : await findFreePorts(configured, host);
     const ids = ports.map((_, i) => i);
     const maxMessageBytes = options.maxMessageBytes ?? Math.max(DEFAULT_MAX_MESSAGE_BYTES, options.shape.maxBytes);
     if (options.shape.maxBytes > maxMessageBytes) {
@@ -189,6 +232,10 @@ export class LocalGroup {
           },
         ],
         spinMicros: options.spinMicros ?? DEFAULT_SPIN_MICROS,
+        ...(options.heartbeatMillis !== undefined ? { heartbeatMillis: options.heartbeatMillis } : {}),
+        ...(options.suspectAfterMillis !== undefined ? { suspectAfterMillis: options.suspectAfterMillis } : {}),
+        // The members started at once start the group; spares join it later.
+        initialMembers: options.members,
       },
       'the generated local config',
     );
@@ -196,9 +243,18 @@ export class LocalGroup {
     const group = new LocalGroup(config, workDir, options);
     try {
       writeFileSync(group.configPath, `${JSON.stringify(toConfigFile(config), null, 2)}\n`);
-      group.forkMembers(options.memberScript ?? defaultMemberScript());
+      group.memberScript = options.memberScript ?? defaultMemberScript();
+      for (let id = 0; id < options.members; id++) group.spawnMember(id);
       const timeoutMs = (options.startTimeoutMs ?? 20_000) + 15_000;
       await group.waitAll((s) => s.ready, timeoutMs, 'connect to the group', options.signal);
+      // Every member in one view with all of them: the workload starts on a settled group.
+      const started = group.config.members.slice(0, options.members).map((m) => m.id);
+      await group.waitAll(
+        (s) => s.view !== null && started.every((id) => s.view?.members.includes(id)),
+        timeoutMs,
+        `install a view with all ${started.length} members`,
+        options.signal,
+      );
     } catch (err) {
       await group.kill();
       throw err;
@@ -206,38 +262,129 @@ export class LocalGroup {
     return group;
   }
 
-  private forkMembers(script: string): void {
+  /** Starts a process for member `id`. */
+  private spawnMember(id: number): MemberSlot {
     const { shape } = this.options;
-    for (const member of this.config.members) {
-      const args = [
-        'member',
-        '--config', this.configPath,
-        '--id', String(member.id),
-        '--min-bytes', String(shape.minBytes),
-        '--max-bytes', String(shape.maxBytes),
-        '--start-timeout-ms', String(this.options.startTimeoutMs ?? 20_000),
-        // A member whose launcher dies removes this directory; nobody else is left to.
-        '--work-dir', this.workDir,
-      ];
-      const child = fork(script, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], execArgv: [] });
-      liveChildren.add(child);
-      const slot: MemberSlot = {
-        id: member.id,
-        child,
-        ready: false,
-        progress: { delivered: 0, deliveredBytes: 0, sent: 0, atMs: 0, receivedAtMs: 0 },
-        sendDone: undefined,
-        delivered: undefined,
-        finalReport: undefined,
-        failure: undefined,
-        exit: undefined,
-        closed: false,
-        recentOutput: [],
-        wake: new Set(),
+    const args = [
+      'member',
+      '--config', this.configPath,
+      '--id', String(id),
+      '--min-bytes', String(shape.minBytes),
+      '--max-bytes', String(shape.maxBytes),
+      '--start-timeout-ms', String(this.options.startTimeoutMs ?? 20_000),
+      // A member whose launcher dies removes this directory; nobody else is left to.
+      '--work-dir', this.workDir,
+    ];
+    if (this.options.deliveryLogDir !== undefined) args.push('--delivery-log', this.options.deliveryLogDir);
+    const child = fork(this.memberScript, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], execArgv: [] });
+    liveChildren.add(child);
+    const slot: MemberSlot = {
+      id,
+      run: this.slots.filter((s) => s.id === id).length + 1,
+      child,
+      ready: false,
+      killed: false,
+      view: null,
+      progress: { delivered: 0, deliveredBytes: 0, sent: 0, atMs: 0, receivedAtMs: 0 },
+      sendDone: undefined,
+      delivered: undefined,
+      settled: undefined,
+      finalReport: undefined,
+      failure: undefined,
+      exit: undefined,
+      closed: false,
+      recentOutput: [],
+      wake: new Set(),
+    };
+    this.slots.push(slot);
+    this.watch(slot);
+    return slot;
+  }
+
+  /** Member processes running now (not killed, not exited), one per member id. */
+  private live(): MemberSlot[] {
+    return this.slots.filter((s) => !s.killed && !s.exit);
+  }
+
+  /** Ids of the members running now. */
+  liveMembers(): number[] {
+    return this.live().map((s) => s.id);
+  }
+
+  /** Ids of configured members that are not running (spares, killed members). */
+  idleMembers(): number[] {
+    const running = new Set(this.liveMembers());
+    return this.config.members.map((m) => m.id).filter((id) => !running.has(id));
+  }
+
+  /** The view each running member reported last (null: none, or removed). */
+  currentViews(): Map<number, MemberView | null> {
+    return new Map(this.live().map((s) => [s.id, s.view]));
+  }
+
+  /** Views that members reported differently for one vid (should never happen). */
+  viewDisagreements(): string[] {
+    return [...this.viewConflicts];
+  }
+
+  /** Every view some member installed: vid -> members. */
+  installedViews(): Map<number, number[]> {
+    return new Map(this.views);
+  }
+
+  /**
+   * Kills member `id` with SIGKILL (no cleanup of its own: a crash). Nothing waits for it any
+   * more; resolves once the process is gone.
+   */
+  async killMember(id: number): Promise<number> {
+    const slot = this.live().find((s) => s.id === id);
+    if (!slot) throw new LocalGroupError(`member ${id} is not running (running: ${this.liveMembers().join(', ') || 'none'})`);
+    slot.killed = true;
+    const pid = slot.child.pid ?? 0;
+    slot.child.kill('SIGKILL');
+    // Whoever waits on the others must not wait on this one.
+    for (const other of this.slots) this.wakeAll(other);
+    await new Promise<void>((resolve) => {
+      const check = (): void => {
+        if (!slot.closed) return;
+        slot.wake.delete(check);
+        resolve();
       };
-      this.slots.push(slot);
-      this.watch(slot);
+      slot.wake.add(check);
+      check();
+    });
+    return pid;
+  }
+
+  /**
+   * Starts a configured member that is not running (a spare, or one that was killed: a new
+   * process, so a new member of the group). Resolves once it is in a view; while a workload runs
+   * it then sends too: its own messages, for what is left of the run's duration, or the run's
+   * message count.
+   */
+  async startMember(id: number, timeoutMs = (this.options.startTimeoutMs ?? 20_000) + 15_000): Promise<void> {
+    if (this.shuttingDown) throw new LocalGroupError('the group is shutting down');
+    if (!this.config.members.some((m) => m.id === id)) {
+      throw new LocalGroupError(`member ${id} is not configured (members: ${this.config.members.map((m) => m.id).join(', ')})`);
     }
+    if (this.live().some((s) => s.id === id)) throw new LocalGroupError(`member ${id} is already running`);
+    const slot = this.spawnMember(id);
+    await this.waitFor(slot, (s) => s.ready, timeoutMs, 'join the group');
+    const workload = this.workload;
+    if (workload && slot.sendDone === undefined) {
+      const limits: WorkloadLimits = { ...workload.limits };
+      if (limits.durationMs !== undefined) limits.durationMs = Math.max(0, workload.startedAtMs + limits.durationMs - Date.now());
+      this.command(slot, { type: 'run', ...limits });
+    }
+  }
+
+  /**
+   * Resolves once every running member reports a view for which `done` holds (e.g. one that
+   * includes a member that was started); rejects after `timeoutMs`, naming each member's view.
+   */
+  async awaitViews(done: (view: MemberView) => boolean, timeoutMs: number, what: string): Promise<Map<number, MemberView>> {
+    await this.waitAll((s) => s.view !== null && done(s.view), timeoutMs, what);
+    return new Map(this.live().map((s) => [s.id, s.view as MemberView]));
   }
 
   private watch(slot: MemberSlot): void {
@@ -277,7 +424,7 @@ export class LocalGroup {
         slot.failure = `could not be started: ${err.message}`;
         slot.closed = true;
         liveChildren.delete(child);
-      } else if (!this.shuttingDown && slot.failure === undefined) {
+      } else if (!this.shuttingDown && !slot.killed && slot.failure === undefined) {
         slot.failure = `the launcher lost contact with the member process: ${err.message}`;
       }
       this.wakeAll(slot);
@@ -285,7 +432,7 @@ export class LocalGroup {
     child.on('exit', (code, signal) => {
       liveChildren.delete(child);
       slot.exit = { code, signal };
-      if (!this.shuttingDown && !slot.failure) slot.failure = `${describeExit(slot.exit)} unexpectedly`;
+      if (!this.shuttingDown && !slot.killed && !slot.failure) slot.failure = `${describeExit(slot.exit)} unexpectedly`;
       this.wakeAll(slot);
     });
     child.on('close', () => {
@@ -315,6 +462,28 @@ export class LocalGroup {
       case 'delivered':
         slot.delivered = { reached: event.reached, report: event.report };
         break;
+      case 'settled':
+        slot.settled = { reached: event.reached, report: event.report };
+        break;
+      case 'view': {
+        slot.view = event.view;
+        const known = this.views.get(event.view.vid);
+        if (!known) {
+          this.views.set(event.view.vid, [...event.view.members]);
+        } else if (known.join(',') !== event.view.members.join(',')) {
+          this.viewConflicts.push(
+            `member ${slot.id} installed view ${event.view.vid} with members ${event.view.members.join(',')}, ` +
+              `another member with ${known.join(',')}`,
+          );
+        }
+        this.options.onView?.(slot.id, event.view);
+        for (const id of event.view.departed) this.checkDeparture(id, event.view);
+        break;
+      }
+      case 'membership':
+        if (event.kind === 'removed') slot.view = null;
+        this.options.onMembership?.(slot.id, event.kind, event.reason);
+        break;
       case 'log':
         this.options.onLog?.(slot.id, event.level, event.component, event.message);
         break;
@@ -325,6 +494,23 @@ export class LocalGroup {
         slot.finalReport = event.report;
         break;
     }
+  }
+
+  /**
+   * A member that leaves the view without having been killed here was suspected by the others
+   * (it froze, or its links broke): the run fails, naming it. Only the process that was in the
+   * view before counts (a member started again after a kill is a new process). A process that
+   * died is reported by its exit instead, which may take a moment to arrive.
+   */
+  private checkDeparture(id: number, view: MemberView): void {
+    const slot = this.live().find((s) => s.id === id);
+    if (!slot?.view || slot.view.vid >= view.vid || !slot.view.members.includes(id)) return;
+    const what = `left the group without being killed here: the others installed view ${view.vid}: members ${view.members.join(',')}, departed ${view.departed.join(',')} (it stopped responding, or its links broke)`;
+    setTimeout(() => {
+      if (this.shuttingDown || slot.killed || slot.exit || slot.failure !== undefined) return;
+      slot.failure = what;
+      this.wakeAll(slot);
+    }, 500).unref();
   }
 
   private wakeAll(slot: MemberSlot): void {
@@ -340,7 +526,8 @@ export class LocalGroup {
   private waitFor(slot: MemberSlot, done: (s: MemberSlot) => boolean, timeoutMs: number, what: string): Promise<void> {
     return new Promise((resolve, reject) => {
       const check = (): boolean => {
-        if (done(slot)) {
+        // A member killed on purpose is waited for no more.
+        if (done(slot) || slot.killed) {
           finish();
           resolve();
           return true;
@@ -365,9 +552,12 @@ export class LocalGroup {
     });
   }
 
-  /** Like waitFor for every member; rejects at once when `signal` is aborted. */
+  /**
+   * Like waitFor for every member process not killed on purpose (one that died unexpectedly
+   * fails it); rejects at once when `signal` is aborted.
+   */
   private async waitAll(done: (s: MemberSlot) => boolean, timeoutMs: number, what: string, signal?: AbortSignal): Promise<void> {
-    const all = Promise.all(this.slots.map((s) => this.waitFor(s, done, timeoutMs, what)));
+    const all = Promise.all(this.slots.filter((s) => !s.killed).map((s) => this.waitFor(s, done, timeoutMs, what)));
     if (!signal) {
       await all;
       return;
@@ -396,9 +586,9 @@ export class LocalGroup {
     });
   }
 
-  /** The latest progress each member reported (about every 500 ms). */
+  /** The latest progress each running member reported (about every 500 ms). */
   progress(): Map<number, MemberProgress> {
-    return new Map(this.slots.map((s) => [s.id, { ...s.progress }]));
+    return new Map(this.live().map((s) => [s.id, { ...s.progress }]));
   }
 
   /**
@@ -408,7 +598,7 @@ export class LocalGroup {
    * `stallMs` should be well above that.
    */
   watchForStall(stallMs: number, option = 'stall timeout'): StallWatch {
-    const counts = (): string => this.slots.map((s) => `${s.progress.delivered}/${s.progress.sent}`).join(' ');
+    const counts = (): string => this.live().map((s) => `${s.id}:${s.run}:${s.progress.delivered}/${s.progress.sent}`).join(' ');
     let timer: NodeJS.Timeout | undefined;
     const stalled = new Promise<never>((_, reject) => {
       let last = counts();
@@ -430,10 +620,11 @@ export class LocalGroup {
   }
 
   private describeStall(stallMs: number, option: string, now: number): string {
-    const mostDelivered = Math.max(...this.slots.map((s) => s.progress.delivered));
+    const live = this.live();
+    const mostDelivered = Math.max(...live.map((s) => s.progress.delivered));
     const counts = (s: MemberSlot): string => `delivered ${s.progress.delivered}, sent ${s.progress.sent}`;
     const behind: string[] = [];
-    for (const s of this.slots) {
+    for (const s of live) {
       const why: string[] = [];
       if (s.progress.receivedAtMs === 0) why.push('no progress report yet');
       else if (now - s.progress.receivedAtMs > SILENT_AFTER_MS) why.push(`no progress report for ${seconds(now - s.progress.receivedAtMs)} s`);
@@ -443,30 +634,37 @@ export class LocalGroup {
     const who =
       behind.length > 0
         ? `behind: ${behind.join('; ')}`
-        : `every member is stuck: ${this.slots.map((s) => `member ${s.id} (${counts(s)})`).join('; ')}`;
+        : `every member is stuck: ${live.map((s) => `member ${s.id} (${counts(s)})`).join('; ')}`;
     return `stalled: no member delivered or sent a message for ${seconds(stallMs)} s (${option}); ${who}`;
   }
 
-  /** Tells every member to start sending its share of the workload. */
+  /** Tells every running member to start sending its share of the workload. */
   startWorkload(limits: WorkloadLimits): void {
-    for (const slot of this.slots) {
+    this.workload = { limits, startedAtMs: Date.now() };
+    for (const slot of this.live()) {
       slot.sendDone = undefined;
       this.command(slot, { type: 'run', ...limits });
     }
   }
 
   /**
-   * Resolves with each member's sent count once all have finished sending (their limits were
-   * reached, or stopSending was called).
+   * Resolves with each running member's sent count once all have finished sending (their limits
+   * were reached, or stopSending was called). Members killed meanwhile are left out; members
+   * started meanwhile are waited for too.
    */
   async sendingFinished(timeoutMs: number): Promise<Map<number, number>> {
-    await this.waitAll((s) => s.sendDone !== undefined, timeoutMs, 'finish sending');
-    return new Map(this.slots.map((s) => [s.id, s.sendDone ?? 0]));
+    const deadline = Date.now() + timeoutMs;
+    do {
+      await this.waitAll((s) => s.sendDone !== undefined, Math.max(0, deadline - Date.now()), 'finish sending');
+    } while (this.live().some((s) => s.sendDone === undefined));
+    this.workload = undefined;
+    return new Map(this.live().map((s) => [s.id, s.sendDone ?? 0]));
   }
 
-  /** Stops sending at every member; resolves with each member's sent count. */
+  /** Stops sending at every member; resolves with each running member's sent count. */
   async stopSending(timeoutMs = 30_000): Promise<Map<number, number>> {
-    for (const slot of this.slots) this.command(slot, { type: 'stopSending' });
+    this.workload = undefined;
+    for (const slot of this.live()) this.command(slot, { type: 'stopSending' });
     return this.sendingFinished(timeoutMs);
   }
 
@@ -477,14 +675,14 @@ export class LocalGroup {
    * with its count.
    */
   async awaitDelivered(total: number, timeoutMs: number, quietMs = DEFAULT_QUIET_MS): Promise<MemberReport[]> {
-    for (const slot of this.slots) {
+    for (const slot of this.live()) {
       slot.delivered = undefined;
       this.command(slot, { type: 'awaitDelivered', total, timeoutMs, quietMs });
     }
     await this.waitAll((s) => s.delivered !== undefined, timeoutMs + quietMs + 10_000, 'report their deliveries');
     const reports: MemberReport[] = [];
     const short: string[] = [];
-    for (const s of this.slots) {
+    for (const s of this.live()) {
       if (s.delivered?.reached) reports.push(s.delivered.report);
       else short.push(`member ${s.id} delivered ${s.delivered?.report.delivery.delivered ?? '?'}`);
     }
@@ -494,6 +692,56 @@ export class LocalGroup {
       );
     }
     return reports;
+  }
+
+  /**
+   * For a run whose membership changed, where totals cannot tell when delivery is over (a killed
+   * sender's last messages may be delivered or not). Call it after sending finished. Waits until
+   * every running member is in a view, has delivered all it sent itself, and then nothing more
+   * for `quietMs`, and until all of them report the same view and the same number of messages
+   * delivered in it; returns their reports, taken then. Rejects after `timeoutMs`, naming each
+   * member's view and count.
+   */
+  async awaitSettled(timeoutMs: number, quietMs = DEFAULT_QUIET_MS): Promise<MemberReport[]> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const left = Math.max(0, deadline - Date.now());
+      for (const slot of this.live()) {
+        slot.settled = undefined;
+        this.command(slot, { type: 'awaitSettled', timeoutMs: left, quietMs });
+      }
+      await this.waitAll((s) => s.settled !== undefined, left + quietMs + 10_000, 'report their deliveries');
+      const live = this.live();
+      const reports = live.flatMap((s) => (s.settled ? [s.settled.report] : []));
+      const lastView = (r: MemberReport): string => {
+        const v = r.delivery.views[r.delivery.views.length - 1];
+        return v ? `view ${v.vid} [${v.members.join(',')}] delivered ${v.delivered}` : 'no view';
+      };
+      const states = new Set(reports.map(lastView));
+      const allReached = live.every((s) => s.settled?.reached);
+      if (allReached && states.size === 1 && reports.length === live.length) return reports;
+      if (Date.now() >= deadline) {
+        throw new LocalGroupError(
+          `the members did not settle within ${(timeoutMs / 1000).toFixed(1)} s: ` +
+            live
+              .map((s) => {
+                const r = s.settled?.report;
+                const own = r ? `, own messages ${r.delivery.perSender[String(s.id)] ?? 0} delivered of ${r.sent} sent` : '';
+                return `member ${s.id}: ${r ? lastView(r) : 'no report'}${own}`;
+              })
+              .join('; '),
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
+  /**
+   * Tells every running member that the run settled (every member delivered everything): from
+   * then on a member that stops ends its delivery log as a clean stop.
+   */
+  markSettled(): void {
+    for (const slot of this.live()) this.command(slot, { type: 'runSettled' });
   }
 
   /**
@@ -509,19 +757,26 @@ export class LocalGroup {
 
   private async stopMembers(graceMs: number): Promise<Map<number, MemberReport>> {
     this.shuttingDown = true;
-    for (const slot of this.slots) this.command(slot, { type: 'shutdown' });
+    for (const slot of this.live()) this.command(slot, { type: 'shutdown' });
     const killer = setTimeout(() => this.signalAll('SIGKILL'), graceMs);
     await this.allClosed();
     clearTimeout(killer);
     this.cleanUp();
     const reports = new Map<number, MemberReport>();
-    for (const s of this.slots) if (s.finalReport) reports.set(s.id, s.finalReport);
+    for (const s of this.slots) if (s.finalReport && !s.killed) reports.set(s.id, s.finalReport);
     return reports;
   }
 
-  /** Members that exited with a non-zero status or a signal during or after shutdown. */
+  /** Members that exited with a non-zero status or a signal, other than those killed on purpose. */
   badExits(): string[] {
-    return this.slots.flatMap((s) => (s.exit && (s.exit.code !== 0 || s.exit.signal) ? [`member ${s.id} ${describeExit(s.exit)}`] : []));
+    return this.slots.flatMap((s) =>
+      !s.killed && s.exit && (s.exit.code !== 0 || s.exit.signal) ? [`member ${s.id} ${describeExit(s.exit)}`] : [],
+    );
+  }
+
+  /** Members killed on purpose (killMember), one entry per process. */
+  killedMembers(): number[] {
+    return this.slots.filter((s) => s.killed).map((s) => s.id);
   }
 
   /**
@@ -558,9 +813,9 @@ export class LocalGroup {
     ).then(() => undefined);
   }
 
-  /** Process id of a member. */
+  /** Process id of a running member. */
   pidOf(id: number): number | undefined {
-    return this.slots.find((s) => s.id === id)?.child.pid;
+    return this.live().find((s) => s.id === id)?.child.pid;
   }
 
   /** Port a member listens on (tcp). */

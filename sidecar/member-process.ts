@@ -3,10 +3,19 @@
 // (`derecho local`, commands over the fork IPC channel, member-protocol.ts) or on its own
 // (`derecho member` from a shell: progress on stdout until SIGINT/SIGTERM).
 import { rmSync } from 'node:fs';
-import { createMember, type LogLevel, type MemberStats, type NativeGroupConfig, type NativeMember } from '../native/index.js';
+import {
+  createMember,
+  type LogLevel,
+  type MemberStats,
+  type MembershipEventKind,
+  type NativeGroupConfig,
+  type NativeMember,
+  type NativeView,
+} from '../native/index.js';
 import { ConfigError, UsageError, loadGroupConfig } from './group-config.js';
 import { DeliveryChecker } from './delivery-check.js';
-import { formatMB, formatRate, logLevelAtLeast } from './format.js';
+import { DeliveryLogWriter, deliveryLogPath } from './delivery-log.js';
+import { describeView, formatMB, formatRate, logLevelAtLeast } from './format.js';
 import { memberCommandSchema, type MemberCommand, type MemberEvent, type MemberReport } from './member-protocol.js';
 import { WorkloadSender, type WorkloadLimits } from './workload-sender.js';
 import type { PayloadShape } from './workload-payload.js';
@@ -20,6 +29,14 @@ export interface MemberProcessOptions {
   /** Sizes of the workload's messages (must match at every member: they check each other). */
   shape: PayloadShape;
   startTimeoutMs: number;
+  /** Append a delivery log to DIR/member-<id>.jsonl (docs/delivery-log.md). */
+  deliveryLogDir?: string;
+}
+
+/** Membership as the member sees it, for whoever runs it. */
+export interface MembershipWatch {
+  onView?: (view: NativeView) => void;
+  onMembership?: (kind: MembershipEventKind, reason: string) => void;
 }
 
 /** The engine, the delivery checker and the workload sender of one member, wired together. */
@@ -29,7 +46,12 @@ export class MemberHost {
   private member: NativeMember | undefined;
   private sender: WorkloadSender | undefined;
   private sending: Promise<number> | undefined;
-  private readonly deliveryWaiters: { total: number; resolve: () => void }[] = [];
+  private readonly deliveryWaiters: { done: () => boolean; resolve: () => void }[] = [];
+  private log: DeliveryLogWriter | undefined;
+  /** The view installed last; null before the first and after a removal. */
+  private currentView: NativeView | null = null;
+  /** The run settled before this member stopped: its delivery log ends cleanly. */
+  private runSettled = false;
   private stopping: Promise<void> | undefined;
   /** When the last batch was delivered (Date.now()); 0 before the first. */
   private lastDeliveryAt = 0;
@@ -39,6 +61,7 @@ export class MemberHost {
   constructor(
     private readonly options: MemberProcessOptions,
     private readonly onLog: (level: LogLevel, component: string, message: string) => void,
+    private readonly watch: MembershipWatch = {},
   ) {
     this.config = loadGroupConfig(options.configPath);
     if (!this.config.members.some((m) => m.id === options.id)) {
@@ -75,31 +98,69 @@ export class MemberHost {
     return this.sender?.sent ?? 0;
   }
 
+  /** Resolves once this member is in a view of the group (configured members that are down do not hold it back). */
   async start(): Promise<void> {
-    this.member = createMember(
+    const member = createMember(
       this.config,
       this.options.id,
       (batch) => this.deliver(batch),
       (level, component, message) => this.onLog(level, component, message),
     );
-    await this.member.start(this.options.startTimeoutMs);
+    this.member = member;
+    member.onView((view) => this.installed(view));
+    member.onEvent((kind, reason) => {
+      if (kind === 'removed') this.currentView = null;
+      this.watch.onMembership?.(kind, reason);
+    });
+    if (this.options.deliveryLogDir !== undefined) {
+      this.log = new DeliveryLogWriter(deliveryLogPath(this.options.deliveryLogDir, this.options.id), this.options.id);
+    }
+    await member.start(this.options.startTimeoutMs);
+  }
+
+  private installed(view: NativeView): void {
+    this.currentView = view;
+    this.checker.view(view);
+    this.log?.view(view);
+    this.watch.onView?.(view);
+    if (this.deliveryWaiters.length > 0) this.wakeDeliveryWaiters();
   }
 
   private deliver(batch: Buffer): void {
     this.lastDeliveryAt = Date.now();
-    this.checker.consume(batch);
+    const log = this.log;
+    if (log) {
+      this.checker.consume(batch, (checked) => log.record(checked));
+      log.flush();
+    } else {
+      this.checker.consume(batch);
+    }
     if (this.deliveryWaiters.length > 0) this.wakeDeliveryWaiters();
   }
 
   private wakeDeliveryWaiters(): void {
-    const delivered = this.checker.delivered;
     for (let i = this.deliveryWaiters.length - 1; i >= 0; i--) {
       const waiter = this.deliveryWaiters[i];
-      if (waiter && delivered >= waiter.total) {
+      if (waiter?.done()) {
         this.deliveryWaiters.splice(i, 1);
         waiter.resolve();
       }
     }
+  }
+
+  /** The view installed last; null before the first and while rejoining after a removal. */
+  get view(): NativeView | null {
+    return this.currentView;
+  }
+
+  /** Resolves true once the installed view has at least `members` members, false after `timeoutMs`. */
+  awaitViewSize(members: number, timeoutMs: number): Promise<boolean> {
+    return this.reach(() => (this.currentView?.members.length ?? 0) >= members, timeoutMs);
+  }
+
+  /** The run settled: stopping from now on ends the delivery log cleanly (docs/delivery-log.md). */
+  markRunSettled(): void {
+    this.runSettled = true;
   }
 
   /** Starts sending (no-op for a member that is not a sender); resolves to the count sent. */
@@ -133,8 +194,22 @@ export class MemberHost {
    * `timeoutMs`. Once `total` is reached, the timeout cuts the quiet wait short.
    */
   async awaitDelivered(total: number, timeoutMs: number, quietMs = 0): Promise<boolean> {
+    return this.awaitQuiet(() => this.checker.delivered >= total, timeoutMs, quietMs);
+  }
+
+  /**
+   * For runs whose membership changed: resolves true once this member is in a view and has
+   * delivered every message it sent (call it after sending finished), and then delivered
+   * nothing for `quietMs`; false if that does not happen within `timeoutMs`.
+   */
+  async awaitSettled(timeoutMs: number, quietMs = 0): Promise<boolean> {
+    const id = this.options.id;
+    return this.awaitQuiet(() => this.currentView !== null && this.checker.deliveredFrom(id) >= this.sent, timeoutMs, quietMs);
+  }
+
+  private async awaitQuiet(done: () => boolean, timeoutMs: number, quietMs: number): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
-    if (!(await this.reach(total, timeoutMs))) return false;
+    if (!(await this.reach(done, timeoutMs))) return false;
     for (;;) {
       const now = Date.now();
       const quietFor = now - this.lastDeliveryAt;
@@ -143,12 +218,12 @@ export class MemberHost {
     }
   }
 
-  /** Resolves true once `total` messages were delivered here, false after `timeoutMs`. */
-  private reach(total: number, timeoutMs: number): Promise<boolean> {
-    if (this.checker.delivered >= total) return Promise.resolve(true);
+  /** Resolves true once `done()` holds (checked at every delivery and view), false after `timeoutMs`. */
+  private reach(done: () => boolean, timeoutMs: number): Promise<boolean> {
+    if (done()) return Promise.resolve(true);
     return new Promise((resolve) => {
       const waiter = {
-        total,
+        done,
         resolve: () => {
           clearTimeout(timer);
           resolve(true);
@@ -168,7 +243,14 @@ export class MemberHost {
     let stats: MemberStats | null = null;
     if (this.finalStats !== undefined) stats = this.finalStats;
     else if (this.member) stats = this.member.stats();
-    return { id: this.options.id, sent: this.sent, delivery: this.checker.state(), lastDeliveryAtMs: this.lastDeliveryAt, stats };
+    return {
+      id: this.options.id,
+      sent: this.sent,
+      delivery: this.checker.state(),
+      lastDeliveryAtMs: this.lastDeliveryAt,
+      stats,
+      view: this.currentView,
+    };
   }
 
   /** Stops the workload and the engine; no delivery arrives after it resolves. */
@@ -185,6 +267,8 @@ export class MemberHost {
           }
           await this.member.stop();
         }
+        // After the engine stopped: every delivery that reached this process is in the log.
+        this.log?.close({ sent: this.sent, settled: this.runSettled });
       })();
     }
     return this.stopping;
@@ -278,7 +362,10 @@ export async function runMemberUnderLauncher(options: LauncherMemberOptions): Pr
   }, 1000).unref();
 
   try {
-    host = new MemberHost(options, (level, component, message) => send({ type: 'log', level, component, message }));
+    host = new MemberHost(options, (level, component, message) => send({ type: 'log', level, component, message }), {
+      onView: (view) => send({ type: 'view', view }),
+      onMembership: (kind, reason) => send({ type: 'membership', kind, reason }),
+    });
     await host.start();
   } catch (err) {
     send({ type: 'failed', message: errorText(err) });
@@ -303,6 +390,7 @@ export async function runMemberUnderLauncher(options: LauncherMemberOptions): Pr
         const limits: WorkloadLimits = {};
         if (command.durationMs !== undefined) limits.durationMs = command.durationMs;
         if (command.messages !== undefined) limits.messages = command.messages;
+        if (command.ratePerSec !== undefined) limits.ratePerSec = command.ratePerSec;
         const sent = await member.startSending(limits);
         send({ type: 'sendDone', sent });
         return;
@@ -315,6 +403,14 @@ export async function runMemberUnderLauncher(options: LauncherMemberOptions): Pr
         send({ type: 'delivered', reached, report: member.report() });
         return;
       }
+      case 'awaitSettled': {
+        const reached = await member.awaitSettled(command.timeoutMs, command.quietMs);
+        send({ type: 'settled', reached, report: member.report() });
+        return;
+      }
+      case 'runSettled':
+        member.markRunSettled();
+        return;
       case 'shutdown':
         clearInterval(progress);
         void exit(0);
@@ -340,6 +436,8 @@ export async function runMemberUnderLauncher(options: LauncherMemberOptions): Pr
 export interface StandaloneMemberOptions extends MemberProcessOptions {
   /** Send the workload; otherwise only receive and check. */
   send: boolean;
+  /** Start sending once the view has this many members (default: every configured member). */
+  waitFor?: number;
   limits: WorkloadLimits;
   logLevel: LogLevel;
 }
@@ -349,16 +447,32 @@ export interface StandaloneMemberOptions extends MemberProcessOptions {
  * state as one JSON line, then exits (1 when a delivery check failed).
  */
 export async function runStandaloneMember(options: StandaloneMemberOptions): Promise<number> {
-  const host = new MemberHost(options, (level, component, message) => {
-    if (logLevelAtLeast(level, options.logLevel)) process.stderr.write(`member ${options.id} [${level}] ${component}: ${message}\n`);
-  });
+  const host = new MemberHost(
+    options,
+    (level, component, message) => {
+      if (logLevelAtLeast(level, options.logLevel)) process.stderr.write(`member ${options.id} [${level}] ${component}: ${message}\n`);
+    },
+    {
+      onView: (view) => process.stdout.write(`member ${options.id}: ${describeView(view)}\n`),
+      onMembership: (kind, reason) => {
+        if (kind !== 'wedged' || logLevelAtLeast('info', options.logLevel)) process.stdout.write(`member ${options.id}: ${kind}: ${reason}\n`);
+      },
+    },
+  );
   await host.start();
   const started = Date.now();
   process.stdout.write(
-    `member ${options.id}: up in group ${host.config.group} (${host.config.transport}, ${host.config.members.length} members)\n`,
+    `member ${options.id}: up in group ${host.config.group} (${host.config.transport}, ${host.config.members.length} configured members)\n`,
   );
   if (options.send) {
-    void host.startSending(options.limits).then((sent) => process.stdout.write(`member ${options.id}: sent ${sent} messages\n`));
+    // Messages go to the members of the view they are sent in: wait for the others first.
+    const waitFor = options.waitFor ?? host.config.members.length;
+    void host.awaitViewSize(waitFor, options.startTimeoutMs).then((ready) => {
+      if (!ready) {
+        process.stdout.write(`member ${options.id}: no view with ${waitFor} members within ${options.startTimeoutMs} ms: sending anyway\n`);
+      }
+      return host.startSending(options.limits).then((sent) => process.stdout.write(`member ${options.id}: sent ${sent} messages\n`));
+    });
   }
   let last = { at: started, delivered: 0, bytes: 0 };
   const ticker = setInterval(() => {

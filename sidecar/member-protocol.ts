@@ -3,16 +3,36 @@
 import { z } from 'zod';
 
 const count = z.number().int().min(0);
+const ids = z.array(count);
+
+export const viewSchema = z.object({ vid: count, members: ids, leader: count, joined: ids, departed: ids });
+export type MemberView = z.infer<typeof viewSchema>;
 
 export const memberCommandSchema = z.discriminatedUnion('type', [
   /** Start sending the workload; without limits it runs until stopSending. */
-  z.object({ type: z.literal('run'), durationMs: count.optional(), messages: count.optional() }),
+  z.object({
+    type: z.literal('run'),
+    durationMs: count.optional(),
+    messages: count.optional(),
+    ratePerSec: z.number().positive().optional(),
+  }),
   z.object({ type: z.literal('stopSending') }),
   /**
    * Reply `delivered` once `total` messages were delivered and then none for quietMs (so that the
    * report holds any late extra delivery), or after timeoutMs.
    */
   z.object({ type: z.literal('awaitDelivered'), total: count, timeoutMs: count, quietMs: count }),
+  /**
+   * For runs whose membership changed: reply `settled` once this member is in a view, has
+   * delivered every message it sent itself (after sending finished), and then delivered nothing
+   * for quietMs; or after timeoutMs.
+   */
+  z.object({ type: z.literal('awaitSettled'), timeoutMs: count, quietMs: count }),
+  /**
+   * The run settled (every member delivered everything): stopping from now on is a clean end,
+   * which the delivery log records.
+   */
+  z.object({ type: z.literal('runSettled') }),
   /** Stop sending and the engine, reply `stopped` with the final report, exit. */
   z.object({ type: z.literal('shutdown') }),
 ]);
@@ -23,6 +43,10 @@ const deliveryStateSchema = z.object({
   deliveredBytes: count,
   perSender: z.record(z.string(), count),
   digest: z.string(),
+  firstVid: count,
+  views: z.array(
+    z.object({ vid: count, members: ids, delivered: count, perSender: z.record(z.string(), count), digest: z.string() }),
+  ),
   violationCount: count,
   violations: z.array(z.string()),
 });
@@ -35,6 +59,8 @@ const memberStatsSchema = z.object({
   deliveryBatches: count,
   sleeps: count,
   badFrames: count,
+  resent: count,
+  vid: count,
 });
 
 export const memberReportSchema = z.object({
@@ -44,6 +70,8 @@ export const memberReportSchema = z.object({
   /** When the member delivered its last batch (its clock, ms since the epoch); 0 before the first. */
   lastDeliveryAtMs: count,
   stats: memberStatsSchema.nullable(),
+  /** The view installed when the report was taken (null: none). */
+  view: viewSchema.nullable(),
 });
 export type MemberReport = z.infer<typeof memberReportSchema>;
 
@@ -53,6 +81,10 @@ export const memberEventSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('progress'), delivered: count, deliveredBytes: count, sent: count, atMs: count }),
   z.object({ type: z.literal('sendDone'), sent: count }),
   z.object({ type: z.literal('delivered'), reached: z.boolean(), report: memberReportSchema }),
+  z.object({ type: z.literal('settled'), reached: z.boolean(), report: memberReportSchema }),
+  /** A view this member installed (in order). */
+  z.object({ type: z.literal('view'), view: viewSchema }),
+  z.object({ type: z.literal('membership'), kind: z.enum(['wedged', 'removed', 'minority', 'inadequate', 'left']), reason: z.string() }),
   z.object({
     type: z.literal('log'),
     level: z.enum(['debug', 'info', 'warn', 'error']),

@@ -8,6 +8,8 @@ export interface WorkloadLimits {
   durationMs?: number;
   /** Stop after this many messages. */
   messages?: number;
+  /** Send at most this many messages per second (on average from the start); default: as fast as accepted. */
+  ratePerSec?: number;
 }
 
 export interface WorkloadSenderOptions extends PayloadShape {
@@ -27,6 +29,10 @@ const LENGTH_PREFIX_BYTES = 4;
 
 function yieldToEventLoop(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 export class WorkloadSender {
@@ -59,16 +65,29 @@ export class WorkloadSender {
 
   /** Sends until a limit is reached or stop() is called; resolves to the messages sent in total. */
   async run(limits: WorkloadLimits): Promise<number> {
-    const deadline = limits.durationMs === undefined ? Infinity : Date.now() + limits.durationMs;
+    const started = Date.now();
+    const deadline = limits.durationMs === undefined ? Infinity : started + limits.durationMs;
     const limit = limits.messages ?? Infinity;
+    const rate = limits.ratePerSec;
     const { subgroup } = this.options;
+    const startSeq = this.nextSeq;
     let packed: Buffer = Buffer.alloc(0);
     let offsets: number[] = []; // offsets[k] = where message k of `packed` starts; plus the end
     let first = 0; // index in `packed` of the first message not yet accepted
     while (!this.stopRequested && Date.now() < deadline) {
       if (first >= offsets.length - 1) {
         if (this.nextSeq >= limit) break;
-        ({ packed, offsets } = this.pack(Math.min(limit - this.nextSeq, this.options.batchMessages)));
+        let count = Math.min(limit - this.nextSeq, this.options.batchMessages);
+        if (rate !== undefined) {
+          // Messages due by now, counting the first at the start.
+          const due = Math.floor(((Date.now() - started) * rate) / 1000) + 1 - (this.nextSeq - startSeq);
+          if (due <= 0) {
+            await Promise.race([sleep(Math.max(1, Math.min(50, 1000 / rate))), this.stopped]);
+            continue;
+          }
+          count = Math.min(count, due);
+        }
+        ({ packed, offsets } = this.pack(count));
         first = 0;
       }
       const accepted = this.member.sendBatch(subgroup, packed.subarray(offsets[first]));

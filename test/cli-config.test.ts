@@ -98,7 +98,7 @@ describe('derecho CLI with a malformed config', () => {
   it('local: bad options exit 2', async () => {
     const r = await runCli(['local', '--members', '0']);
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain('--members must be an integer in 1..64, found "0"');
+    expect(r.stderr).toContain('--members must be an integer in 1..40, found "0"');
     const both = await runCli(['local', '--duration', '1', '--messages', '5']);
     expect(both.code).toBe(2);
     expect(both.stderr).toContain('give --duration or --messages, not both');

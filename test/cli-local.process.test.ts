@@ -225,7 +225,7 @@ describe('derecho local', () => {
     }
   });
 
-  it('fails with a clear error, naming the member, when a member stalls', async () => {
+  it('fails with a clear error, naming the member, when a member freezes', async () => {
     const tempBefore = new Set(readdirSync(tmpdir()).filter((d) => d.startsWith('derecho-local-')));
     const { launcher, output, exited, group } = await startLauncher(
       // Busy members can go a second or more without a progress report: the timeout stays above that.
@@ -248,7 +248,50 @@ describe('derecho local', () => {
       clearTimeout(timer);
       expect({ code, output: output() }).toMatchObject({ code: 1 });
       expect(Date.now() - started).toBeLessThan(15_000);
-      expect(output()).toMatch(/derecho local failed: stalled: no member delivered or sent a message for 3 s \(--stall-timeout\); behind: .*member 1 \(no progress report/);
+      // The others suspect the frozen member after suspectAfterMillis and go on without it.
+      expect(output()).toMatch(
+        /derecho local failed: while waiting for members to finish sending: member 1: left the group without being killed here: the others installed view \d+: members 0,2, departed 1 \(it stopped responding, or its links broke\)/,
+      );
+      expect(await waitUntil(() => members.every((m) => !isRunning(m)), 10_000)).toBe(true);
+      expect(shmRegions(group)).toEqual([]);
+      expect(newTempDirs(tempBefore)).toEqual([]);
+    } finally {
+      launcher.kill('SIGKILL');
+      killAll(members);
+      removeLeftovers(group, [workDir]);
+    }
+  });
+});
+
+describe('derecho local when the group cannot go on', () => {
+  it('fails with a clear error, naming the members, when the group stalls', async () => {
+    const tempBefore = new Set(readdirSync(tmpdir()).filter((d) => d.startsWith('derecho-local-')));
+    const { launcher, output, exited, group } = await startLauncher(
+      ['--members', '3', '--transport', 'shm', '--messages', '100000000', '--stall-timeout', '3'],
+    );
+    const members = childrenOf(launcher.pid as number);
+    expect(members).toHaveLength(3);
+    const workDir = workDirOf(members[0] as number);
+    try {
+      await waitUntil(() => /^\s+\d+s\s+delivered: /m.test(output()), 10_000);
+      // Two of three frozen: member 0 alone is no majority, so it stays wedged and nothing moves.
+      process.kill(members[1] as number, 'SIGSTOP');
+      process.kill(members[2] as number, 'SIGSTOP');
+      const started = Date.now();
+      let timer: NodeJS.Timeout | undefined;
+      const code = await Promise.race([
+        exited,
+        new Promise<string>((resolve) => {
+          timer = setTimeout(() => resolve('still running'), 20_000);
+        }),
+      ]);
+      clearTimeout(timer);
+      expect({ code, output: output() }).toMatchObject({ code: 1 });
+      expect(Date.now() - started).toBeLessThan(15_000);
+      expect(output()).toMatch(/^member 0: minority: 1 of 3 members reachable: no majority, staying wedged$/m);
+      expect(output()).toMatch(
+        /derecho local failed: stalled: no member delivered or sent a message for 3 s \(--stall-timeout\); behind: .*member 1 \(no progress report.*member 2 \(no progress report/,
+      );
       expect(await waitUntil(() => members.every((m) => !isRunning(m)), 10_000)).toBe(true);
       expect(shmRegions(group)).toEqual([]);
       expect(newTempDirs(tempBefore)).toEqual([]);

@@ -18,8 +18,11 @@ function stream(perSender: number): RecordToEncode[] {
   return out;
 }
 
+/** A checker in view 1 of members 0, 1, 2. */
 function checker(): DeliveryChecker {
-  return new DeliveryChecker({ ...shape, subgroup: 0, senders });
+  const c = new DeliveryChecker({ ...shape, subgroup: 0, senders });
+  c.view({ vid: 1, members: senders, joined: senders });
+  return c;
 }
 
 describe('delivery batches', () => {
@@ -63,7 +66,11 @@ describe('DeliveryChecker', () => {
     const pieces = checker();
     for (let i = 0; i < records.length; i += 7) pieces.consume(encodeDeliveryBatch(records.slice(i, i + 7)));
     expect(pieces.state().digest).toBe(whole.state().digest);
-    expect(whole.state().digest).toBe(createHash('sha256').update(encodeDeliveryBatch(records)).digest('hex'));
+    const viewDigest = createHash('sha256').update(encodeDeliveryBatch(records)).digest('hex');
+    expect(whole.state().views).toEqual([
+      { vid: 1, members: senders, delivered: records.length, perSender: { '0': 10, '1': 10, '2': 10 }, digest: viewDigest },
+    ]);
+    expect(whole.state().digest).toBe(createHash('sha256').update(`1 ${viewDigest}\n`).digest('hex'));
     // and the digest keeps running after a state() call
     whole.consume(encodeDeliveryBatch(stream(11).slice(30)));
     expect(whole.state().digest).not.toBe(pieces.state().digest);
@@ -82,14 +89,16 @@ describe('DeliveryChecker', () => {
   });
 
   const broken: [string, (r: RecordToEncode[]) => RecordToEncode[], RegExp][] = [
-    ['a lost message', (r) => r.filter((_, i) => i !== 4), /sender 1, seq 2.*expected seq 1 \(gap: seq 1 missing\)/],
-    ['a duplicate', (r) => [...r.slice(0, 5), { ...(r[4] as RecordToEncode), index: 100 }], /sender 1, seq 1.*expected seq 2 \(duplicate or reordered\)/],
-    ['a wrong size', (r) => r.map((x, i) => (i === 2 ? { ...x, payload: x.payload.subarray(1) } : x)), /sender 2, seq 0.*length \d+, expected \d+/],
-    ['a corrupted byte', (r) => r.map((x, i) => (i === 3 ? { ...x, payload: Buffer.from(x.payload).fill(7, 20, 21) } : x)), /sender 0, seq 1.*differs .* at byte 20/],
+    ['a lost message', (r) => r.filter((_, i) => i !== 4), /sender 1, view 1, senderSeq 2.*expected senderSeq 1 in view 1 \(gap: senderSeq 1 missing\)/],
+    ['a lost message (the payload tells)', (r) => r.filter((_, i) => i !== 4), /sender 1, view 1, senderSeq 2.*carries seq 2, expected seq 1 \(gap: seq 1 missing\)/],
+    ['a duplicate', (r) => [...r.slice(0, 5), { ...(r[4] as RecordToEncode), index: 100 }], /sender 1, view 1, senderSeq 1.*expected senderSeq 2 in view 1 \(duplicate or reordered\)/],
+    ['a wrong size', (r) => r.map((x, i) => (i === 2 ? { ...x, payload: x.payload.subarray(1) } : x)), /sender 2, view 1, senderSeq 0.*length \d+, expected \d+/],
+    ['a corrupted byte', (r) => r.map((x, i) => (i === 3 ? { ...x, payload: Buffer.from(x.payload).fill(7, 20, 21) } : x)), /sender 0, view 1, senderSeq 1.*seq 1: payload differs .* at byte 20/],
+    ['a delivery in another view', (r) => r.map((x, i) => (i === 3 ? { ...x, vid: 2 } : x)), /sender 0, view 2, senderSeq 1, index 3\) delivered while view 1 is installed/],
     ['an unknown sender', (r) => [...r, { index: 1000, senderSeq: 0, subgroup: 0, sender: 9, payload: Buffer.alloc(1) }], /member 9 is not a sender of subgroup 0/],
     ['another subgroup', (r) => [...r, { index: 1000, senderSeq: 0, subgroup: 3, sender: 0, payload: Buffer.alloc(1) }], /delivered in subgroup 3/],
     // Index 7 is 7 % 3 = 1: sender rank 1's (member 1), not member 2's.
-    ['an index another sender owns', (r) => r.map((x, i) => (i === 5 ? { ...x, index: 7 } : i === 6 ? { ...x, index: 9 } : x)), /sender 2, seq 1, index 7\): index 7 belongs to sender rank 1 \(member 1\), not to member 2 \(rank 2\)/],
+    ['an index another sender owns', (r) => r.map((x, i) => (i === 5 ? { ...x, index: 7 } : i === 6 ? { ...x, index: 9 } : x)), /sender 2, view 1, senderSeq 1, index 7\): index 7 belongs to sender rank 1 \(member 1\), not to member 2 \(rank 2\)/],
   ];
 
   it.each(broken)('reports %s', (_name, breakIt, expected) => {
@@ -107,13 +116,15 @@ describe('DeliveryChecker', () => {
       index, senderSeq: seq, subgroup: 0, sender, payload: makePayload(sender, seq, payloadSize(sender, seq, shape)),
     });
     const good = new DeliveryChecker(options);
+    good.view({ vid: 1, members: [2, 5], joined: [2, 5] });
     good.consume(encodeDeliveryBatch([record(5, 0, 0), record(2, 0, 1), record(2, 1, 3), record(5, 1, 6)]));
     expect(good.state().violations).toEqual([]);
     const bad = new DeliveryChecker(options);
+    bad.view({ vid: 1, members: [2, 5], joined: [2, 5] });
     bad.consume(encodeDeliveryBatch([record(2, 0, 0), record(5, 0, 1)]));
     expect(bad.state().violations).toEqual([
-      'message (sender 2, seq 0, index 0): index 0 belongs to sender rank 0 (member 5), not to member 2 (rank 1)',
-      'message (sender 5, seq 0, index 1): index 1 belongs to sender rank 1 (member 2), not to member 5 (rank 0)',
+      'message (sender 2, view 1, senderSeq 0, index 0): index 0 belongs to sender rank 0 (member 5), not to member 2 (rank 1)',
+      'message (sender 5, view 1, senderSeq 0, index 1): index 1 belongs to sender rank 1 (member 2), not to member 5 (rank 0)',
     ]);
   });
 
@@ -127,9 +138,126 @@ describe('DeliveryChecker', () => {
 
   it('keeps only the first violations but counts all', () => {
     const c = new DeliveryChecker({ ...shape, subgroup: 0, senders, keepViolations: 2 });
-    const records = stream(10).map((r) => ({ ...r, payload: Buffer.alloc(r.payload.length, 1) }));
+    c.view({ vid: 1, members: senders, joined: senders });
+    // Payloads of another sender: the seq in the first 4 bytes is right, the sender bytes are not.
+    const records = stream(10).map((r) => ({ ...r, payload: makePayload(r.sender + 7, r.senderSeq, r.payload.length) }));
     c.consume(encodeDeliveryBatch(records));
     expect(c.state().violations).toHaveLength(2);
-    expect(c.state().violationCount).toBe(30);
+    expect(c.state().violationCount).toBe(records.filter((r) => r.payload.length > 4).length);
+  });
+});
+
+/**
+ * The engine's records for `perView` messages of each listed sender in view `vid`: senderSeq
+ * and index restart in every view; `first` gives each sender's workload seq at the start.
+ */
+function viewStream(vid: number, viewSenders: number[], perView: number, first: Record<number, number>, big = shape): RecordToEncode[] {
+  const out: RecordToEncode[] = [];
+  for (let k = 0; k < perView; k++) {
+    viewSenders.forEach((sender, rank) => {
+      const seq = (first[sender] ?? 0) + k;
+      out.push({ index: k * viewSenders.length + rank, senderSeq: k, vid, subgroup: 0, sender, payload: makePayload(sender, seq, payloadSize(sender, seq, big)) });
+    });
+  }
+  return out;
+}
+
+describe('DeliveryChecker across views', () => {
+  // Payloads of at least 4 bytes carry the workload's seq: members that join can anchor on it.
+  const joinable = { minBytes: 4, maxBytes: 300 };
+  const make = (): DeliveryChecker => new DeliveryChecker({ ...joinable, subgroup: 0, senders });
+
+  it('follows each sender across a view change: indices and senderSeq restart, the workload seq goes on', () => {
+    const c = make();
+    c.view({ vid: 1, members: [0, 1, 2], joined: [0, 1, 2] });
+    c.consume(encodeDeliveryBatch(viewStream(1, [0, 1, 2], 5, {}, joinable)));
+    // Member 2 crashed: view 2 has 0 and 1, each going on from seq 5.
+    c.view({ vid: 2, members: [0, 1], joined: [] });
+    c.consume(encodeDeliveryBatch(viewStream(2, [0, 1], 3, { 0: 5, 1: 5 }, joinable)));
+    const state = c.state();
+    expect(state.violations).toEqual([]);
+    expect(state.firstVid).toBe(1);
+    expect(state.views.map((v) => [v.vid, v.delivered, v.perSender])).toEqual([
+      [1, 15, { '0': 5, '1': 5, '2': 5 }],
+      [2, 6, { '0': 3, '1': 3 }],
+    ]);
+    expect(state.perSender).toEqual({ '0': 8, '1': 8, '2': 5 });
+  });
+
+  it('reports a message lost across a view change', () => {
+    const c = make();
+    c.view({ vid: 1, members: [0, 1], joined: [0, 1] });
+    c.consume(encodeDeliveryBatch(viewStream(1, [0, 1], 5, {}, joinable)));
+    c.view({ vid: 2, members: [0, 1], joined: [] });
+    c.consume(encodeDeliveryBatch(viewStream(2, [0, 1], 2, { 0: 6, 1: 5 }, joinable)));
+    expect(c.state().violations).toEqual([
+      'message (sender 0, view 2, senderSeq 0, index 0): carries seq 6, expected seq 5 (gap: seq 5 missing)',
+    ]);
+  });
+
+  it('lets a member that joins late, and a sender that restarts, begin anywhere', () => {
+    const c = make();
+    // This member joined in view 4: senders 0 and 1 are at seq 40 and 17 by then.
+    c.view({ vid: 4, members: [0, 1, 2], joined: [0, 1, 2] });
+    c.consume(encodeDeliveryBatch(viewStream(4, [0, 1, 2], 2, { 0: 40, 1: 17, 2: 0 }, joinable)));
+    // Member 1 was restarted: a new process, numbering from 0 again.
+    c.view({ vid: 5, members: [0, 2], joined: [] });
+    c.view({ vid: 6, members: [0, 1, 2], joined: [1] });
+    c.consume(encodeDeliveryBatch(viewStream(6, [0, 1, 2], 2, { 0: 42, 1: 0, 2: 2 }, joinable)));
+    expect(c.state().violations).toEqual([]);
+    expect(c.state().firstVid).toBe(4);
+  });
+
+  it('lets every sender begin anywhere after views this member missed (it was removed and rejoined)', () => {
+    const c = make();
+    c.view({ vid: 1, members: [0, 1], joined: [0, 1] });
+    c.consume(encodeDeliveryBatch(viewStream(1, [0, 1], 3, {}, joinable)));
+    // Removed from view 2; back in view 4, where only this member (1) joined: member 0 sent in
+    // views 2 and 3 meanwhile, and this member's own numbering went on.
+    c.view({ vid: 4, members: [0, 1], joined: [1] });
+    c.consume(encodeDeliveryBatch(viewStream(4, [0, 1], 2, { 0: 9, 1: 3 }, joinable)));
+    expect(c.state().violations).toEqual([]);
+  });
+
+  it('reports deliveries before any view, from a sender outside the view, and views going backwards', () => {
+    const c = make();
+    const [first] = viewStream(1, [0, 1], 1, {}, joinable);
+    c.consume(encodeDeliveryBatch([first as RecordToEncode]));
+    c.view({ vid: 2, members: [0], joined: [0] });
+    c.consume(encodeDeliveryBatch(viewStream(2, [0, 1], 1, {}, joinable).slice(1)));
+    c.view({ vid: 1, members: [0], joined: [] });
+    expect(c.state().violations).toEqual([
+      'message (sender 0, view 1, senderSeq 0, index 0) delivered before any view was installed',
+      'message (sender 1, view 2, senderSeq 0, index 1): member 1 is not a member of view 2',
+      'view 1 installed after view 2: view ids must increase',
+    ]);
+  });
+
+  it('gives each view its own digest, the same however the batches are cut', () => {
+    const records = [...viewStream(1, [0, 1, 2], 4, {}, joinable)];
+    const later = viewStream(2, [0, 1], 4, { 0: 4, 1: 4 }, joinable);
+    const a = make();
+    a.view({ vid: 1, members: [0, 1, 2], joined: [0, 1, 2] });
+    a.consume(encodeDeliveryBatch(records));
+    a.view({ vid: 2, members: [0, 1], joined: [] });
+    a.consume(encodeDeliveryBatch(later));
+    const b = make();
+    b.view({ vid: 1, members: [0, 1, 2], joined: [0, 1, 2] });
+    for (let i = 0; i < records.length; i += 5) b.consume(encodeDeliveryBatch(records.slice(i, i + 5)));
+    b.view({ vid: 2, members: [0, 1], joined: [] });
+    for (const r of later) b.consume(encodeDeliveryBatch([r]));
+    expect(b.state().views.map((v) => v.digest)).toEqual(a.state().views.map((v) => v.digest));
+    expect(b.state().digest).toBe(a.state().digest);
+    expect(a.state().views[1]?.digest).toBe(createHash('sha256').update(encodeDeliveryBatch(later)).digest('hex'));
+  });
+
+  it('hands each checked record with its workload seq to the caller', () => {
+    const c = make();
+    c.view({ vid: 3, members: [0, 1], joined: [0, 1] });
+    const seen: string[] = [];
+    c.consume(encodeDeliveryBatch(viewStream(3, [0, 1], 2, { 0: 7, 1: 0 }, joinable)), ({ record, seq }) =>
+      seen.push(`${record.vid}/${record.sender}/${record.senderSeq}/${seq}`),
+    );
+    expect(seen).toEqual(['3/0/0/7', '3/1/0/0', '3/0/1/8', '3/1/1/1']);
   });
 });

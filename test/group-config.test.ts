@@ -56,7 +56,15 @@ describe('parseGroupConfig', () => {
       members: valid().members,
       subgroups: [{ name: 'all', members: [0, 1, 5], senders: [0, 1, 5], ringBytes: DEFAULT_RING_BYTES, maxMessageBytes: 65536 }],
       spinMicros: 50,
+      heartbeatMillis: 50,
+      suspectAfterMillis: 1000,
+      initialMembers: 3,
     });
+  });
+
+  it('keeps given failure detection times and initial members', () => {
+    const config = parseGroupConfig(withChange((c) => Object.assign(c, { heartbeatMillis: 10, suspectAfterMillis: 300, initialMembers: 2 })));
+    expect(config).toMatchObject({ heartbeatMillis: 10, suspectAfterMillis: 300, initialMembers: 2 });
   });
 
   it('keeps given values', () => {
@@ -107,6 +115,12 @@ describe('parseGroupConfig', () => {
     ['message size beyond a tcp frame', (c) => Object.assign(subgroup(c), { maxMessageBytes: 16 * 1024 * 1024 - 63 }), 'subgroups[0].maxMessageBytes: expected at most 16777152 bytes (16 MiB - 64, what one tcp write frame carries), found 16777153'],
     ['ring beyond what a tcp peer buffers', (c) => Object.assign(subgroup(c), { ringBytes: 512 * 1024 * 1024 }), 'subgroups[0].ringBytes: expected at most 268435456 bytes (256 MiB, what a tcp sender buffers for one peer), found 536870912'],
     ['negative spin', (c) => (c.spinMicros = -1), 'spinMicros: expected microseconds (integer >= 0), found -1'],
+    ['more initial members than members', (c) => (c.initialMembers = 4), 'initialMembers: must be at most the number of members (3), found 4'],
+    ['more than 40 members', (c) => (c.members = Array.from({ length: 41 }, (_, id) => ({ id, host: 'h', port: 1000 + id }))), 'members: a group has at most 40 configured members (membership masks are 40-bit fields), found 41'],
+    ['zero heartbeat', (c) => (c.heartbeatMillis = 0), 'heartbeatMillis: expected milliseconds between heartbeats (integer 1..60000), found 0'],
+    ['fractional suspicion time', (c) => (c.suspectAfterMillis = 2.5), 'suspectAfterMillis: expected milliseconds of silence before a member is suspected (integer 1..600000), found 2.5'],
+    ['suspicion no longer than a heartbeat', (c) => Object.assign(c, { heartbeatMillis: 100, suspectAfterMillis: 100 }), 'suspectAfterMillis: must be longer than heartbeatMillis (100), or every member would be suspected between two heartbeats; found 100'],
+    ['a heartbeat beyond the default suspicion time', (c) => (c.heartbeatMillis = 1000), 'heartbeatMillis: must be shorter than suspectAfterMillis (default 1000), or every member would be suspected between two heartbeats; found 1000'],
     ['unknown field', (c) => (c.memebrs = []), 'memebrs: unknown field'],
     ['unknown member field', (c) => ((c.members as Json[])[0] = { id: 0, host: 'h', port: 1, weight: 2 }), 'members[0].weight: unknown field'],
     ['member not an object', (c) => ((c.members as unknown[])[0] = 3), 'members[0]: expected a member object {id, host, port}, found 3'],

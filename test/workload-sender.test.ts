@@ -75,10 +75,18 @@ async function startGroup(ids: number[], logs: LogLine[]): Promise<RunningMember
       (batch) => checker.consume(batch),
       (level, component, message) => logs.push({ level, component, message }),
     );
+    member.onView((view) => checker.view(view));
     created.push(member);
     members.push({ id, member, counting: new CountingMember(member), checker });
   }
   await Promise.all(members.map((m) => m.member.start(START_TIMEOUT_MS)));
+  // start() resolves in any view: a member may have joined after the first ones formed a view.
+  // Sending starts once every member is in one view, so that each delivers everything.
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  while (!members.every((m) => m.member.view()?.members.length === ids.length)) {
+    if (Date.now() > deadline) throw new Error(`no view with all of ${ids.join(', ')} within ${START_TIMEOUT_MS} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
   return members;
 }
 
@@ -179,5 +187,22 @@ describe('WorkloadSender with real engine members over shm', () => {
       expect(m.checker.delivered).toBe(total);
     }
     expect(errorLogs(logs)).toEqual([]);
+  });
+});
+
+describe('WorkloadSender pacing', () => {
+  it('sends no more than ratePerSec allows, counting from the start', async () => {
+    // A member that takes everything: only the rate holds the sender back.
+    const accepting: SendingMember = {
+      sendBatch: (_subgroup, packed) => messagesIn(packed),
+      writable: () => Promise.resolve(),
+    };
+    const sender = new WorkloadSender(accepting, { ...shape, subgroup: 0, sender: 0 });
+    const started = Date.now();
+    const sent = await sender.run({ durationMs: 300, ratePerSec: 50 });
+    const elapsed = Date.now() - started;
+    expect(sent).toBeGreaterThan(0);
+    // Due by the end: one at the start, then one every 20 ms.
+    expect(sent).toBeLessThanOrEqual(Math.floor((elapsed * 50) / 1000) + 1);
   });
 });

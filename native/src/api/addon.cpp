@@ -3,9 +3,12 @@
 
 #include <atomic>
 #include <cstring>
+#include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "api/c_api.h"
@@ -13,7 +16,10 @@
 
 namespace {
 
-constexpr std::size_t kDeliveryHeaderBytes = 28;
+// Delivery batch format 2 (docs/delivery-batch.md): u64 index, u64 senderSeq, u64 vid,
+// u32 subgroup, u32 sender, u32 length, payload.
+constexpr std::uint32_t kDeliveryBatchVersion = 2;
+constexpr std::size_t kDeliveryHeaderBytes = 36;
 // Deliveries handed to JavaScript but not yet consumed; above this the engine holds delivery
 // back, rings fill up and senders stall, instead of the process growing without bound.
 constexpr std::size_t kMaxOutstandingDeliveryBytes = 4u << 20;
@@ -23,6 +29,60 @@ struct LogLine {
   std::string component;
   std::string message;
 };
+
+// What the engine thread hands to JavaScript, queued in the engine's order: records of one or
+// more delivery batches (appended while no view or event comes between them), an installed
+// view, or a membership event.
+struct PendingView {
+  std::uint64_t vid = 0;
+  std::uint32_t leader = 0;
+  std::vector<std::uint32_t> members;
+  std::vector<std::uint32_t> joined;
+  std::vector<std::uint32_t> departed;
+};
+struct PendingEvent {
+  derecho_membership_event kind;
+  std::string reason;
+};
+using PendingRecords = std::unique_ptr<std::vector<std::uint8_t>>;
+using PendingItem = std::variant<PendingRecords, PendingView, PendingEvent>;
+
+const char* event_name(derecho_membership_event kind) {
+  switch (kind) {
+    case DERECHO_EVENT_WEDGED: return "wedged";
+    case DERECHO_EVENT_REMOVED: return "removed";
+    case DERECHO_EVENT_MINORITY: return "minority";
+    case DERECHO_EVENT_INADEQUATE: return "inadequate";
+    case DERECHO_EVENT_LEFT: return "left";
+  }
+  return "unknown";
+}
+
+std::vector<std::uint32_t> copy_ids(const std::uint32_t* ids, std::size_t count) {
+  return count == 0 ? std::vector<std::uint32_t>{} : std::vector<std::uint32_t>(ids, ids + count);
+}
+
+PendingView copy_view(const derecho_view& v) {
+  return {v.vid, v.leader, copy_ids(v.members, v.member_count), copy_ids(v.joined, v.joined_count),
+          copy_ids(v.departed, v.departed_count)};
+}
+
+Napi::Array id_array(Napi::Env env, const std::vector<std::uint32_t>& ids) {
+  Napi::Array a = Napi::Array::New(env, ids.size());
+  for (std::uint32_t i = 0; i < ids.size(); ++i) a.Set(i, Napi::Number::New(env, ids[i]));
+  return a;
+}
+
+// { vid, members, leader, joined, departed }: NativeView in native/index.ts.
+Napi::Object view_object(Napi::Env env, const PendingView& v) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("vid", Napi::Number::New(env, static_cast<double>(v.vid)));
+  o.Set("members", id_array(env, v.members));
+  o.Set("leader", Napi::Number::New(env, v.leader));
+  o.Set("joined", id_array(env, v.joined));
+  o.Set("departed", id_array(env, v.departed));
+  return o;
+}
 
 void call_deliver(Napi::Env env, Napi::Function fn, class MemberWrap* wrap, std::nullptr_t* unused);
 void call_writable(Napi::Env env, Napi::Function fn, class MemberWrap* wrap, std::nullptr_t* unused);
@@ -48,6 +108,11 @@ std::uint32_t u32_field(const Napi::Object& o, const char* name, const std::stri
     throw Napi::TypeError::New(o.Env(), path + "." + name + " must be an unsigned 32-bit integer");
   }
   return static_cast<std::uint32_t>(d);
+}
+// Absent or undefined: 0 (the engine's default).
+std::uint32_t optional_u32_field(const Napi::Object& o, const char* name, const std::string& path) {
+  if (!o.Has(name) || o.Get(name).IsUndefined()) return 0;
+  return u32_field(o, name, path);
 }
 std::string string_field(const Napi::Object& o, const char* name, const std::string& path) {
   const Napi::Value v = field(o, name, path);
@@ -126,6 +191,9 @@ std::unique_ptr<ConfigStorage> read_config(const Napi::Object& js) {
   s->config.subgroups = s->subgroups.data();
   s->config.subgroup_count = s->subgroups.size();
   s->config.spin_us = u32_field(js, "spinMicros", "config");
+  s->config.heartbeat_ms = optional_u32_field(js, "heartbeatMillis", "config");
+  s->config.suspect_after_ms = optional_u32_field(js, "suspectAfterMillis", "config");
+  s->config.initial_members = optional_u32_field(js, "initialMembers", "config");
   return s;
 }
 
@@ -139,7 +207,8 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
                        {InstanceMethod<&MemberWrap::start>("start"), InstanceMethod<&MemberWrap::send>("send"),
                         InstanceMethod<&MemberWrap::send_batch>("sendBatch"),
                         InstanceMethod<&MemberWrap::writable>("writable"), InstanceMethod<&MemberWrap::stats>("stats"),
-                        InstanceMethod<&MemberWrap::stop>("stop")});
+                        InstanceMethod<&MemberWrap::view>("view"), InstanceMethod<&MemberWrap::set_on_view>("onView"),
+                        InstanceMethod<&MemberWrap::set_on_event>("onEvent"), InstanceMethod<&MemberWrap::stop>("stop")});
   }
 
   // new NativeMember(config, self, onDeliver, onLog)
@@ -151,7 +220,8 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
     }
     const auto storage = read_config(info[0].As<Napi::Object>());
     attach_log(env, info[3].As<Napi::Function>());
-    const derecho_callbacks callbacks{&MemberWrap::on_deliver, &MemberWrap::on_ready, &MemberWrap::on_writable, this};
+    const derecho_callbacks callbacks{&MemberWrap::on_deliver, &MemberWrap::on_ready, &MemberWrap::on_writable,
+                                      this,                    &MemberWrap::on_view,  &MemberWrap::on_event};
     char error[512] = {0};
     member_ = derecho_member_create(&storage->config, info[1].As<Napi::Number>().Uint32Value(), &callbacks, error,
                                     sizeof error);
@@ -180,22 +250,44 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
     waiting_writable_.clear();
   }
 
+  // On the JavaScript thread: hands over everything queued, in the engine's order. A view
+  // reaches JavaScript after every delivery of the view before it and before any of its own.
+  // A handler that throws does not cut the rest short: the first error is rethrown at the end.
   void consume(Napi::Env env, Napi::Function fn) {
-    std::unique_ptr<std::vector<std::uint8_t>> batch = take_pending();
-    if (!batch) return;
-    const std::size_t bytes = batch->size();
-    if (!stopped_ && env && fn) {
-      std::vector<std::uint8_t>* raw = batch.release();
-      auto buffer = Napi::Buffer<std::uint8_t>::New(env, raw->data(), raw->size(),
-                                                    [](Napi::Env, std::uint8_t*, std::vector<std::uint8_t>* v) {
-                                                      std::unique_ptr<std::vector<std::uint8_t>> owned(v);
-                                                    },
-                                                    raw);
-      drained(bytes);
-      fn.Call({buffer});
-      return;
+    std::deque<PendingItem> items = take_pending();
+    const bool live = !stopped_ && env && fn;
+    std::optional<Napi::Error> failure;
+    const auto call = [&](const Napi::Function& f, const std::initializer_list<napi_value>& args) {
+      try {
+        f.Call(args);
+      } catch (const Napi::Error& e) {
+        if (!failure) failure = e;
+      }
+    };
+    for (auto& item : items) {
+      if (auto* records = std::get_if<PendingRecords>(&item)) {
+        const std::size_t bytes = (*records)->size();
+        if (!live) {
+          drained(bytes);
+          continue;
+        }
+        std::vector<std::uint8_t>* raw = records->release();
+        auto buffer = Napi::Buffer<std::uint8_t>::New(env, raw->data(), raw->size(),
+                                                      [](Napi::Env, std::uint8_t*, std::vector<std::uint8_t>* v) {
+                                                        std::unique_ptr<std::vector<std::uint8_t>> owned(v);
+                                                      },
+                                                      raw);
+        drained(bytes);
+        call(fn, {buffer});
+      } else if (const auto* view = std::get_if<PendingView>(&item)) {
+        if (live && !on_view_.IsEmpty()) call(on_view_.Value(), {view_object(env, *view)});
+      } else if (const auto* event = std::get_if<PendingEvent>(&item)) {
+        if (live && !on_event_.IsEmpty()) {
+          call(on_event_.Value(), {Napi::String::New(env, event_name(event->kind)), Napi::String::New(env, event->reason)});
+        }
+      }
     }
-    drained(bytes);
+    if (failure) throw *failure;
   }
 
   // The engine held delivery back while too much was outstanding; once JavaScript has caught
@@ -220,8 +312,9 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
   static void unref_on_finalize(Napi::Env, void*, MemberWrap* self) { self->Unref(); }
 
   // Batches that arrive while JavaScript has not yet taken the previous one are appended to it,
-  // so at most one delivery call is ever queued: JavaScript gets fewer, larger batches, and its
-  // event loop still turns (timers, IPC) between them instead of draining a long call queue.
+  // so at most one call is ever queued: JavaScript gets fewer, larger batches, and its event
+  // loop still turns (timers, IPC) between them instead of draining a long call queue. Views
+  // and events go into the same queue, so they keep their place among the deliveries.
   static void on_deliver(void* context, const derecho_delivery* batch, std::size_t count) {
     auto* self = static_cast<MemberWrap*>(context);
     std::size_t bytes = 0;
@@ -229,11 +322,11 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
     bool first = false;
     {
       std::lock_guard lock(self->pending_mutex_);
-      if (!self->pending_) {
-        self->pending_ = std::make_unique<std::vector<std::uint8_t>>();
-        first = true;
+      first = self->pending_.empty();
+      if (first || !std::holds_alternative<PendingRecords>(self->pending_.back())) {
+        self->pending_.emplace_back(std::make_unique<std::vector<std::uint8_t>>());
       }
-      auto& out = *self->pending_;
+      auto& out = *std::get<PendingRecords>(self->pending_.back());
       std::size_t at = out.size();
       out.resize(at + bytes);
       for (std::size_t i = 0; i < count; ++i) {
@@ -241,23 +334,50 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
         std::uint8_t* p = out.data() + at;
         put_u64(p, d.index);
         put_u64(p + 8, d.sender_seq);
-        put_u32(p + 16, d.subgroup);
-        put_u32(p + 20, d.sender);
-        put_u32(p + 24, d.length);
+        put_u64(p + 16, d.vid);
+        put_u32(p + 24, d.subgroup);
+        put_u32(p + 28, d.sender);
+        put_u32(p + 32, d.length);
         if (d.length > 0) std::memcpy(p + kDeliveryHeaderBytes, d.data, d.length);
         at += kDeliveryHeaderBytes + d.length;
       }
       self->outstanding_.fetch_add(bytes);
     }
-    if (first && self->deliver_.NonBlockingCall(nullptr) != napi_ok) {
-      const auto dropped = self->take_pending();
-      if (dropped) self->outstanding_.fetch_sub(dropped->size());
+    if (first) self->schedule();
+  }
+
+  static void on_view(void* context, const derecho_view* view) {
+    static_cast<MemberWrap*>(context)->enqueue(copy_view(*view));
+  }
+
+  static void on_event(void* context, derecho_membership_event kind, const char* reason) {
+    static_cast<MemberWrap*>(context)->enqueue(PendingEvent{kind, reason ? reason : ""});
+  }
+
+  void enqueue(PendingItem item) {
+    bool first = false;
+    {
+      std::lock_guard lock(pending_mutex_);
+      first = pending_.empty();
+      pending_.push_back(std::move(item));
+    }
+    if (first) schedule();
+  }
+
+  // Queues the one call that hands the queue to JavaScript; once the function is released
+  // (stopping), whatever is queued is dropped.
+  void schedule() {
+    if (deliver_.NonBlockingCall(nullptr) == napi_ok) return;
+    for (auto& item : take_pending()) {
+      if (const auto* records = std::get_if<PendingRecords>(&item)) outstanding_.fetch_sub((*records)->size());
     }
   }
 
-  std::unique_ptr<std::vector<std::uint8_t>> take_pending() {
+  std::deque<PendingItem> take_pending() {
     std::lock_guard lock(pending_mutex_);
-    return std::move(pending_);
+    std::deque<PendingItem> items;
+    items.swap(pending_);
+    return items;
   }
 
   static int on_ready(void* context) {
@@ -388,7 +508,39 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
     o.Set("sleeps", static_cast<double>(s.sleeps));
     o.Set("badFrames", static_cast<double>(s.bad_frames));
     o.Set("failed", s.failed != 0);
+    o.Set("resent", static_cast<double>(s.resent));
+    o.Set("vid", static_cast<double>(s.vid));
     return o;
+  }
+
+  Napi::Value view(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    check_live(env);
+    std::optional<PendingView> copy;
+    derecho_member_view(
+        member_, [](void* context, const derecho_view* v) { *static_cast<std::optional<PendingView>*>(context) = copy_view(*v); },
+        &copy);
+    return copy ? Napi::Value(view_object(env, *copy)) : env.Null();
+  }
+
+  // onView(fn | null), onEvent(fn | null): called on the JavaScript thread, in order with the
+  // deliveries. Views installed before a handler is set are not replayed: set them before start().
+  Napi::Value set_on_view(const Napi::CallbackInfo& info) {
+    set_handler(info, on_view_, "onView(handler: (view) => void)");
+    return info.Env().Undefined();
+  }
+
+  Napi::Value set_on_event(const Napi::CallbackInfo& info) {
+    set_handler(info, on_event_, "onEvent(handler: (kind, reason) => void)");
+    return info.Env().Undefined();
+  }
+
+  static void set_handler(const Napi::CallbackInfo& info, Napi::FunctionReference& slot, const char* usage) {
+    if (info.Length() < 1 || !(info[0].IsFunction() || info[0].IsNull() || info[0].IsUndefined())) {
+      throw Napi::TypeError::New(info.Env(), usage);
+    }
+    if (info[0].IsFunction()) slot = Napi::Persistent(info[0].As<Napi::Function>());
+    else slot.Reset();
   }
 
   Napi::Value stop(const Napi::CallbackInfo& info) {
@@ -416,6 +568,9 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
     deliver_.Release();
     writable_tsfn_.Release();
     detach_log();
+    // The handlers may hold the JavaScript object that holds this one: let both be collected.
+    on_view_.Reset();
+    on_event_.Reset();
   }
 
   derecho_member* member_ = nullptr;
@@ -423,7 +578,9 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
   WritableTsfn writable_tsfn_;
   std::atomic<std::size_t> outstanding_{0};
   std::mutex pending_mutex_;
-  std::unique_ptr<std::vector<std::uint8_t>> pending_;  // records not yet handed to JavaScript
+  std::deque<PendingItem> pending_;  // not yet handed to JavaScript, in the engine's order
+  Napi::FunctionReference on_view_;
+  Napi::FunctionReference on_event_;
   bool refused_ = false;
   bool stopped_ = false;
   bool starting_ = false;
@@ -456,6 +613,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(ctor.release());
   exports.Set("createMember", Napi::Function::New(env, create_member, "createMember"));
   exports.Set("apiVersion", Napi::Number::New(env, DERECHO_C_API_VERSION));
+  exports.Set("deliveryBatchVersion", Napi::Number::New(env, kDeliveryBatchVersion));
   return exports;
 }
 

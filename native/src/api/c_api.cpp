@@ -3,6 +3,7 @@
 #include <cstring>
 #include <exception>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -27,7 +28,7 @@ class CallbackSink final : public derecho::multicast::DeliverySink {
     records_.resize(batch.size());
     for (std::size_t i = 0; i < batch.size(); ++i) {
       const auto& d = batch[i];
-      records_[i] = {d.index, d.sender_seq, d.subgroup, d.sender,
+      records_[i] = {d.index, d.sender_seq, d.vid, d.subgroup, d.sender,
                      reinterpret_cast<const std::uint8_t*>(d.payload.data()),
                      static_cast<std::uint32_t>(d.payload.size())};
     }
@@ -62,7 +63,27 @@ derecho::GroupConfig to_config(const derecho_group_config& c) {
     config.subgroups.push_back(std::move(sg));
   }
   config.spin = std::chrono::microseconds(c.spin_us);
+  if (c.heartbeat_ms != 0) config.heartbeat_interval = std::chrono::milliseconds(c.heartbeat_ms);
+  if (c.suspect_after_ms != 0) config.suspect_after = std::chrono::milliseconds(c.suspect_after_ms);
+  config.initial_members = c.initial_members;
   return config;
+}
+
+derecho_membership_event to_c(derecho::membership::MembershipEvent event) {
+  switch (event) {
+    case derecho::membership::MembershipEvent::wedged: return DERECHO_EVENT_WEDGED;
+    case derecho::membership::MembershipEvent::removed: return DERECHO_EVENT_REMOVED;
+    case derecho::membership::MembershipEvent::minority: return DERECHO_EVENT_MINORITY;
+    case derecho::membership::MembershipEvent::inadequate: return DERECHO_EVENT_INADEQUATE;
+    case derecho::membership::MembershipEvent::left: return DERECHO_EVENT_LEFT;
+  }
+  throw std::logic_error("unknown membership event " + std::to_string(static_cast<int>(event)));
+}
+
+// The C view points into `view`: valid while it lives.
+derecho_view to_c(const derecho::membership::View& view) {
+  return {view.vid,          view.leader(),       view.members.data(),  view.members.size(),
+          view.joined.data(), view.joined.size(), view.departed.data(), view.departed.size()};
 }
 
 }  // namespace
@@ -84,6 +105,17 @@ derecho_member* derecho_member_create(const derecho_group_config* config, uint32
     if (callbacks->writable) {
       handle->member->on_writable([cb = *callbacks](std::uint32_t subgroup) { cb.writable(cb.context, subgroup); });
     }
+    if (callbacks->view) {
+      handle->member->on_view([cb = *callbacks](const derecho::membership::View& view) {
+        const derecho_view c = to_c(view);
+        cb.view(cb.context, &c);
+      });
+    }
+    if (callbacks->event) {
+      handle->member->on_event([cb = *callbacks](derecho::membership::MembershipEvent event, const std::string& why) {
+        cb.event(cb.context, to_c(event), why.c_str());
+      });
+    }
     return handle.release();
   } catch (const std::exception& e) {
     write_error(error, error_len, e.what());
@@ -93,8 +125,24 @@ derecho_member* derecho_member_create(const derecho_group_config* config, uint32
 
 int derecho_member_start(derecho_member* member, uint32_t timeout_ms, char* error, size_t error_len) {
   try {
-    if (!member->member->start(std::chrono::milliseconds(timeout_ms))) {
-      write_error(error, error_len, "not every peer was reachable within " + std::to_string(timeout_ms) + " ms");
+    // Member::start waits for a view with every configured member; a member that is down (a
+    // spare, a crashed one) must not hold this one back, so it waits for no time there and then
+    // for any open view here. The transport keeps connecting in the background either way.
+    auto& m = *member->member;
+    m.start(std::chrono::milliseconds{0});
+    if (!m.wait_for_members(1, std::chrono::milliseconds(timeout_ms))) {
+      const auto& config = m.config();
+      const bool bootstraps = !config.members.empty() && config.members.front().id == m.self();
+      write_error(error, error_len,
+                  "member " + std::to_string(m.self()) + " is in no view of group '" + config.group_name +
+                      "' after " + std::to_string(timeout_ms) + " ms: " +
+                      (bootstraps ? "as the first configured member it starts the group once each of the first " +
+                                        std::to_string(config.initial_members ? config.initial_members
+                                                                              : config.members.size()) +
+                                        " configured members (initialMembers) is reachable and in no view"
+                                  : std::string("it joins through the leader of a running group, or waits for the "
+                                                "first configured member to start one")) +
+                      "; the engine keeps trying");
       return 1;
     }
     return 0;
@@ -132,8 +180,16 @@ void derecho_member_wake(derecho_member* member) { member->member->wake(); }
 
 void derecho_member_stats(const derecho_member* member, derecho_stats* out) {
   const auto s = member->member->stats();
-  *out = {s.sent,   s.nulls_sent, s.delivered,  s.delivered_bytes, s.delivery_batches, s.predicate_passes,
-          s.sleeps, s.bad_frames, s.failed ? 1 : 0};
+  *out = {s.sent,   s.nulls_sent, s.delivered,       s.delivered_bytes, s.delivery_batches, s.predicate_passes,
+          s.sleeps, s.bad_frames, s.failed ? 1 : 0, s.resent,          s.vid};
+}
+
+int derecho_member_view(const derecho_member* member, derecho_view_fn visit, void* context) {
+  const auto view = member->member->view();
+  if (!view) return 0;
+  const derecho_view c = to_c(*view);
+  if (visit) visit(context, &c);
+  return 1;
 }
 
 void derecho_member_destroy(derecho_member* member) {

@@ -9,7 +9,7 @@
 extern "C" {
 #endif
 
-#define DERECHO_C_API_VERSION 1
+#define DERECHO_C_API_VERSION 2
 
 typedef struct derecho_member derecho_member;
 
@@ -39,11 +39,16 @@ typedef struct {
   const derecho_subgroup_config* subgroups;
   size_t subgroup_count;
   uint32_t spin_us;
+  uint32_t heartbeat_ms;     /* failure detection: heartbeat period; 0: the default (50) */
+  uint32_t suspect_after_ms; /* a silent member is suspected after this; 0: the default (1000) */
+  uint32_t initial_members;  /* the first member starts the group once the first this-many configured
+                                members are up and in no view; 0: all of them */
 } derecho_group_config;
 
 typedef struct {
-  uint64_t index;
-  uint64_t sender_seq;
+  uint64_t index;      /* position in the subgroup's total order within the view, nulls included */
+  uint64_t sender_seq; /* the sender's application-message count in the subgroup and view, from 0 */
+  uint64_t vid;        /* the view the message was delivered in */
   uint32_t subgroup;
   uint32_t sender;
   const uint8_t* data; /* valid only during the callback */
@@ -60,7 +65,33 @@ typedef struct {
   uint64_t sleeps;
   uint64_t bad_frames;
   int failed; /* the engine thread stopped on an error (logged); the member delivers nothing more */
+  uint64_t resent; /* own messages cut off by a view change and sent again in the next view */
+  uint64_t vid;    /* the installed view; 0 while in none */
 } derecho_stats;
+
+/* An installed view, the same at every member that installs it. Members are in the config's
+ * order; the leader coordinates the next view change (the first member nobody suspects, members
+ * of the previous view before joiners). joined: members that were not in the previous view;
+ * departed: members of the previous view that are not in this one. The arrays are valid only
+ * during the call that passes them. */
+typedef struct {
+  uint64_t vid;
+  uint32_t leader;
+  const uint32_t* members;
+  size_t member_count;
+  const uint32_t* joined;
+  size_t joined_count;
+  const uint32_t* departed;
+  size_t departed_count;
+} derecho_view;
+
+typedef enum {
+  DERECHO_EVENT_WEDGED = 0,     /* the current view stopped: a view change is under way */
+  DERECHO_EVENT_REMOVED = 1,    /* the group went on without this member; it is joining again */
+  DERECHO_EVENT_MINORITY = 2,   /* this member leads a minority of the view: it stays wedged */
+  DERECHO_EVENT_INADEQUATE = 3, /* the view cannot give every shard its minimum: sharded subgroups wait */
+  DERECHO_EVENT_LEFT = 4        /* this member left the group (the others installed a view without it) */
+} derecho_membership_event;
 
 /* Called on the engine thread with one stable batch, in delivery order. */
 typedef void (*derecho_deliver_fn)(void* context, const derecho_delivery* batch, size_t count);
@@ -68,17 +99,29 @@ typedef void (*derecho_deliver_fn)(void* context, const derecho_delivery* batch,
 typedef int (*derecho_ready_fn)(void* context);
 /* Called on the engine thread when a subgroup's full send queue has room again. */
 typedef void (*derecho_writable_fn)(void* context, uint32_t subgroup);
+/* Called on the engine thread for every view this member installs: after every delivery of the
+ * previous view, before any delivery of this one. */
+typedef void (*derecho_view_fn)(void* context, const derecho_view* view);
+/* Called on the engine thread for membership events; `reason` is valid only during the call. */
+typedef void (*derecho_event_fn)(void* context, derecho_membership_event event, const char* reason);
 
 typedef struct {
   derecho_deliver_fn deliver;
   derecho_ready_fn ready; /* may be NULL: always ready */
   derecho_writable_fn writable; /* may be NULL */
   void* context;
+  derecho_view_fn view;   /* may be NULL */
+  derecho_event_fn event; /* may be NULL */
 } derecho_callbacks;
 
 /* On failure these return NULL / non-zero and write a message into error[error_len]. */
 derecho_member* derecho_member_create(const derecho_group_config* config, uint32_t self,
                                       const derecho_callbacks* callbacks, char* error, size_t error_len);
+/* Connects and starts the engine: the first configured member starts (bootstraps) the group
+ * once every one of the first initial_members configured members is reachable and in no view;
+ * every other member joins through the leader of the running group. 0 once the member is in an open view (any view: configured
+ * members that are down do not hold it back); 1 when it is in none within the timeout (error
+ * filled in; the engine keeps trying); -1 on error. */
 int derecho_member_start(derecho_member* member, uint32_t timeout_ms, char* error, size_t error_len);
 /* 1: queued; 0: queue full (wait for writable); -1: invalid (error filled in). */
 int derecho_member_send(derecho_member* member, uint32_t subgroup, const void* data, size_t length,
@@ -91,6 +134,9 @@ int derecho_member_send_packed(derecho_member* member, uint32_t subgroup, const 
 /* Any thread: makes the engine re-check at once, e.g. after ready() would now return 1. */
 void derecho_member_wake(derecho_member* member);
 void derecho_member_stats(const derecho_member* member, derecho_stats* out);
+/* Any thread: calls visit(context, view) with the installed view, before returning 1; returns 0
+ * without calling it while the member is in no view. */
+int derecho_member_view(const derecho_member* member, derecho_view_fn visit, void* context);
 /* Stops the engine thread and the transport; no callback runs after it returns. */
 void derecho_member_destroy(derecho_member* member);
 

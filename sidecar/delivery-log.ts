@@ -1,0 +1,143 @@
+// The delivery log (docs/delivery-log.md): one JSON line per installed view and per delivered
+// message, appended to DIR/member-<id>.jsonl by the member process, so that a checker outside
+// the run (delivery-log-check.ts, `derecho check-log DIR`) can verify virtual synchrony.
+//
+// Every batch's lines are written with one synchronous write before the next batch is taken:
+// a member killed with SIGKILL loses at most the lines of the batch it was handling (the
+// operating system keeps what was written). An asynchronous stream would hold any number of
+// batches in memory, and lose them all.
+import { hash } from 'node:crypto';
+import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import type { CheckedRecord } from './delivery-check.js';
+
+export const DELIVERY_LOG_VERSION = 1;
+
+/** The file of one member in a delivery log directory. */
+export function deliveryLogPath(dir: string, member: number): string {
+  return join(dir, `member-${member}.jsonl`);
+}
+
+/** The first line of every process's part of the file (a restarted member appends another). */
+export interface StartLine {
+  type: 'start';
+  version: number;
+  member: number;
+  pid: number;
+  atMs: number;
+}
+
+export interface ViewLine {
+  type: 'view';
+  vid: number;
+  members: number[];
+  leader: number;
+  joined: number[];
+  departed: number[];
+}
+
+export interface DeliveryLine {
+  type: 'delivery';
+  vid: number;
+  subgroup: number;
+  sender: number;
+  /** The workload's own per-sender sequence number (from the payload). */
+  seq: number;
+  /** The engine's per-sender count in the subgroup and view. */
+  senderSeq: number;
+  index: number;
+  /** sha256 (hex) of the payload. */
+  digest: string;
+}
+
+/**
+ * The last line of a process that stopped on its own. `sent`: the messages its workload had
+ * sent; `settled`: it stopped after the run settled (every member had delivered everything
+ * there was), so its last view's deliveries are complete and none of its messages may be lost.
+ */
+export interface StopLine {
+  type: 'stop';
+  sent: number;
+  settled: boolean;
+}
+
+export type DeliveryLogLine = StartLine | ViewLine | DeliveryLine | StopLine;
+
+export interface LoggedView {
+  vid: number;
+  members: readonly number[];
+  leader: number;
+  joined: readonly number[];
+  departed: readonly number[];
+}
+
+export class DeliveryLogWriter {
+  private fd: number | undefined;
+
+  /** Opens (appends to) the member's file and writes its start line. */
+  constructor(
+    readonly path: string,
+    member: number,
+  ) {
+    this.fd = openSync(path, 'a+');
+    // A process killed mid-line left a partial line: end it, so the start line stands alone.
+    const size = fstatSync(this.fd).size;
+    const last = Buffer.alloc(1);
+    const tail = size > 0 && readSync(this.fd, last, 0, 1, size - 1) === 1 && last[0] !== 0x0a ? '\n' : '';
+    this.write(tail + line({ type: 'start', version: DELIVERY_LOG_VERSION, member, pid: process.pid, atMs: Date.now() }));
+  }
+
+  view(v: LoggedView): void {
+    this.write(
+      line({ type: 'view', vid: v.vid, members: [...v.members], leader: v.leader, joined: [...v.joined], departed: [...v.departed] }),
+    );
+  }
+
+  /** Collects the lines of one batch; write them with flush(). */
+  readonly pending: string[] = [];
+
+  record(checked: CheckedRecord): void {
+    const r = checked.record;
+    const payload = checked.batch.subarray(r.payloadOffset, r.payloadOffset + r.length);
+    this.pending.push(
+      line({
+        type: 'delivery',
+        vid: r.vid,
+        subgroup: r.subgroup,
+        sender: r.sender,
+        seq: checked.seq,
+        senderSeq: r.senderSeq,
+        index: r.index,
+        digest: hash('sha256', payload, 'hex'),
+      }),
+    );
+  }
+
+  /** Writes the collected lines of a batch, synchronously. */
+  flush(): void {
+    if (this.pending.length === 0) return;
+    const text = this.pending.join('');
+    this.pending.length = 0;
+    this.write(text);
+  }
+
+  /** Writes the stop line and closes the file. */
+  close(stop: Omit<StopLine, 'type'>): void {
+    if (this.fd === undefined) return;
+    this.flush();
+    this.write(line({ type: 'stop', ...stop }));
+    closeSync(this.fd);
+    this.fd = undefined;
+  }
+
+  private write(text: string): void {
+    if (this.fd === undefined) return;
+    const bytes = Buffer.from(text);
+    let at = 0;
+    while (at < bytes.length) at += writeSync(this.fd, bytes, at, bytes.length - at);
+  }
+}
+
+function line(value: DeliveryLogLine): string {
+  return `${JSON.stringify(value)}\n`;
+}
