@@ -835,7 +835,7 @@ class Simulation {
   // is gone) drops what it had not seen delivered, and says how many in the event: everything it
   // sent so far may be missing (docs/membership.md). Messages it sends later must arrive.
   void note_drops(const Incarnation& inc, const std::string& why) {
-    const std::string marker = " unsent or undelivered messages were dropped";
+    const std::string marker = " messages whose fate is unknown were dropped";
     const auto at = why.find(marker);
     if (at == std::string::npos) return;
     auto begin = at;
@@ -1152,6 +1152,20 @@ class Simulation {
     }
     if (lost_at_) {
       note("no convergence expected: no majority of view " + std::to_string(*lost_at_) + " is alive");
+      return;
+    }
+    // A group that no live member ever got into can only be founded with every initial member
+    // (docs/membership.md, bootstrap); with one of them gone for good it never starts.
+    bool anyone_in_a_view = false;
+    bool initial_member_gone = false;
+    const std::size_t initial = config_.initial_members ? config_.initial_members : incs_.size();
+    for (MemberId id = 0; id < incs_.size(); ++id) {
+      Incarnation* inc = running(id);
+      anyone_in_a_view = anyone_in_a_view || (inc && inc->view);
+      if (id < initial && !inc) initial_member_gone = true;
+    }
+    if (!anyone_in_a_view && initial_member_gone) {
+      note("no convergence expected: no live member is in a view and an initial member is gone, so no group can be founded");
       return;
     }
     if (!options_.liveness) return;

@@ -99,7 +99,7 @@ membership::ViewManager::Host Member::view_host() {
       if (edge.empty()) {
         dropped += subgroups_[s]->drop_pending();
       } else {
-        subgroups_[s]->requeue_cut_off(edge.subspan(layout_.edge_base[s], config_.subgroups[s].senders.size()));
+        dropped += subgroups_[s]->requeue_cut_off(edge.subspan(layout_.edge_base[s], config_.subgroups[s].senders.size()));
       }
     }
     return dropped;
@@ -146,7 +146,7 @@ std::vector<std::uint64_t> Member::ragged_edge(std::span<const MemberId> survivo
           const std::uint64_t word = sst_->read(sst_->row_of(m), placement.first_column + 2 + k);
           least = std::min(least, multicast::count_in_view(word, current->vid));
         }
-        if (least != std::numeric_limits<std::uint64_t>::max()) edge[layout_.edge_base[s] + k] = least;
+        edge[layout_.edge_base[s] + k] = least == std::numeric_limits<std::uint64_t>::max() ? multicast::kUnknownEdge : least;
       }
     }
   }

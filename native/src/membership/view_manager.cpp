@@ -262,7 +262,7 @@ bool ViewManager::check_removed() {
       floor_ = std::max(floor_, vid);
       const std::uint64_t dropped = host_.removed({});
       rejoin("member " + std::to_string(universe_[r]) + " installed view " + std::to_string(vid) +
-             " without us; the decision is gone, so " + std::to_string(dropped) + " unsent or undelivered messages were dropped");
+             " without us; the decision is gone, so " + std::to_string(dropped) + " messages whose fate is unknown were dropped");
       return true;
     }
   }
@@ -352,9 +352,10 @@ bool ViewManager::learn_commit() {
     } else {
       // A removed member may lack messages below the edge; it delivers nothing more in this
       // view, and sends its own messages beyond the edge again after it rejoins.
-      host_.removed(p->edge);
+      const std::uint64_t dropped = host_.removed(p->edge);
       floor_ = std::max(floor_, next);
-      rejoin("removed from view " + std::to_string(next));
+      rejoin("removed from view " + std::to_string(next) +
+             (dropped ? "; " + std::to_string(dropped) + " messages whose fate is unknown were dropped" : ""));
     }
     return true;
   }

@@ -248,10 +248,15 @@ void SubgroupMulticast::deliver_to_edge(std::span<const std::uint64_t> edge) {
   deliver_range(end, limit);
 }
 
-void SubgroupMulticast::requeue_cut_off(std::span<const std::uint64_t> edge) {
-  if (!in_view_ || !my_sender_) return;
+std::uint64_t SubgroupMulticast::requeue_cut_off(std::span<const std::uint64_t> edge) {
+  if (!in_view_ || !my_sender_) return 0;
   RingReader& mine = readers_[*my_sender_];
   const std::uint64_t my_edge = edge[view_.sender_slots[*my_sender_]];
+  if (my_edge == kUnknownEdge) {
+    std::uint64_t dropped = 0;
+    while (mine.messages_read() < writer_->messages_written()) dropped += mine.next().is_null ? 0 : 1;
+    return dropped;
+  }
   // A member removed by the change has not delivered up to the edge: what lies below it is
   // delivered by the others, so it is skipped, not sent again. One may also be past its edge:
   // in a subgroup no survivor belongs to, the edge is 0 and what it delivered stays with it.
@@ -268,11 +273,12 @@ void SubgroupMulticast::requeue_cut_off(std::span<const std::uint64_t> edge) {
     if (len) std::memcpy(again.data() + at + 4, m.payload.data(), len);
     ++messages;
   }
-  if (messages == 0) return;
+  if (messages == 0) return 0;
   again.insert(again.end(), staging_.begin() + static_cast<std::ptrdiff_t>(staging_pos_), staging_.end());
   staging_ = std::move(again);
   staging_pos_ = 0;
   resent_.fetch_add(messages, std::memory_order_relaxed);
+  return 0;
 }
 
 std::uint64_t SubgroupMulticast::drop_pending() {

@@ -29,6 +29,10 @@ struct SubgroupPlacement {
   static std::size_t columns_for(std::size_t slots) { return 2 + slots; }
 };
 
+// A ragged edge for a sender whose group (subgroup or shard) has no surviving member: nobody is
+// left who must deliver its messages, and whoever did is gone, so their fate is unknown.
+inline constexpr std::uint64_t kUnknownEdge = (std::uint64_t{1} << 40) - 1;
+
 // The subgroup as one view sees it.
 struct SubgroupView {
   std::uint64_t vid = 0;
@@ -80,8 +84,10 @@ class SubgroupMulticast {
   // edge[k] not delivered yet. edge is indexed by config sender slot.
   void deliver_to_edge(std::span<const std::uint64_t> edge);
   // After deliver_to_edge (or instead of it, when we were removed): our messages beyond our
-  // edge go back in front of the send queue.
-  void requeue_cut_off(std::span<const std::uint64_t> edge);
+  // edge go back in front of the send queue. With kUnknownEdge (we were removed and no member
+  // of our group survived) the ones we had not delivered are dropped instead, since some gone
+  // member may have delivered them; returns how many.
+  std::uint64_t requeue_cut_off(std::span<const std::uint64_t> edge);
   // Removed without knowing the edge: every message we have not seen delivered is dropped,
   // queued ones included, so no later message of ours can overtake one of unknown fate.
   // Returns how many.
