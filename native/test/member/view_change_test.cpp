@@ -1,217 +1,15 @@
-// View changes as a pure state machine: real Members over the in-process network, passes run
-// one at a time on the test thread, and a clock the test moves. Crashes are members that stop
-// running (and, for a broken-link crash, whose links break); partitions are broken links.
-#include <gtest/gtest.h>
-
-#include <cstring>
+// View changes as a pure state machine (group_harness.hpp): crashes, leader failures in the
+// middle of a change, minorities, joins with state transfer, shards, leaving.
 #include <map>
-#include <optional>
-#include <memory>
-#include <random>
-#include <set>
 #include <string>
 #include <vector>
 
-#include "member/member.hpp"
-#include "member/region_layout.hpp"
-#include "transport/memory_network.hpp"
+#include "group_harness.hpp"
 
 using namespace derecho;
+using namespace derecho::testing;
 using namespace std::chrono_literals;
 
-namespace {
-
-struct Delivered {
-  std::uint64_t vid;
-  MemberId sender;
-  std::uint64_t seq;  // the sender's own sequence number, from the payload
-  bool operator==(const Delivered&) const = default;
-};
-
-class RecordingSink final : public multicast::DeliverySink {
- public:
-  bool ready() override { return true; }
-  void deliver(std::span<const multicast::Delivery> batch) override {
-    for (const auto& d : batch) {
-      std::uint64_t seq;
-      std::memcpy(&seq, d.payload.data(), sizeof seq);
-      log.push_back({d.vid, d.sender, seq});
-    }
-  }
-  std::vector<Delivered> log;
-};
-
-std::vector<std::byte> payload(std::uint64_t seq) {
-  std::vector<std::byte> p(24 + seq % 40);
-  std::memcpy(p.data(), &seq, sizeof seq);
-  return p;
-}
-
-class Group {
- public:
-  explicit Group(std::size_t configured, std::uint64_t seed = 1, std::optional<ShardingConfig> sharding = {}) {
-    for (std::size_t i = 0; i < configured; ++i) ids_.push_back(static_cast<MemberId>(i));
-    config_.group_name = "view-change";
-    config_.transport = TransportKind::shm;
-    for (MemberId id : ids_) config_.members.push_back({id, "", 0});
-    SubgroupConfig sg;
-    sg.name = "sg";
-    sg.members = ids_;
-    sg.senders = ids_;
-    sg.ring_bytes = 4096;
-    sg.max_message_bytes = 256;
-    sg.sharding = sharding;
-    config_.subgroups.push_back(sg);
-    config_.state_chunk_bytes = 4096;  // states below span several chunks
-    net_ = std::make_unique<transport::MemoryNetwork>(ids_, RegionLayout::compute(config_).region_bytes, seed);
-    nodes_.resize(configured);
-  }
-
-  // Before the first start: how many of the first configured members found the group.
-  void initial(std::uint32_t members) { config_.initial_members = members; }
-
-  void start(MemberId id) {
-    auto node = std::make_unique<Node>();
-    Member::Options options;
-    options.make_transport = [this, id](const transport::TransportOptions&) { return net_->endpoint(id); };
-    options.clock = [this] { return now_; };
-    options.boot = 1000 + id;
-    node->member = std::make_unique<Member>(config_, id, node->sink, options);
-    node->member->on_view([n = node.get()](const membership::View& v) { n->views.push_back(v); });
-    node->member->on_event([n = node.get()](membership::MembershipEvent e, const std::string&) { n->events.push_back(e); });
-    // The application state is the delivery log itself: a joiner that gets it by state transfer
-    // must end with exactly the log of the members that were there all along.
-    node->member->on_snapshot([n = node.get()](std::uint32_t subgroup, std::uint64_t vid) {
-      std::vector<std::byte> state(n->sink.log.size() * sizeof(Delivered));
-      if (!state.empty()) std::memcpy(state.data(), n->sink.log.data(), state.size());
-      n->member->provide_snapshot(subgroup, vid, std::move(state));
-    });
-    node->member->on_restore([n = node.get()](std::uint32_t, std::uint64_t, std::span<const std::byte> state) {
-      n->sink.log.resize(state.size() / sizeof(Delivered));
-      if (!state.empty()) std::memcpy(n->sink.log.data(), state.data(), state.size());
-      ++n->restores;
-    });
-    nodes_[id] = std::move(node);
-  }
-
-  // Runs passes at the running members and applies writes until nothing moves.
-  void settle() {
-    for (int round = 0; round < 20000; ++round) {
-      bool moved = net_->pending() > 0;
-      net_->deliver_all();
-      for (MemberId id : ids_) {
-        if (running(id)) moved |= nodes_[id]->member->run_once();
-      }
-      if (!moved) return;
-    }
-    FAIL() << "group did not settle";
-  }
-
-  // Moves the clock in steps, settling after each, so heartbeats keep flowing between the
-  // members that run while a stopped one falls silent.
-  void advance(std::chrono::milliseconds total) {
-    for (auto done = 0ms; done < total; done += 20ms) {
-      now_ += 20ms;
-      settle();
-    }
-  }
-
-  void crash(MemberId id) { nodes_[id]->crashed = true; }
-  void cut(MemberId a, MemberId b) {
-    net_->break_link(a, b);
-    net_->break_link(b, a);
-  }
-  void heal() { net_->restore_all_links(); }
-
-  bool running(MemberId id) const { return nodes_[id] && !nodes_[id]->crashed; }
-  Member& member(MemberId id) { return *nodes_[id]->member; }
-  const std::vector<Delivered>& log(MemberId id) const { return nodes_[id]->sink.log; }
-  const std::vector<membership::View>& views(MemberId id) const { return nodes_[id]->views; }
-  std::vector<MemberId> view_members(MemberId id) const {
-    const auto v = nodes_[id]->member->view();
-    return v ? v->members : std::vector<MemberId>{};
-  }
-  std::uint64_t vid(MemberId id) const {
-    const auto v = nodes_[id]->member->view();
-    return v ? v->vid : 0;
-  }
-  std::size_t restores(MemberId id) const { return nodes_[id]->restores; }
-  bool saw(MemberId id, membership::MembershipEvent e) const {
-    for (auto x : nodes_[id]->events) {
-      if (x == e) return true;
-    }
-    return false;
-  }
-
-  // Every running member sends `count` more messages, numbered on from what it sent before.
-  void send_from_all(std::uint64_t count) {
-    for (MemberId id : ids_) {
-      if (!running(id)) continue;
-      for (std::uint64_t i = 0; i < count; ++i) {
-        ASSERT_TRUE(nodes_[id]->member->send(0, payload(nodes_[id]->next_seq++)));
-      }
-    }
-  }
-  std::uint64_t sent_by(MemberId id) const { return nodes_[id]->next_seq; }
-
-  // Random interleaving of passes and landings, without settling: leaves messages in flight.
-  void scramble(int steps) {
-    auto& rng = net_->random();
-    for (int i = 0; i < steps; ++i) {
-      if (net_->pending() > 0 && rng() % 2 == 0) {
-        net_->deliver_one();
-      } else {
-        const MemberId id = ids_[rng() % ids_.size()];
-        if (running(id)) nodes_[id]->member->run_once();
-      }
-    }
-  }
-
- private:
-  struct Node {
-    RecordingSink sink;
-    std::unique_ptr<Member> member;
-    std::vector<membership::View> views;
-    std::vector<membership::MembershipEvent> events;
-    std::uint64_t next_seq = 0;
-    std::size_t restores = 0;
-    bool crashed = false;
-  };
-
-  std::vector<MemberId> ids_;
-  GroupConfig config_;
-  std::chrono::steady_clock::time_point now_{};
-  std::unique_ptr<transport::MemoryNetwork> net_;
-  std::vector<std::unique_ptr<Node>> nodes_;
-};
-
-// The deliveries of one view at one member.
-std::vector<Delivered> in_view(const std::vector<Delivered>& log, std::uint64_t vid) {
-  std::vector<Delivered> out;
-  for (const auto& d : log) {
-    if (d.vid == vid) out.push_back(d);
-  }
-  return out;
-}
-
-// Every message of `sender` appears once, in send order, and all `sent` of them are there.
-void expect_all_once(const std::vector<Delivered>& log, MemberId sender, std::uint64_t sent) {
-  std::uint64_t next = 0;
-  for (const auto& d : log) {
-    if (d.sender != sender) continue;
-    ASSERT_EQ(d.seq, next) << "sender " << sender;
-    ++next;
-  }
-  EXPECT_EQ(next, sent) << "sender " << sender;
-}
-
-void form(Group& g, std::size_t n) {
-  for (MemberId id = 0; id < n; ++id) g.start(id);
-  g.settle();
-  for (MemberId id = 0; id < n; ++id) ASSERT_EQ(g.view_members(id).size(), n) << "member " << id;
-}
-
-}  // namespace
 
 TEST(ViewChange, AllConfiguredMembersStartingTogetherFormOneView) {
   Group g(8);
@@ -440,29 +238,9 @@ TEST(ViewChange, LeaderFailingInTheMiddleOfAViewChangeIsReplaced) {
   }
 }
 
-namespace {
-
-ShardingConfig shards(std::uint32_t count, std::uint32_t min, std::uint32_t max) {
-  ShardingConfig c;
-  c.shards = count;
-  c.min_per_shard = min;
-  c.max_per_shard = max;
-  return c;
-}
-
-// The shard of `id` in its installed view.
-std::vector<MemberId> shard_of(Group& g, MemberId id) {
-  const auto v = g.member(id).view();
-  for (const auto& shard : v->shards.at(0)) {
-    if (std::find(shard.begin(), shard.end(), id) != shard.end()) return shard;
-  }
-  return {};
-}
-
-}  // namespace
 
 TEST(ViewChange, ShardedSubgroupMulticastsWithinEachShardOfTheLayout) {
-  Group g(6, 2, shards(2, 2, 3));
+  Group g(6, 2, 1, shards(2, 2, 3));
   form(g, 6);
   const auto v = g.member(0).view();
   ASSERT_EQ(v->shards.at(0).size(), 2u);
@@ -481,7 +259,7 @@ TEST(ViewChange, ShardedSubgroupMulticastsWithinEachShardOfTheLayout) {
 }
 
 TEST(ViewChange, ShardsKeepTheirMembersWhenAnotherShardLosesOne) {
-  Group g(6, 4, shards(2, 1, 3));
+  Group g(6, 4, 1, shards(2, 1, 3));
   form(g, 6);
   const auto before = g.member(0).view()->shards.at(0);
   const MemberId leaving = before[1].back();
@@ -499,7 +277,7 @@ TEST(ViewChange, InadequateViewWaitsAndResumesWithStateWhenAMemberJoins) {
   // Two shards of exactly two: losing a member leaves a shard below its minimum, and the
   // sharded subgroup waits (sends queue up) until a fifth configured member joins, gets the
   // shard's state from its remaining member, and the shard runs again.
-  Group g(5, 9, shards(2, 2, 2));
+  Group g(5, 9, 1, shards(2, 2, 2));
   g.initial(4);
   for (MemberId id = 0; id < 4; ++id) g.start(id);
   g.advance(1100ms);
@@ -515,7 +293,7 @@ TEST(ViewChange, InadequateViewWaitsAndResumesWithStateWhenAMemberJoins) {
   const auto waiting = g.member(partner).view();
   ASSERT_EQ(waiting->members.size(), 3u);
   EXPECT_FALSE(waiting->adequate);
-  EXPECT_EQ(waiting->inadequate, "subgroup 'sg' shard 1 needs 2 members, 1 available");
+  EXPECT_EQ(waiting->inadequate, "subgroup 'sg0' shard 1 needs 2 members, 1 available");
   EXPECT_TRUE(g.saw(partner, membership::MembershipEvent::inadequate));
   const std::size_t delivered_while_waiting = g.log(partner).size();
   g.send_from_all(3);
