@@ -21,7 +21,28 @@ struct Args {
   bool liveness = true;
   bool verbose = false;     // print the scenario and trace of passing seeds too
   std::size_t dump_every = 0;
+  derecho::sim::Options::Features features;
+  std::string without;  // as given, for the replay line
 };
+
+// --without shards,leave,...: scenarios without those features (to tell which one a failure needs).
+void without(const std::string& list, derecho::sim::Options::Features& f) {
+  std::size_t at = 0;
+  while (at <= list.size()) {
+    const std::size_t end = std::min(list.find(',', at), list.size());
+    const std::string name = list.substr(at, end - at);
+    if (name == "shards") f.shards = false;
+    else if (name == "leave") f.leave = false;
+    else if (name == "late-snapshots") f.late_snapshots = false;
+    else if (name == "big-states") f.big_states = false;
+    else if (name == "packed") f.packed = false;
+    else if (name == "empty") f.empty = false;
+    else if (name == "spares") f.spares = false;
+    else throw std::invalid_argument("--without: unknown feature '" + name +
+                                     "' (shards, leave, late-snapshots, big-states, packed, empty, spares)");
+    at = end + 1;
+  }
+}
 
 Args parse(int argc, char** argv) {
   Args a;
@@ -46,7 +67,8 @@ Args parse(int argc, char** argv) {
     else if (flag == "--steps") a.steps = std::stoul(value);
     else if (flag == "--trace") a.trace = std::stoul(value);
     else if (flag == "--dump-every") a.dump_every = std::stoul(value);
-    else throw std::invalid_argument("unknown option " + flag + " (use --first, --seeds, --steps, --trace, --keep-going, --no-liveness, --verbose, --dump-every)");
+    else if (flag == "--without") without(value, a.features), a.without = value;
+    else throw std::invalid_argument("unknown option " + flag + " (use --first, --seeds, --steps, --trace, --keep-going, --no-liveness, --verbose, --dump-every, --without)");
   }
   return a;
 }
@@ -62,9 +84,10 @@ int main(int argc, char** argv) {
     const auto started = std::chrono::steady_clock::now();
     ull passed = 0, failed = 0, delivered = 0, sent = 0, views = 0, breaks = 0, partitions = 0, crashes = 0,
         restarts = 0, joins = 0, freezes = 0, jumps = 0, lost = 0, majority_lost = 0, converged = 0,
-        transitions = 0, restores = 0;
+        transitions = 0, restores = 0, leaves = 0, left = 0, late = 0, unanswered = 0, packed = 0, empty = 0,
+        inadequate = 0, shard_restores = 0, sharded = 0;
     for (std::uint64_t seed = args.first; seed < args.first + args.seeds; ++seed) {
-      const auto out = derecho::sim::run({seed, args.steps, args.trace, args.liveness, args.dump_every});
+      const auto out = derecho::sim::run({seed, args.steps, args.trace, args.liveness, args.dump_every, args.features});
       delivered += out.delivered;
       sent += out.sent;
       views += out.views;
@@ -80,13 +103,22 @@ int main(int argc, char** argv) {
       lost += out.lost_by_removal;
       majority_lost += out.majority_lost;
       converged += out.converged;
+      leaves += out.leaves;
+      left += out.left;
+      late += out.snapshots_late;
+      unanswered += out.snapshots_unanswered;
+      packed += out.packed_sends;
+      empty += out.empty_messages;
+      inadequate += out.inadequate_views;
+      shard_restores += out.shard_restores;
+      sharded += out.sharded;
       if (!out.ok) {
         ++failed;
         std::printf("seed %llu FAILED: %s\nscenario: %s\ntrace (last steps, [step t=simulated time]):\n",
                     static_cast<ull>(seed), out.failure.c_str(), out.scenario.c_str());
         for (const auto& line : out.trace) std::printf("  %s\n", line.c_str());
-        std::printf("replay: derecho_sim --first %llu --seeds 1 --steps %zu --trace 400\n", static_cast<ull>(seed),
-                    args.steps);
+        std::printf("replay: derecho_sim --first %llu --seeds 1 --steps %zu --trace 400%s\n", static_cast<ull>(seed),
+                    args.steps, args.without.empty() ? "" : (" --without " + args.without).c_str());
         if (!args.keep_going) break;
         continue;
       }
@@ -103,6 +135,9 @@ int main(int argc, char** argv) {
                 "%llu messages lost with their sender's removal\n",
                 static_cast<ull>(args.first), args.steps, secs, sent, delivered, views, transitions, restores, breaks, partitions, crashes,
                 majority_lost, restarts, joins, freezes, jumps, converged, lost);
+    std::printf("%llu runs sharded (%llu inadequate views, %llu state transfers into shards); %llu leaves asked, %llu "
+                "left; snapshots: %llu answered late, %llu never; %llu packed sends, %llu empty messages\n",
+                sharded, inadequate, shard_restores, leaves, left, late, unanswered, packed, empty);
     std::printf("sim: %llu passed, %llu failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
   } catch (const std::exception& e) {

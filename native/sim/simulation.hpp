@@ -19,6 +19,16 @@ struct Options {
   std::size_t trace_lines = 80;  // how many of the last steps a failure shows
   bool liveness = true;          // false: only safety invariants (a diagnostic, to look past a liveness bug)
   std::size_t dump_every = 0;    // a diagnostic: every so many steps, the members' own SST rows go into the trace
+  // What the scenarios may contain (all by default; switching one off changes what a seed draws).
+  struct Features {
+    bool shards = true;          // sharded subgroups
+    bool leave = true;           // graceful leaves (request_leave)
+    bool late_snapshots = true;  // snapshot requests answered late or never
+    bool big_states = true;      // snapshots of several state-transfer chunks
+    bool packed = true;          // send_packed
+    bool empty = true;           // zero-length messages
+    bool spares = true;          // initial_members below the configured members
+  } features;
 };
 
 struct Outcome {
@@ -40,6 +50,15 @@ struct Outcome {
   std::uint64_t late_joins = 0;
   std::uint64_t freezes = 0;
   std::uint64_t clock_jumps = 0;
+  std::uint64_t leaves = 0;                // members that asked to leave
+  std::uint64_t left = 0;                  // ... and reported MembershipEvent::left
+  std::uint64_t snapshots_late = 0;        // snapshot requests answered some steps later
+  std::uint64_t snapshots_unanswered = 0;  // snapshot requests never answered
+  std::uint64_t packed_sends = 0;          // send_packed calls that queued something
+  std::uint64_t empty_messages = 0;        // zero-length messages accepted
+  std::uint64_t inadequate_views = 0;      // views decided inadequate (sharded subgroups wait)
+  std::uint64_t shard_restores = 0;        // state transfers into a shard, checked
+  bool sharded = false;                    // the group has a sharded subgroup
   std::uint64_t lost_by_removal = 0;  // messages of live senders cut off when they were removed
   bool majority_lost = false;         // a majority of some view crashed: no progress expected
   bool converged = false;             // the liveness phase ended in one common view

@@ -92,9 +92,11 @@ std::vector<std::vector<std::vector<MemberId>>> LayoutPlan::masks_to_shards(std:
   return out;
 }
 
-std::vector<std::uint64_t> LayoutPlan::plan(std::uint64_t members, std::span<const std::uint64_t> current) const {
+std::vector<std::uint64_t> LayoutPlan::plan(std::uint64_t members, std::uint64_t carried_on,
+                                            std::span<const std::uint64_t> current) const {
   if (words_ == 0) return {};
-  const auto last_adequate = current.subspan(1, shard_count_);
+  std::vector<std::uint64_t> last_adequate(current.begin() + 1, current.begin() + 1 + static_cast<std::ptrdiff_t>(shard_count_));
+  for (auto& mask : last_adequate) mask &= carried_on;
   const bool have_previous = std::any_of(last_adequate.begin(), last_adequate.end(), [](std::uint64_t m) { return m != 0; });
   layout::ShardMap previous;
   if (have_previous) {

@@ -21,8 +21,11 @@ class LayoutPlan {
   static std::size_t words_for(const GroupConfig& config);
   std::size_t words() const { return words_; }
 
-  // The layout a view of `members` runs with, after the view that ran with `current`.
-  std::vector<std::uint64_t> plan(std::uint64_t members, std::span<const std::uint64_t> current) const;
+  // The layout a view of `members` runs with, after the view that ran with `current`;
+  // `carried_on`: the members that were in that view with its state. Who left (or came back
+  // without its state) is dropped from the layout carried on, so it counts as new in a shard.
+  std::vector<std::uint64_t> plan(std::uint64_t members, std::uint64_t carried_on,
+                                  std::span<const std::uint64_t> current) const;
 
   struct Decoded {
     bool adequate = true;

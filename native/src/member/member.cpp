@@ -105,8 +105,8 @@ membership::ViewManager::Host Member::view_host() {
     return dropped;
   };
   host.install = [this](const membership::View& view, std::span<const std::uint64_t> layout) { install(view, layout); };
-  host.plan_layout = [this](std::uint64_t members, std::span<const std::uint64_t> current) {
-    return plan_.plan(members, current);
+  host.plan_layout = [this](std::uint64_t members, std::uint64_t carried_on, std::span<const std::uint64_t> current) {
+    return plan_.plan(members, carried_on, current);
   };
   host.ready_to_announce = [this] { return state_->received_all(); };
   host.open = [this] {
@@ -230,9 +230,11 @@ void Member::plan_state_transfer(std::uint64_t vid) {
     for (const auto& group : groups_[s]) {
       std::optional<MemberId> source;
       std::vector<MemberId> newcomers;
+      const std::size_t i = static_cast<std::size_t>(&group - groups_[s].data());
       for (MemberId m : group) {
-        bool was_here = false;
-        for (const auto& before : before_[s]) was_here = was_here || contains(before, m);
+        // In this very group (shard) before: a member the layout moved from another shard has
+        // none of this one's state.
+        const bool was_here = i < before_[s].size() && contains(before_[s][i], m);
         if (!was_here) {
           newcomers.push_back(m);
         } else if (!source) {

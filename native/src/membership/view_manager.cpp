@@ -39,6 +39,7 @@ ViewManager::ViewManager(sst::Sst& sst, transport::Transport& transport, const M
   beat_changed_.assign(universe_.size(), {});
   write(cols_.boot(), options_.boot);
   write(cols_.join(), options_.boot);
+  started_ = clock_();
 }
 
 std::size_t ViewManager::rank_of(MemberId id) const {
@@ -85,6 +86,7 @@ std::uint64_t ViewManager::survivors() const {
 }
 
 void ViewManager::on_link_event(const transport::LinkEvent& event) {
+  reach_changed_ = true;
   if (!options_.suspect_on_link_down) return;
   const std::size_t r = rank_of(event.peer);
   if (event.up) {
@@ -101,7 +103,7 @@ bool ViewManager::step() {
   const auto now = clock_();
   heartbeat(now);
   if (phase_ == Phase::left) return false;
-  if (phase_ == Phase::joining) return step_joining();
+  if (phase_ == Phase::joining) return step_joining(now);
   bool fired = watch_members(now);
   // Leaving is suspecting ourselves: the suspicion spreads and the others decide a view
   // without us, which we learn like any removal.
@@ -158,9 +160,18 @@ void ViewManager::start_round(std::uint64_t round, std::chrono::steady_clock::ti
 }
 
 bool ViewManager::heartbeat(std::chrono::steady_clock::time_point now) {
+  if (reach_changed_) {
+    reach_changed_ = false;
+    update_reach();
+  }
   if (now - last_beat_ < options_.heartbeat_interval) return false;
   last_beat_ = now;
   write(0, ++beats_);
+  update_reach();
+  return false;
+}
+
+void ViewManager::update_reach() {
   std::uint64_t reach = bit(me_);
   for (std::size_t r = 0; r < universe_.size(); ++r) {
     if (r != me_ && transport_.link_up(universe_[r])) reach |= bit(r);
@@ -169,7 +180,6 @@ bool ViewManager::heartbeat(std::chrono::steady_clock::time_point now) {
     reach_ = reach;
     write(cols_.reach(), reach);
   }
-  return false;
 }
 
 std::uint64_t ViewManager::progress_of(std::size_t rank) const {
@@ -395,13 +405,27 @@ bool ViewManager::follow() {
 }
 
 bool ViewManager::lead(std::chrono::steady_clock::time_point now) {
-  if (!announced_) return false;
+  // A leader that has not announced the view (it waits for a state) leads all the same: a view
+  // not every member announced never opened, so nothing was sent in it.
   const std::uint64_t next = view_->vid + 1;
   const std::uint64_t survivors = this->survivors();
+  // Members that are leaving (they suspect themselves and are alive to us) are not in the next
+  // view but still vote: otherwise one of two could never leave.
+  std::uint64_t leavers = 0;
+  const std::uint64_t tag = suspicion_tag(view_->vid, round_);
+  for (MemberId id : view_->members) {
+    const std::size_t r = rank_of(id);
+    const std::uint64_t theirs = read(r, cols_.suspected());
+    if (r != me_ && !(survivors & bit(r)) && tag_of(theirs) == tag && (value_of(theirs) & bit(r)) &&
+        !(links_lost_ & bit(r)) && now - beat_changed_[r] < options_.suspect_after / 2) {
+      leavers |= bit(r);
+    }
+  }
+  const std::uint64_t quorum = survivors | leavers;
   const auto survivor_ranks = [&] {
     std::vector<std::size_t> ranks;
     for (std::size_t r = 0; r < universe_.size(); ++r) {
-      if (survivors & bit(r)) ranks.push_back(r);
+      if (quorum & bit(r)) ranks.push_back(r);
     }
     return ranks;
   }();
@@ -422,7 +446,7 @@ bool ViewManager::lead(std::chrono::steady_clock::time_point now) {
   // itself for the leader (a broken link between them) cannot burn the ballots; suspicion
   // rounds settle who leads.
   if (outbid && now - last_prepare_ < options_.heartbeat_interval) return false;
-  if (ballot_ == 0 || survivors != ballot_survivors_ || outbid) {
+  if (ballot_ == 0 || quorum != ballot_survivors_ || outbid) {
     // A new ballot above every one seen for this transition.
     std::uint64_t round = 0;
     for (std::size_t r = 0; r < universe_.size(); ++r) {
@@ -439,7 +463,7 @@ bool ViewManager::lead(std::chrono::steady_clock::time_point now) {
     }
     ballot_ = ((round + 1) << 6) | (me_ + 1);
     last_prepare_ = now;
-    ballot_survivors_ = survivors;
+    ballot_survivors_ = quorum;
     proposed_ = false;
     write(cols_.promise(), ballot_ref(next, ballot_));
     write(cols_.prepare(), ballot_ref(next, ballot_));
@@ -481,7 +505,7 @@ bool ViewManager::lead(std::chrono::steady_clock::time_point now) {
         else if (joiners_ & bit(r)) value->boots[r] = read(r, cols_.boot());
       }
       value->edge = host_.ragged_edge(ids_of(survivors));
-      value->layout = host_.plan_layout(value->members, layout_);
+      value->layout = host_.plan_layout(value->members, value->previous, layout_);
     }
     value->ballot = ballot_;
     write_slot(next, *value);
@@ -527,7 +551,9 @@ void ViewManager::install(std::uint64_t vid, const Proposal& decided) {
   minority_reported_ = false;
   installed_at_ = clock_();
   for (std::size_t r = 0; r < universe_.size(); ++r) {
-    if (!(members & bit(r))) continue;  // non-members' heartbeats keep their history (joiners)
+    // Only members that carry on get a fresh start; a joiner keeps its heartbeat history, so
+    // one admitted while already dead is suspected at once rather than admitted over and over.
+    if (!(members & decided.previous & bit(r))) continue;
     seen_beat_[r] = read(r, 0);
     beat_changed_[r] = installed_at_;
     seen_progress_[r] = progress_of(r);
@@ -568,7 +594,7 @@ void ViewManager::rejoin(const std::string& why) {
   if (host_.event) host_.event(MembershipEvent::removed, why);
 }
 
-bool ViewManager::step_joining() {
+bool ViewManager::step_joining(std::chrono::steady_clock::time_point now) {
   if (leave_requested_.load()) {
     rejoin("asked to leave before being admitted");
     return true;
@@ -584,10 +610,10 @@ bool ViewManager::step_joining() {
     install(next, *p);
     return true;
   }
-  return me_ == 0 && floor_ == 0 && try_bootstrap();
+  return me_ == 0 && floor_ == 0 && try_bootstrap(now);
 }
 
-bool ViewManager::try_bootstrap() {
+bool ViewManager::try_bootstrap(std::chrono::steady_clock::time_point now) {
   // Without persisted views there is no telling a group that never existed from one we cannot
   // reach; demanding every initial member (reachable, with no view) keeps a few restarted
   // members from founding a second group beside a running one (docs/membership.md).
@@ -603,6 +629,15 @@ bool ViewManager::try_bootstrap() {
   for (std::size_t r = 0; r < initial; ++r) {
     if (!(present & bit(r))) return false;
   }
+  // With fewer initial members than configured ones, a restarted first member could see its
+  // initial peers before the rows of a running group reach it: it waits suspect_after for
+  // links to come up, and for the row of every peer it is linked to.
+  if (static_cast<std::size_t>(std::popcount(present)) < universe_.size()) {
+    if (now - started_ < options_.suspect_after) return false;
+    for (std::size_t r = 0; r < universe_.size(); ++r) {
+      if (r != me_ && transport_.link_up(universe_[r]) && read(r, cols_.boot()) == 0) return false;
+    }
+  }
   Proposal first;
   first.ballot = (1 << 6) | (me_ + 1);
   first.members = present;
@@ -611,7 +646,7 @@ bool ViewManager::try_bootstrap() {
     if (present & bit(r)) first.boots[r] = r == me_ ? options_.boot : read(r, cols_.boot());
   }
   first.edge.assign(cols_.edge_words, 0);
-  first.layout = host_.plan_layout(first.members, std::vector<std::uint64_t>(cols_.layout_words, 0));
+  first.layout = host_.plan_layout(first.members, 0, std::vector<std::uint64_t>(cols_.layout_words, 0));
   write_slot(1, first);
   write(cols_.commit(), ballot_ref(1, first.ballot));
   install(1, first);

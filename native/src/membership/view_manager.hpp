@@ -49,9 +49,12 @@ class ViewManager {
     // We were removed. With the decided edge: requeue our messages beyond it; without (the
     // decision is no longer readable): drop what we sent or queued, returning how many.
     std::function<std::uint64_t(std::span<const std::uint64_t> edge)> removed;
-    // The shard layout of a proposed view with these members (bit per configured rank), given
-    // the current view's (all zero before the first view); MembershipColumns::layout_words long.
-    std::function<std::vector<std::uint64_t>(std::uint64_t members, std::span<const std::uint64_t> current)> plan_layout;
+    // The shard layout of a proposed view with these members (bit per configured rank), of
+    // which `carried_on` were in the current view with its state, given the current view's
+    // layout (all zero before the first view); MembershipColumns::layout_words long.
+    std::function<std::vector<std::uint64_t>(std::uint64_t members, std::uint64_t carried_on,
+                                             std::span<const std::uint64_t> current)>
+        plan_layout;
     // Enter the new view with the decided layout, closed for sending.
     std::function<void(const View&, std::span<const std::uint64_t> layout)> install;
     std::function<void()> open;                // every member installed it: sending may start
@@ -86,8 +89,8 @@ class ViewManager {
   };
 
   bool heartbeat(std::chrono::steady_clock::time_point now);
-  bool step_joining();
-  bool try_bootstrap();
+  bool step_joining(std::chrono::steady_clock::time_point now);
+  bool try_bootstrap(std::chrono::steady_clock::time_point now);
   bool watch_members(std::chrono::steady_clock::time_point now);
   bool check_removed();
   bool admit_joiners(std::chrono::steady_clock::time_point now);
@@ -127,6 +130,7 @@ class ViewManager {
   Phase phase_ = Phase::joining;
   std::optional<View> view_;
   std::vector<std::uint64_t> view_boots_;
+  std::chrono::steady_clock::time_point started_;
   std::vector<std::uint64_t> layout_;  // the installed view's decided layout
   std::chrono::steady_clock::time_point last_beat_{};
   std::uint64_t beats_ = 0;
@@ -135,6 +139,8 @@ class ViewManager {
   std::vector<std::uint64_t> seen_progress_;
   std::vector<std::chrono::steady_clock::time_point> progress_changed_;
   std::uint64_t reach_ = 0;  // what our reach column says
+  bool reach_changed_ = false;
+  void update_reach();
   std::chrono::steady_clock::time_point installed_at_{};
   std::uint64_t suspected_ = 0;
   // Suspicion rounds: a change that makes no progress for suspect_after starts a new round

@@ -71,12 +71,24 @@ class Group {
     config_.state_chunk_bytes = 4096;
     net_ = std::make_unique<transport::MemoryNetwork>(ids_, RegionLayout::compute(config_).region_bytes, seed);
     nodes_.resize(configured);
+    // A member that is not running has no links, as with a real transport.
+    for (MemberId id : ids_) net_->reset_member(id);
   }
 
   // Before the first start: how many of the first configured members found the group.
   void initial(std::uint32_t members) { config_.initial_members = members; }
 
+  // Starts `id` and links it with every member started so far.
   void start(MemberId id) {
+    create(id);
+    for (MemberId p : ids_) {
+      if (p == id || !nodes_[p]) continue;
+      net_->restore_link(id, p);
+      net_->restore_link(p, id);
+    }
+  }
+
+  void create(MemberId id) {
     auto node = std::make_unique<Node>();
     Member::Options options;
     options.make_transport = [this, id](const transport::TransportOptions&) { return net_->endpoint(id); };
@@ -114,7 +126,7 @@ class Group {
   void restart(MemberId id, const std::vector<MemberId>& peers) {
     nodes_[id].reset();
     net_->reset_member(id);
-    start(id);
+    create(id);
     for (MemberId p : peers) {
       net_->restore_link(id, p);
       net_->restore_link(p, id);
