@@ -119,7 +119,7 @@ export function buildProgram(): Command {
     .option('--suspect-after-millis <ms>', 'failure detection: a silent member is suspected after this (default 1000)', integer('--suspect-after-millis', 1, MAX_SUSPECT_AFTER_MILLIS))
     .option('--delivery-log <dir>', 'every member writes DIR/member-<id>.jsonl: each view and each delivery (docs/delivery-log.md)')
     .addOption(logLevelOption('warn'))
-    .addHelpText('after', '\nWhile the group runs, commands on stdin: kill <id>, start <id>, views, help (docs/delivery-log.md).')
+    .addHelpText('after', '\nWhile the group runs, commands on stdin: kill <id>, leave <id>, start <id>, views, help (docs/delivery-log.md).')
     .action(async (opts: {
       members: number; spare: number; transport: TransportKind; duration?: number; messages?: number; minBytes?: number; maxBytes?: number;
       basePort?: number; spinMicros?: number; drainTimeout: number; stallTimeout: number; logLevel: LogLevel; rate?: number;
@@ -134,7 +134,7 @@ export function buildProgram(): Command {
       const configured = opts.members + opts.spare;
       if (configured > MAX_MEMBERS) fail(`--members plus --spare is ${configured}: a group has at most ${MAX_MEMBERS} configured members`, EXIT_USAGE);
       if (opts.spare > 0 && minBytes < MIN_BYTES_TO_JOIN) {
-        fail(`--spare needs --min-bytes of at least ${MIN_BYTES_TO_JOIN}: a member that joins a running group reads each sender's sequence number from the first ${MIN_BYTES_TO_JOIN} bytes of its messages`, EXIT_USAGE);
+        fail(`--spare needs --min-bytes of at least ${MIN_BYTES_TO_JOIN}: the others follow a member that joins a running group from the sequence number in the first ${MIN_BYTES_TO_JOIN} bytes of its messages`, EXIT_USAGE);
       }
       if (opts.basePort !== undefined && opts.basePort + configured - 1 > 65535) {
         fail(`--base-port ${opts.basePort} leaves no room for ${configured} ports`, EXIT_USAGE);

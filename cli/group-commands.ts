@@ -1,11 +1,12 @@
-// Commands `derecho local` reads on stdin while its group runs: kill a member, start one, show
-// the views. One command per line.
+// Commands `derecho local` reads on stdin while its group runs: kill a member, stop one (it
+// leaves gracefully), start one, show the views. One command per line.
 import { describeView } from '../sidecar/format.js';
 import type { LocalGroup } from '../sidecar/local-group.js';
 
 export const COMMAND_HELP = [
   'commands (one per line):',
   '  kill <id>    kill member <id> with SIGKILL (a crash)',
+  '  leave <id>   stop member <id> with SIGTERM: it leaves the group gracefully',
   '  start <id>   start configured member <id> that is not running (a spare, or a killed one): it joins the group',
   '  views        print the view each running member installed last',
   '  help         this text',
@@ -13,6 +14,7 @@ export const COMMAND_HELP = [
 
 export type GroupCommand =
   | { kind: 'kill'; id: number }
+  | { kind: 'leave'; id: number }
   | { kind: 'start'; id: number }
   | { kind: 'views' }
   | { kind: 'help' }
@@ -32,6 +34,8 @@ export function parseGroupCommand(line: string): GroupCommand {
   switch (verb) {
     case 'kill':
       return { kind: 'kill', id: id() };
+    case 'leave':
+      return { kind: 'leave', id: id() };
     case 'start':
       return { kind: 'start', id: id() };
     case 'views':
@@ -64,7 +68,7 @@ export async function runGroupCommand(line: string, ctx: CommandContext): Promis
     return;
   }
   const { group, print } = ctx;
-  if ((command.kind === 'kill' || command.kind === 'start') && ctx.workloadOver) {
+  if ((command.kind === 'kill' || command.kind === 'leave' || command.kind === 'start') && ctx.workloadOver) {
     print(`command: the workload finished sending; members are no longer killed or started`);
     return;
   }
@@ -87,6 +91,21 @@ export async function runGroupCommand(line: string, ctx: CommandContext): Promis
         ctx.onMembershipChange();
         print(`killing member ${command.id} (pid ${group.pidOf(command.id) ?? '?'})`);
         await group.killMember(command.id);
+        return;
+      }
+      case 'leave': {
+        if (!group.liveMembers().includes(command.id)) {
+          print(`command: member ${command.id} is not running (running: ${group.liveMembers().join(', ') || 'none'})`);
+          return;
+        }
+        ctx.onMembershipChange();
+        print(`stopping member ${command.id} (pid ${group.pidOf(command.id) ?? '?'}): it leaves the group`);
+        const report = await group.stopMember(command.id);
+        print(
+          report?.left
+            ? `member ${command.id} left the group`
+            : `member ${command.id} stopped without leaving gracefully (a view of 2 cannot lose a member, or it was in no view)`,
+        );
         return;
       }
       case 'start': {

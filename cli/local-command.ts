@@ -11,7 +11,11 @@ import type { MemberReport } from '../sidecar/member-protocol.js';
 import type { WorkloadLimits } from '../sidecar/workload-sender.js';
 import { COMMAND_HELP, runGroupCommand, type CommandContext } from './group-commands.js';
 
-/** A member that joins a running group learns each sender's position from the first 4 payload bytes. */
+/**
+ * Members follow a sender that joins a running group (a restarted member, or one admitted again)
+ * from the sequence number in the first 4 payload bytes of its messages; where every other
+ * sender stands comes with the state a joiner takes over (docs/workload-state.md).
+ */
 export const MIN_BYTES_TO_JOIN = 4;
 
 export interface LocalRunOptions {
@@ -171,7 +175,7 @@ export async function runLocal(options: LocalRunOptions, print: Print = (l) => p
         ...(options.minBytes < MIN_BYTES_TO_JOIN
           ? {
               startRefusal:
-                `a member that joins a running group reads each sender's sequence number from the first ${MIN_BYTES_TO_JOIN} bytes ` +
+                `the others follow a member that joins a running group from the sequence number in the first ${MIN_BYTES_TO_JOIN} bytes ` +
                 `of its messages, and --min-bytes is ${options.minBytes}`,
             }
           : {}),
@@ -182,7 +186,7 @@ export async function runLocal(options: LocalRunOptions, print: Print = (l) => p
       commands.on('line', (line) => {
         queue = queue.then(() => (stopping ? print('command: the run is finishing; no more commands') : runGroupCommand(line, context)));
       });
-      if (process.stdin.isTTY || options.commands) print(`${COMMAND_HELP[0]} kill <id>, start <id>, views, help`);
+      if (process.stdin.isTTY || options.commands) print(`${COMMAND_HELP[0]} kill <id>, leave <id>, start <id>, views, help`);
     }
 
     const limits: WorkloadLimits =
@@ -222,6 +226,9 @@ export async function runLocal(options: LocalRunOptions, print: Print = (l) => p
     g.markSettled();
     const live = g.liveMembers();
     const killed = g.killedMembers();
+    const stoppedEarly = g.stoppedMembers();
+    // The views of the run (those the members install while they leave at the end come after).
+    const runViews = g.installedViews();
     const finals = await g.shutdown();
     if (interrupted) return EXIT_INTERRUPTED;
     const reports: MemberReport[] = [];
@@ -246,9 +253,12 @@ export async function runLocal(options: LocalRunOptions, print: Print = (l) => p
         ` + ${((drainEnd - sendEnd) / 1000).toFixed(1)} s draining`,
     );
     if (membershipChanged) {
-      const views = g.installedViews();
+      const views = runViews;
       print(`  views      ${views.size} installed, the last: ${[...views].map(([vid, m]) => `${vid} [${m.join(',')}]`).pop() ?? 'none'}`);
       if (killed.length > 0) print(`  killed     ${killed.map((id) => `m${id}`).join('  ')} (left out of the verdict; their last messages may be missing everywhere)`);
+      if (stoppedEarly.length > 0) {
+        print(`  stopped    ${stoppedEarly.map((s) => `m${s.id}${s.left ? ' (left)' : ''}`).join('  ')} (left out of the verdict)`);
+      }
     }
     print(`  sent       ${[...sentBy].map(([id, n]) => `m${id} ${n}`).join('  ')}  total ${totalSent}`);
     if (membershipChanged) {
@@ -261,7 +271,7 @@ export async function runLocal(options: LocalRunOptions, print: Print = (l) => p
           `${formatRate(delivered / seconds)} msg/s, ${formatMB(deliveredBytes / seconds)} MB/s per member`,
       );
     } else {
-      const why = membershipChanged ? 'members that joined during the run delivered from then on' : 'not the same at every member';
+      const why = 'not the same at every member';
       print(`  delivered  ${reports.map((r) => `m${r.id} ${r.delivery.delivered}`).join('  ')}  (${why})`);
     }
     if (!membershipChanged) {

@@ -12,12 +12,27 @@ export interface NativeMemberAddress {
   port: number;
 }
 
+/**
+ * A sharded subgroup (docs/layout.md): at every view the layout splits its candidates (`members`)
+ * into `shards` shards of `minPerShard`..`maxPerShard` members; `reserved[i]` pins ids to shard i.
+ */
+export interface NativeShardingConfig {
+  shards: number;
+  minPerShard: number;
+  maxPerShard: number;
+  reserved?: number[][];
+}
+
 export interface NativeSubgroupConfig {
   name: string;
+  /** Receivers in rank order; for a sharded subgroup, the candidates for its shards. */
   members: number[];
+  /** Who may send, in round-robin order; for a sharded subgroup, the same ids as `members`. */
   senders: number[];
   ringBytes: number;
   maxMessageBytes: number;
+  /** Absent: not sharded, every member of the view that is in `members` receives. */
+  sharding?: NativeShardingConfig;
 }
 
 export interface NativeGroupConfig {
@@ -36,6 +51,8 @@ export interface NativeGroupConfig {
    * in no view; absent or 0: all of them. The others (spares) join later.
    */
   initialMembers?: number;
+  /** State transfer to joiners, chunk size in bytes (multiple of 64, >= 4096); absent or 0: 65536. */
+  stateChunkBytes?: number;
 }
 
 export interface MemberStats {
@@ -56,6 +73,12 @@ export interface MemberStats {
  * config's order; `leader` coordinates the next view change (the first member nobody suspects,
  * members of the previous view before joiners). `joined`: members that were not in the previous
  * view; `departed`: members of the previous view that are not in this one.
+ *
+ * `shards[s][k]`: the members of shard k of configured subgroup s, in seniority order
+ * (docs/layout.md); `shards[s]` is empty for a subgroup that is not sharded, and for every
+ * subgroup when the view is inadequate. `adequate` is false when the view cannot give every shard
+ * its minimum (sharded subgroups deliver and send nothing until a view can); `inadequate` says why
+ * ('' otherwise).
  */
 export interface NativeView {
   vid: number;
@@ -63,6 +86,9 @@ export interface NativeView {
   leader: number;
   joined: number[];
   departed: number[];
+  shards: number[][][];
+  adequate: boolean;
+  inadequate: string;
 }
 
 /**
@@ -75,6 +101,18 @@ export interface NativeView {
 export type MembershipEventKind = 'wedged' | 'removed' | 'minority' | 'inadequate' | 'left';
 export type ViewHandler = (view: NativeView) => void;
 export type MembershipEventHandler = (kind: MembershipEventKind, reason: string) => void;
+/**
+ * State transfer, at a member that was in a subgroup before: members join it in view `vid`, and
+ * the handler returns the subgroup's state for them (or a Promise of it). It runs in order with
+ * the deliveries: after every delivery of the previous view and after the view `vid` itself,
+ * before any delivery of `vid` (none can come until the joiners have their state).
+ */
+export type SnapshotHandler = (subgroup: number, vid: number) => Buffer | Promise<Buffer>;
+/**
+ * State transfer, at a member that joins a subgroup in view `vid`: the state the snapshot handler
+ * returned at the source. After the view `vid`, before any delivery in it.
+ */
+export type RestoreHandler = (subgroup: number, vid: number, state: Buffer) => void;
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
@@ -117,6 +155,25 @@ export interface NativeMember {
   onView(handler: ViewHandler | null): void;
   onEvent(handler: MembershipEventHandler | null): void;
   /**
+   * State transfer handlers (null removes one); set them before start(). Without a snapshot
+   * handler a joiner receives an empty state; without a restore handler what arrives is dropped.
+   * A snapshot handler that throws, returns something other than a Buffer, or whose Promise
+   * rejects, is an error thrown on the JavaScript thread (an uncaught exception or unhandled
+   * rejection); the joiner then waits, is suspected after suspectAfterMillis, and is admitted
+   * again later.
+   */
+  onSnapshot(handler: SnapshotHandler | null): void;
+  onRestore(handler: RestoreHandler | null): void;
+  /**
+   * Leaves the group gracefully: the others install a view without this member, which reports
+   * the `left` event. Resolves true once that happened (after every delivery, view and event the
+   * engine handed over before it), false after `timeoutMs` (a view of two cannot lose a member:
+   * no majority would remain). The engine is stopped either way; stop() must still be called.
+   * Messages of this member not delivered by then are dropped: wait for your own deliveries
+   * first. Throws while start() is running, and when leave() was called before.
+   */
+  leave(timeoutMs: number): Promise<boolean>;
+  /**
    * Stops the engine thread and the transport (after a pending start() has finished); no delivery
    * callback runs after it resolves. Must be called: until then the member keeps the process alive.
    */
@@ -135,6 +192,8 @@ interface Addon {
   ): NativeMember;
 }
 
+/** The C ABI version (docs/c-api.md) this module expects of the addon. */
+export const C_API_VERSION = 3;
 /** The delivery batch format this module reads (docs/delivery-batch.md). */
 export const DELIVERY_BATCH_VERSION = 2;
 export const DELIVERY_RECORD_HEADER_BYTES = 36;
@@ -164,6 +223,12 @@ function addon(): Addon {
       throw new Error(
         `native addon ${path} delivers batches of format ${String(loaded.deliveryBatchVersion ?? 1)}, ` +
           `this code reads format ${DELIVERY_BATCH_VERSION}: rebuild it (\`make build\`)`,
+      );
+    }
+    if (loaded.apiVersion !== C_API_VERSION) {
+      throw new Error(
+        `native addon ${path} implements C ABI version ${String(loaded.apiVersion)}, this code needs version ` +
+          `${C_API_VERSION}: rebuild it (\`make build\`)`,
       );
     }
     cached = loaded;

@@ -11,9 +11,17 @@
 //
 // A sender's stream (re)starts where this member cannot know where it stands: in the first view
 // this member installs, after views it missed (it was removed and rejoined), and when the
-// sender is among a view's `joined` (a restarted process, or one that was removed and rejoins). There the first message's sequence number is read from
-// its payload; a payload shorter than 4 bytes carries none, and 0 is assumed (a new process
-// starts at 0), which is wrong for a member that joins a group whose senders already sent.
+// sender is new in this member's group (the subgroup's members in the view, or its shard for a
+// sharded subgroup): a view's `joined` (a restarted process, or one that was removed and
+// rejoins), or a member the layout moved into the shard. There the first message's sequence
+// number is read from its payload; a payload shorter than 4 bytes carries none, and 0 is assumed
+// (a new process starts at 0).
+//
+// The checker's state is the workload's application state (docs/workload-state.md): a member
+// that joins gets it from a member that was there (state transfer: snapshot() at the source,
+// restore() at the joiner, both in order with the deliveries), so where every sender stands,
+// the counts and the digests of the views before its join are the group's, and at the end of a
+// run its state equals that of the members that were there all along.
 //
 // Digests: sha256 over the records (header and payload, docs/delivery-batch.md) of each view,
 // and a run digest over the digests of the views that delivered anything. Members that
@@ -28,6 +36,13 @@ export interface DeliveryCheckOptions extends PayloadShape {
   subgroup: number;
   /** Members allowed to send in that subgroup, in the config's order (their round-robin ranks). */
   senders: readonly number[];
+  /**
+   * The subgroup is sharded: this member delivers only its shard's messages, taken from each
+   * view's `shards` (needs `self`). An inadequate view delivers nothing.
+   */
+  sharded?: boolean;
+  /** This member's id: its shard, and its own messages across a restore (ownDelivered). */
+  self?: number;
   /** How many violation messages to keep (all are counted). */
   keepViolations?: number;
 }
@@ -37,6 +52,8 @@ export interface CheckedView {
   vid: number;
   members: readonly number[];
   joined: readonly number[];
+  /** Per subgroup, per shard, member ids; used for a sharded subgroup. */
+  shards?: readonly (readonly (readonly number[])[])[];
 }
 
 /** What one view's deliveries looked like at this member. */
@@ -57,10 +74,15 @@ export interface DeliveryState {
   perSender: Record<string, number>;
   /** sha256 (hex) over the vid and digest of every view that delivered something, in order. */
   digest: string;
-  /** The first view this member installed; 0 before it installed one. */
+  /** The first view this member (this process) installed itself; 0 before it installed one. */
   firstVid: number;
-  /** Every view this member installed, in order. */
+  /**
+   * Every view of the state, in order: those received by state transfer (views before the one
+   * it was restored in), then the views this member installed since.
+   */
   views: ViewDeliveries[];
+  /** The views in which this member's state was restored from another member's, in order. */
+  restoredIn: number[];
   violationCount: number;
   /** The first violations, in the order found. */
   violations: string[];
@@ -77,7 +99,12 @@ export interface CheckedRecord {
 
 interface ViewProgress {
   view: ViewDeliveries;
-  /** The view's senders, in round-robin order: configured senders that are members of the view. */
+  /**
+   * The members this member multicasts with in the view: the subgroup's members in the view, or
+   * for a sharded subgroup its shard (none in an inadequate view, or when it is in no shard).
+   */
+  group: number[];
+  /** The view's senders, in round-robin order: configured senders in `group`. */
   senders: number[];
   lastIndex: number;
   nextSenderSeq: Map<number, number>;
@@ -92,11 +119,84 @@ interface SenderStream {
 
 const SEQ_BYTES = 4;
 
+/** The serialized checker state (docs/workload-state.md). */
+export const WORKLOAD_STATE_FORMAT = 'derecho-workload-state';
+export const WORKLOAD_STATE_VERSION = 1;
+
+export interface WorkloadState {
+  format: typeof WORKLOAD_STATE_FORMAT;
+  version: number;
+  /** The view the state was taken for: the source had installed it and delivered nothing in it. */
+  vid: number;
+  delivered: number;
+  deliveredBytes: number;
+  /** Per configured sender: the workload seq expected next (null: unknown), and messages delivered. */
+  streams: { sender: number; nextSeq: number | null; delivered: number }[];
+  /** The views before `vid`, final. */
+  views: ViewDeliveries[];
+}
+
+/** What restore() took over, for the delivery log. */
+export interface RestoredState {
+  vid: number;
+  bytes: number;
+  delivered: number;
+  perSender: Record<string, number>;
+  /** Per sender whose position is known, the workload seq expected next. */
+  next: Record<string, number>;
+  /** The run digest of the restored state. */
+  digest: string;
+}
+
+const count = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+const idRecord = (v: unknown): v is Record<string, number> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v) && Object.entries(v).every(([k, n]) => /^\d+$/.test(k) && count(n));
+
+/** Parses and checks a serialized state; throws an Error naming what is wrong. */
+export function parseWorkloadState(bytes: Buffer): WorkloadState {
+  let value: unknown;
+  try {
+    value = JSON.parse(bytes.toString('utf8'));
+  } catch (err) {
+    throw new Error(`not JSON (${(err as Error).message})`);
+  }
+  const o = value as Partial<WorkloadState> | null;
+  if (typeof o !== 'object' || o === null || o.format !== WORKLOAD_STATE_FORMAT) throw new Error(`not a ${WORKLOAD_STATE_FORMAT}`);
+  if (o.version !== WORKLOAD_STATE_VERSION) {
+    throw new Error(`version ${String(o.version)}, this checker reads version ${WORKLOAD_STATE_VERSION}`);
+  }
+  if (!count(o.vid) || !count(o.delivered) || !count(o.deliveredBytes)) throw new Error('vid, delivered and deliveredBytes must be counts');
+  if (!Array.isArray(o.streams) || !o.streams.every((s) => count(s.sender) && (s.nextSeq === null || count(s.nextSeq)) && count(s.delivered))) {
+    throw new Error('streams must be a list of {sender, nextSeq, delivered}');
+  }
+  if (
+    !Array.isArray(o.views) ||
+    !o.views.every(
+      (v) =>
+        count(v.vid) &&
+        Array.isArray(v.members) &&
+        v.members.every(count) &&
+        count(v.delivered) &&
+        idRecord(v.perSender) &&
+        typeof v.digest === 'string',
+    )
+  ) {
+    throw new Error('views must be a list of {vid, members, delivered, perSender, digest}');
+  }
+  return o as WorkloadState;
+}
+
 export class DeliveryChecker {
-  private readonly options: Required<DeliveryCheckOptions>;
+  private readonly options: Required<Omit<DeliveryCheckOptions, 'self'>> & { self: number | undefined };
   private readonly streams = new Map<number, SenderStream>();
-  private readonly views: ViewProgress[] = [];
+  /** Views received by state transfer, final; they come before `views`. */
+  private inherited: ViewDeliveries[] = [];
+  private views: ViewProgress[] = [];
   private current: ViewProgress | undefined;
+  private firstInstalled = 0;
+  private readonly restores: number[] = [];
+  /** Messages of `self` in the state that are not this process's (earlier processes of the member). */
+  private ownBase = 0;
   private deliveredCount = 0;
   private deliveredByteCount = 0;
   private violationTotal = 0;
@@ -106,7 +206,8 @@ export class DeliveryChecker {
   private readonly visit = (r: DeliveryRecord): void => this.checkRecord(r);
 
   constructor(options: DeliveryCheckOptions) {
-    this.options = { keepViolations: 20, ...options };
+    this.options = { keepViolations: 20, sharded: false, ...options, self: options.self };
+    if (this.options.sharded && this.options.self === undefined) throw new Error('a sharded subgroup needs the member\'s own id (self)');
     for (const id of options.senders) this.streams.set(id, { nextSeq: undefined, delivered: 0 });
   }
 
@@ -133,23 +234,114 @@ export class DeliveryChecker {
     if (previous && v.vid <= previous.view.vid) {
       this.violation(`view ${v.vid} installed after view ${previous.view.vid}: view ids must increase`);
     }
-    const members = new Set(v.members);
+    const group = this.groupIn(v);
+    const inGroup = new Set(group);
     const progress: ViewProgress = {
       view: { vid: v.vid, members: [...v.members], delivered: 0, perSender: {}, digest: '' },
-      senders: this.options.senders.filter((id) => members.has(id)),
+      group,
+      senders: this.options.senders.filter((id) => inGroup.has(id)),
       lastIndex: -1,
       nextSenderSeq: new Map(),
       hash: createHash('sha256'),
     };
     // Where this member cannot know a sender's position, the next payload tells: in its first
-    // view, after views it missed (it was removed and rejoined), and for the senders that joined.
-    const restarted = previous && v.vid === previous.view.vid + 1 ? v.joined : v.members;
-    for (const id of restarted) {
+    // view, after views it missed (it was removed and rejoined), and for the senders that are new
+    // in its group (they joined, or the layout moved them into its shard).
+    const before = previous && v.vid === previous.view.vid + 1 ? new Set(previous.group) : new Set<number>();
+    for (const id of group) {
+      if (before.has(id)) continue;
       const stream = this.streams.get(id);
       if (stream) stream.nextSeq = undefined;
     }
+    if (this.firstInstalled === 0) this.firstInstalled = v.vid;
     this.views.push(progress);
     this.current = progress;
+  }
+
+  /** The members this member multicasts with in view `v` (see ViewProgress.group). */
+  private groupIn(v: CheckedView): number[] {
+    // Unsharded: the senders that are in the view (only senders matter to the checks).
+    if (!this.options.sharded) return v.members.filter((id) => this.streams.has(id));
+    const shards = v.shards?.[this.options.subgroup] ?? [];
+    const self = this.options.self;
+    return [...(shards.find((shard) => self !== undefined && shard.includes(self)) ?? [])];
+  }
+
+  /**
+   * The state to hand to a member that joins in view `vid` (docs/workload-state.md): call it
+   * when the engine asks, after view(vid) and before any delivery of `vid`. Views before `vid`
+   * are final; where each sender stands already reflects the senders new in the group in `vid`.
+   */
+  snapshot(vid: number): Buffer {
+    if (this.current?.view.vid !== vid) {
+      this.violation(`asked for a snapshot for view ${vid} while view ${this.current?.view.vid ?? 'none'} is installed`);
+    } else if (this.current.view.delivered > 0) {
+      this.violation(`asked for a snapshot for view ${vid} after ${this.current.view.delivered} deliveries in it`);
+    }
+    const state: WorkloadState = {
+      format: WORKLOAD_STATE_FORMAT,
+      version: WORKLOAD_STATE_VERSION,
+      vid,
+      delivered: this.deliveredCount,
+      deliveredBytes: this.deliveredByteCount,
+      streams: this.options.senders.map((sender) => {
+        const s = this.streams.get(sender);
+        return { sender, nextSeq: s?.nextSeq ?? null, delivered: s?.delivered ?? 0 };
+      }),
+      views: this.allViews().filter((v) => v.vid < vid),
+    };
+    return Buffer.from(JSON.stringify(state));
+  }
+
+  /**
+   * Takes over the state `bytes` that a member that was there handed over for view `vid` (after
+   * view(vid), before any delivery of it): it replaces what this member had (a member removed
+   * and admitted again gets the group's state too). A state that cannot be read, or is for
+   * another view, is a violation and changes nothing.
+   */
+  restore(bytes: Buffer, vid: number): RestoredState | undefined {
+    let state: WorkloadState;
+    try {
+      state = parseWorkloadState(bytes);
+    } catch (err) {
+      this.violation(`view ${vid}: the state received by state transfer is unusable: ${(err as Error).message}`);
+      return undefined;
+    }
+    const current = this.current;
+    if (state.vid !== vid || current?.view.vid !== vid) {
+      this.violation(`state for view ${state.vid} restored as view ${vid} while view ${current?.view.vid ?? 'none'} is installed`);
+      return undefined;
+    }
+    if (current.view.delivered > 0) this.violation(`view ${vid}: state restored after ${current.view.delivered} deliveries in it`);
+    const self = this.options.self;
+    const restoredStreams = new Map(state.streams.map((s) => [s.sender, s]));
+    for (const sender of this.options.senders) {
+      const s = restoredStreams.get(sender);
+      this.streams.set(sender, { nextSeq: s?.nextSeq ?? undefined, delivered: s?.delivered ?? 0 });
+    }
+    for (const sender of restoredStreams.keys()) {
+      if (!this.streams.has(sender)) this.violation(`view ${vid}: the restored state has sender ${sender}, which is not a sender here`);
+    }
+    // Restored in this process's first view: the member's messages in the state are those of its
+    // earlier processes. A process admitted again later finds its own among them, and counts them.
+    if (self !== undefined && this.restores.length === 0 && this.firstInstalled === vid) this.ownBase = this.deliveredFrom(self);
+    this.deliveredCount = state.delivered;
+    this.deliveredByteCount = state.deliveredBytes;
+    this.inherited = state.views.map((v) => ({ ...v, members: [...v.members], perSender: { ...v.perSender } }));
+    this.views = [current];
+    this.restores.push(vid);
+    const perSender: Record<string, number> = {};
+    const next: Record<string, number> = {};
+    for (const [sender, s] of this.streams) {
+      perSender[String(sender)] = s.delivered;
+      if (s.nextSeq !== undefined) next[String(sender)] = s.nextSeq;
+    }
+    return { vid, bytes: bytes.length, delivered: state.delivered, perSender, next, digest: this.runDigest(this.allViews()) };
+  }
+
+  /** Messages of this member (`self`) delivered that this process sent. */
+  get ownDelivered(): number {
+    return this.options.self === undefined ? 0 : this.deliveredFrom(this.options.self) - this.ownBase;
   }
 
   /**
@@ -264,19 +456,32 @@ export class DeliveryChecker {
     return this.streams.get(sender)?.delivered ?? 0;
   }
 
+  /** Inherited views, then the views installed since, each with its digest so far. */
+  private allViews(): ViewDeliveries[] {
+    return [
+      ...this.inherited.map((v) => ({ ...v, members: [...v.members], perSender: { ...v.perSender } })),
+      ...this.views.map((v) => ({ ...v.view, members: [...v.view.members], perSender: { ...v.view.perSender }, digest: v.hash.copy().digest('hex') })),
+    ];
+  }
+
+  private runDigest(views: readonly ViewDeliveries[]): string {
+    const run = createHash('sha256');
+    for (const v of views) if (v.delivered > 0) run.update(`${v.vid} ${v.digest}\n`);
+    return run.digest('hex');
+  }
+
   state(): DeliveryState {
     const perSender: Record<string, number> = {};
     for (const [id, s] of this.streams) perSender[String(id)] = s.delivered;
-    const views = this.views.map((v) => ({ ...v.view, perSender: { ...v.view.perSender }, digest: v.hash.copy().digest('hex') }));
-    const run = createHash('sha256');
-    for (const v of views) if (v.delivered > 0) run.update(`${v.vid} ${v.digest}\n`);
+    const views = this.allViews();
     return {
       delivered: this.deliveredCount,
       deliveredBytes: this.deliveredByteCount,
       perSender,
-      digest: run.digest('hex'),
-      firstVid: views[0]?.vid ?? 0,
+      digest: this.runDigest(views),
+      firstVid: this.firstInstalled,
       views,
+      restoredIn: [...this.restores],
       violationCount: this.violationTotal,
       violations: [...this.kept],
     };

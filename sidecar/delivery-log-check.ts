@@ -1,26 +1,42 @@
 // Checks a delivery log directory (docs/delivery-log.md) after a run, from the files alone:
 //
-// - view agreement: every process that installed view v saw the same members and leader;
+// - view agreement: every process that installed view v saw the same members, leader and shards;
 // - virtual synchrony: processes that went from view v to view v+1 delivered exactly the same
 //   sequence in v; processes that stopped after the run settled delivered that same sequence in
 //   their last view; every other process (one that crashed, or was removed) delivered a prefix
-//   of it;
-// - per process: deliveries only in the view installed last, from members of that view; per view
-//   and sender, senderSeq 0, 1, 2, ...; per view, indices increasing; per sender, the workload's
-//   sequence numbers going up by one, with no gap or repeat (a sender's numbering restarts
-//   where the process cannot know it: its first view, and a view the sender joined);
+//   of it. Where the workload subgroup is sharded, all of this holds per shard;
+// - per process: deliveries only in the view installed last, from members of that view (of its
+//   shard); per view and sender, senderSeq 0, 1, 2, ...; per view, indices increasing; per sender,
+//   the workload's sequence numbers going up by one, with no gap or repeat (a sender's numbering
+//   restarts where the process cannot know it: its first view, and a view the sender joined),
+//   unless the process took the state over (a restore line): then each sender goes on from
+//   where the state says it stands;
+// - state transfer: a restore line comes right after its view's line; the state restored is the
+//   one the members that were there had when they installed that view (the same count from each
+//   sender, the same position of each sender);
 // - nothing lost: a process that stopped after the run settled delivered every message it sent,
 //   its own sequence numbers 0 .. sent-1, each once.
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import type { DeliveryLine, StopLine, ViewLine } from './delivery-log.js';
+import type { DeliveryLine, RestoreLine, StopLine, ViewLine } from './delivery-log.js';
 
 const count = z.number().int().min(0);
 const ids = z.array(count);
+const perSenderSchema = z.record(z.string().regex(/^\d+$/), count);
 const lineSchema = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('start'), version: z.literal(1), member: count, pid: count, atMs: count }),
-  z.object({ type: z.literal('view'), vid: count, members: ids, leader: count, joined: ids, departed: ids }),
+  z.object({ type: z.literal('start'), version: z.union([z.literal(1), z.literal(2)]), member: count, pid: count, atMs: count }),
+  z.object({ type: z.literal('view'), vid: count, members: ids, leader: count, joined: ids, departed: ids, shards: z.array(ids).optional() }),
+  z.object({
+    type: z.literal('restore'),
+    vid: count,
+    subgroup: count,
+    bytes: count,
+    delivered: count,
+    perSender: perSenderSchema,
+    next: perSenderSchema,
+    digest: z.string(),
+  }),
   z.object({
     type: z.literal('delivery'),
     vid: count,
@@ -34,11 +50,31 @@ const lineSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('stop'), sent: count, settled: z.boolean() }),
 ]);
 
+/** What a process that knows the whole history held when it installed a view. */
+export interface LoggedState {
+  /** Messages delivered per sender, all views. */
+  perSender: Record<string, number>;
+  /** Per sender whose position it knows, the workload seq it expects next. */
+  next: Record<string, number>;
+}
+
 /** One view as one process saw it, with what it delivered in it. */
 export interface LoggedViewRun {
   view: ViewLine;
+  /**
+   * The members it multicast with: where the workload subgroup is sharded, its shard (empty:
+   * in no shard, or the view is inadequate); otherwise undefined, every member of the view.
+   */
+  group: number[] | undefined;
   /** One key per delivery (subgroup, sender, senderSeq, seq, index, digest), in order. */
   deliveries: string[];
+  /** The state it took over in this view, if it did. */
+  restored?: RestoreLine;
+  /**
+   * Its state once it installed the view (after a restore in it): only when it knows the whole
+   * history (it was there when the group began, or took the state over since).
+   */
+  entry?: LoggedState;
 }
 
 /** What one process (one run of a member) wrote: a file holds one per start line. */
@@ -109,7 +145,25 @@ export function readMemberLog(member: number, text: string, source: string, prob
   const lines = text.split('\n');
   const endsClean = lines[lines.length - 1] === '';
   if (endsClean) lines.pop();
-  let current: (LoggedProcess & { streams: Map<number, number | undefined>; lastIndex: Map<number, number>; senderSeqs: Map<string, number> }) | undefined;
+  let current:
+    | (LoggedProcess & {
+        streams: Map<number, number | undefined>;
+        lastIndex: Map<number, number>;
+        senderSeqs: Map<string, number>;
+        /** Deliveries per sender, all views (from the restored counts on, after a restore). */
+        counts: Map<number, number>;
+        /** It knows the whole history: it began with the group, or took the state over. */
+        complete: boolean;
+      })
+    | undefined;
+  /** What the process holds now, for LoggedViewRun.entry. */
+  const stateOf = (p: NonNullable<typeof current>): LoggedState => {
+    const perSender: Record<string, number> = {};
+    for (const [sender, n] of p.counts) if (n > 0) perSender[String(sender)] = n;
+    const next: Record<string, number> = {};
+    for (const [sender, seq] of p.streams) if (seq !== undefined) next[String(sender)] = seq;
+    return { perSender, next };
+  };
   const name = (): string => `member ${member}${current && current.run > 1 ? ` (process ${current.run})` : ''}`;
 
   lines.forEach((raw, i) => {
@@ -146,6 +200,8 @@ export function readMemberLog(member: number, text: string, source: string, prob
         streams: new Map(),
         lastIndex: new Map(),
         senderSeqs: new Map(),
+        counts: new Map(),
+        complete: false,
       };
       processes.push(current);
       return;
@@ -169,12 +225,38 @@ export function readMemberLog(member: number, text: string, source: string, prob
         if (!parsed.members.includes(parsed.leader)) {
           problems.add('view', `${at}: view ${parsed.vid} names leader ${parsed.leader}, which is not one of its members`);
         }
+        const group = parsed.shards ? [...(parsed.shards.find((shard) => shard.includes(member)) ?? [])] : undefined;
         // Where the process cannot know a sender's position, its numbering restarts: its first
-        // view, after views it missed, and for senders that joined.
-        const restarted = view && parsed.vid === view.view.vid + 1 ? parsed.joined : parsed.members;
-        for (const id of restarted) if (id !== member) p.streams.set(id, undefined);
+        // view, after views it missed, and for senders new in its group (they joined, or the
+        // layout moved them into its shard).
+        const consecutive = view !== undefined && parsed.vid === view.view.vid + 1;
+        const before = new Set(consecutive ? (view.group ?? view.view.members) : []);
+        for (const id of group ?? parsed.members) if (id !== member && !before.has(id)) p.streams.set(id, undefined);
+        // It knows the whole history when it began with the group (everyone joined in its first
+        // view), until it misses a view; a restore makes it whole again.
+        if (!view) p.complete = parsed.members.every((id) => parsed.joined.includes(id));
+        else if (!consecutive) p.complete = false;
         p.lastIndex.clear();
-        p.views.push({ view: parsed, deliveries: [] });
+        const run: LoggedViewRun = { view: parsed, group, deliveries: [] };
+        if (p.complete) run.entry = stateOf(p);
+        p.views.push(run);
+        return;
+      }
+      case 'restore': {
+        if (!view || view.view.vid !== parsed.vid || view.deliveries.length > 0 || view.restored) {
+          problems.add(
+            'state',
+            `${at}: state restored for view ${parsed.vid} ${view ? `while view ${view.view.vid} is installed${view.deliveries.length > 0 ? ` and after ${view.deliveries.length} deliveries in it` : ''}${view.restored ? ', a second time' : ''}` : 'before any view'}: a restore comes right after its view`,
+          );
+          return;
+        }
+        // From here on the process goes on from the state it took over.
+        p.counts = new Map(Object.entries(parsed.perSender).map(([sender, n]) => [Number(sender), n]));
+        for (const id of p.streams.keys()) p.streams.set(id, undefined);
+        for (const [sender, seq] of Object.entries(parsed.next)) if (Number(sender) !== member) p.streams.set(Number(sender), seq);
+        p.complete = true;
+        view.restored = parsed;
+        view.entry = stateOf(p);
         return;
       }
       case 'delivery': {
@@ -186,6 +268,10 @@ export function readMemberLog(member: number, text: string, source: string, prob
         const what = `${name()}: view ${view.view.vid}: sender ${parsed.sender} seq ${parsed.seq} (senderSeq ${parsed.senderSeq})`;
         if (parsed.vid !== view.view.vid) problems.add('order', `${what}: delivered in view ${parsed.vid} while view ${view.view.vid} is installed`);
         if (!view.view.members.includes(parsed.sender)) problems.add('order', `${what}: sender ${parsed.sender} is not in view ${view.view.vid}`);
+        else if (view.group && !view.group.includes(parsed.sender)) {
+          problems.add('order', `${what}: sender ${parsed.sender} is not in its shard [${view.group.join(',')}] of view ${view.view.vid}`);
+        }
+        p.counts.set(parsed.sender, (p.counts.get(parsed.sender) ?? 0) + 1);
         const seqKey = `${parsed.subgroup}/${parsed.sender}`;
         const wantSenderSeq = p.senderSeqs.get(`${view.view.vid}/${seqKey}`) ?? 0;
         if (parsed.senderSeq !== wantSenderSeq) problems.add('order', `${what}: expected senderSeq ${wantSenderSeq}`);
@@ -233,13 +319,56 @@ function firstDifference(a: readonly string[], b: readonly string[]): number {
   return -1;
 }
 
+/** Differences between two per-sender maps, for a problem text (`ignore`: senders left out). */
+function mapDifferences(what: string, got: Record<string, number>, want: Record<string, number>, ignore: readonly number[] = []): string[] {
+  const out: string[] = [];
+  const keys = new Set([...Object.keys(got), ...Object.keys(want)]);
+  for (const k of [...keys].sort((a, b) => Number(a) - Number(b))) {
+    if (ignore.includes(Number(k))) continue;
+    const a = got[k] ?? 0;
+    const b = want[k] ?? 0;
+    if (what === 'next' ? got[k] !== want[k] : a !== b) out.push(`${what} of sender ${k}: ${got[k] ?? 'unknown'} vs ${want[k] ?? 'unknown'}`);
+  }
+  return out;
+}
+
+/**
+ * The state `p` restored in view `run` equals the one held, on installing that view, by each
+ * process that went from the view before straight into it, in the same shard, knowing the whole
+ * history (a member that was there, the source among them).
+ */
+function checkRestore(p: LoggedProcess, run: LoggedViewRun, restored: RestoreLine, processes: readonly LoggedProcess[], problems: DeliveryLogProblems): void {
+  const vid = run.view.vid;
+  const sameGroup = (a: number[] | undefined, b: number[] | undefined): boolean => (a ?? []).join(',') === (b ?? []).join(',');
+  for (const q of processes) {
+    if (q === p) continue;
+    const i = q.views.findIndex((r) => r.view.vid === vid);
+    const there = q.views[i];
+    const before = q.views[i - 1];
+    if (!there?.entry || there.restored || before?.view.vid !== vid - 1 || !sameGroup(there.group, run.group)) continue;
+    if (there.group && !(before.group ?? []).includes(q.member)) continue;
+    const differences = [
+      ...mapDifferences('count', restored.perSender, there.entry.perSender),
+      // Positions of the two members themselves are tracked apart (their own numbering).
+      ...mapDifferences('next', restored.next, there.entry.next, [p.member, q.member]),
+    ];
+    if (differences.length > 0) {
+      problems.add(
+        'state',
+        `view ${vid}: ${processName(p)} restored a state that differs from what ${processName(q)} held when it installed the view: ${differences.slice(0, 5).join('; ')}${differences.length > 5 ? `; ... ${differences.length - 5} more` : ''}`,
+      );
+    }
+  }
+}
+
 /** Checks the processes of every member together (see the top of the file). */
 export function checkProcesses(processes: readonly LoggedProcess[], problems: DeliveryLogProblems = new DeliveryLogProblems()): DeliveryLogReport {
   // View agreement.
   const viewsById = new Map<number, { members: string; by: string[] }[]>();
   for (const p of processes) {
     for (const run of p.views) {
-      const members = `members [${run.view.members.join(',')}], leader ${run.view.leader}`;
+      const shards = run.view.shards ? `, shards ${run.view.shards.map((shard) => `[${shard.join(',')}]`).join(' ') || 'none'}` : '';
+      const members = `members [${run.view.members.join(',')}], leader ${run.view.leader}${shards}`;
       const seen = viewsById.get(run.view.vid) ?? [];
       const same = seen.find((s) => s.members === members);
       if (same) same.by.push(processName(p));
@@ -253,47 +382,58 @@ export function checkProcesses(processes: readonly LoggedProcess[], problems: De
     }
   }
 
-  // Virtual synchrony, view by view.
+  // Virtual synchrony, view by view (and shard by shard).
   for (const vid of [...viewsById.keys()].sort((a, b) => a - b)) {
-    const completed: { name: string; deliveries: string[] }[] = [];
-    const settledLast: { name: string; deliveries: string[] }[] = [];
-    const partial: { name: string; deliveries: string[] }[] = [];
+    const byGroup = new Map<string, { completed: { name: string; deliveries: string[] }[]; settledLast: { name: string; deliveries: string[] }[]; partial: { name: string; deliveries: string[] }[] }>();
     for (const p of processes) {
       const i = p.views.findIndex((r) => r.view.vid === vid);
       const run = p.views[i];
       if (!run) continue;
+      const key = run.group ? `shard [${run.group.join(',')}]` : '';
+      const lists = byGroup.get(key) ?? { completed: [], settledLast: [], partial: [] };
+      byGroup.set(key, lists);
       const next = p.views[i + 1];
       const entry = { name: processName(p), deliveries: run.deliveries };
-      if (next?.view.vid === vid + 1) completed.push(entry);
-      else if (!next && p.stop?.settled) settledLast.push(entry);
-      else partial.push(entry);
+      if (next?.view.vid === vid + 1) lists.completed.push(entry);
+      else if (!next && p.stop?.settled) lists.settledLast.push(entry);
+      else lists.partial.push(entry);
     }
-    const complete = [...completed, ...settledLast];
-    const reference = complete[0] ?? [...partial].sort((a, b) => b.deliveries.length - a.deliveries.length)[0];
-    if (!reference) continue;
-    for (const c of complete) {
-      const at = firstDifference(c.deliveries, reference.deliveries);
-      if (at >= 0 || c.deliveries.length !== reference.deliveries.length) {
-        const pos = at >= 0 ? at : Math.min(c.deliveries.length, reference.deliveries.length);
-        problems.add(
-          'virtual synchrony',
-          `view ${vid}: ${c.name} and ${reference.name} both completed it but delivered different sequences ` +
-            `(${c.deliveries.length} and ${reference.deliveries.length} messages; at position ${pos}: ` +
-            `${describeKey(c.deliveries[pos])} vs ${describeKey(reference.deliveries[pos])})`,
-        );
+    for (const [key, { completed, settledLast, partial }] of byGroup) {
+      const where = key ? `view ${vid} ${key}` : `view ${vid}`;
+      const complete = [...completed, ...settledLast];
+      const reference = complete[0] ?? [...partial].sort((a, b) => b.deliveries.length - a.deliveries.length)[0];
+      if (!reference) continue;
+      for (const c of complete) {
+        const at = firstDifference(c.deliveries, reference.deliveries);
+        if (at >= 0 || c.deliveries.length !== reference.deliveries.length) {
+          const pos = at >= 0 ? at : Math.min(c.deliveries.length, reference.deliveries.length);
+          problems.add(
+            'virtual synchrony',
+            `${where}: ${c.name} and ${reference.name} both completed it but delivered different sequences ` +
+              `(${c.deliveries.length} and ${reference.deliveries.length} messages; at position ${pos}: ` +
+              `${describeKey(c.deliveries[pos])} vs ${describeKey(reference.deliveries[pos])})`,
+          );
+        }
+      }
+      for (const c of partial) {
+        const at = firstDifference(c.deliveries, reference.deliveries);
+        if (at >= 0 || c.deliveries.length > reference.deliveries.length) {
+          const pos = at >= 0 ? at : reference.deliveries.length;
+          problems.add(
+            'virtual synchrony',
+            `${where}: what ${c.name} delivered (${c.deliveries.length} messages) is not a prefix of what ${reference.name} ` +
+              `delivered (${reference.deliveries.length}); at position ${pos}: ${describeKey(c.deliveries[pos])} vs ` +
+              `${describeKey(reference.deliveries[pos])}`,
+          );
+        }
       }
     }
-    for (const c of partial) {
-      const at = firstDifference(c.deliveries, reference.deliveries);
-      if (at >= 0 || c.deliveries.length > reference.deliveries.length) {
-        const pos = at >= 0 ? at : reference.deliveries.length;
-        problems.add(
-          'virtual synchrony',
-          `view ${vid}: what ${c.name} delivered (${c.deliveries.length} messages) is not a prefix of what ${reference.name} ` +
-            `delivered (${reference.deliveries.length}); at position ${pos}: ${describeKey(c.deliveries[pos])} vs ` +
-            `${describeKey(reference.deliveries[pos])}`,
-        );
-      }
+  }
+
+  // State transfer: what a process took over is what the members that were there held.
+  for (const p of processes) {
+    for (const run of p.views) {
+      if (run.restored) checkRestore(p, run, run.restored, processes, problems);
     }
   }
 
@@ -352,10 +492,15 @@ export function formatDeliveryLogReport(dir: string, report: DeliveryLogReport):
     const end = p.stop
       ? `stopped${p.stop.settled ? ' after the run settled' : ''}, sent ${p.stop.sent}`
       : `ended without a stop line (killed)${p.torn ? ', last line cut short' : ''}`;
-    out.push(`  ${processName(p)}: views ${views || 'none'}, ${p.deliveries} deliveries, ${end}`);
+    const restored = p.views.filter((v) => v.restored).map((v) => v.view.vid);
+    const state = restored.length > 0 ? `, state restored in view ${restored.join(',')}` : '';
+    out.push(`  ${processName(p)}: views ${views || 'none'}${state}, ${p.deliveries} deliveries, ${end}`);
   }
   if (report.ok) {
-    out.push('OK: views agree, every view delivered the same sequence wherever it completed (a prefix of it elsewhere), no gap or repeat, nothing a survivor sent was lost');
+    out.push(
+      'OK: views agree, every view delivered the same sequence wherever it completed (a prefix of it elsewhere), no gap or repeat, ' +
+        'members that joined went on from the state the others held, nothing a survivor sent was lost',
+    );
   } else {
     out.push('PROBLEMS:');
     for (const p of report.problems) out.push(`  ${p}`);

@@ -1,6 +1,7 @@
-// The delivery log (docs/delivery-log.md): one JSON line per installed view and per delivered
-// message, appended to DIR/member-<id>.jsonl by the member process, so that a checker outside
-// the run (delivery-log-check.ts, `derecho check-log DIR`) can verify virtual synchrony.
+// The delivery log (docs/delivery-log.md): one JSON line per installed view, per state restored
+// by state transfer and per delivered message, appended to DIR/member-<id>.jsonl by the member
+// process, so that a checker outside the run (delivery-log-check.ts, `derecho check-log DIR`) can
+// verify virtual synchrony, and that a member that joins goes on from the state it received.
 //
 // Every batch's lines are written with one synchronous write before the next batch is taken:
 // a member killed with SIGKILL loses at most the lines of the batch it was handling (the
@@ -9,9 +10,10 @@
 import { hash } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import type { CheckedRecord } from './delivery-check.js';
+import type { CheckedRecord, RestoredState } from './delivery-check.js';
 
-export const DELIVERY_LOG_VERSION = 1;
+/** 2: restore lines, and shards in view lines of a sharded workload subgroup. */
+export const DELIVERY_LOG_VERSION = 2;
 
 /** The file of one member in a delivery log directory. */
 export function deliveryLogPath(dir: string, member: number): string {
@@ -34,6 +36,28 @@ export interface ViewLine {
   leader: number;
   joined: number[];
   departed: number[];
+  /**
+   * Only where the workload subgroup is sharded: its shards in this view (empty when the view is
+   * inadequate). The member delivers only its own shard's messages.
+   */
+  shards?: number[][];
+}
+
+/**
+ * The member took over the workload's state by state transfer (docs/workload-state.md) in view
+ * `vid`, before any delivery in it: the totals it holds from then on, where each sender stands
+ * (the workload seq it expects next; senders whose position is unknown are left out), and the
+ * run digest of the state.
+ */
+export interface RestoreLine {
+  type: 'restore';
+  vid: number;
+  subgroup: number;
+  bytes: number;
+  delivered: number;
+  perSender: Record<string, number>;
+  next: Record<string, number>;
+  digest: string;
 }
 
 export interface DeliveryLine {
@@ -61,7 +85,7 @@ export interface StopLine {
   settled: boolean;
 }
 
-export type DeliveryLogLine = StartLine | ViewLine | DeliveryLine | StopLine;
+export type DeliveryLogLine = StartLine | ViewLine | RestoreLine | DeliveryLine | StopLine;
 
 export interface LoggedView {
   vid: number;
@@ -87,9 +111,33 @@ export class DeliveryLogWriter {
     this.write(tail + line({ type: 'start', version: DELIVERY_LOG_VERSION, member, pid: process.pid, atMs: Date.now() }));
   }
 
-  view(v: LoggedView): void {
+  /** `shards`: the workload subgroup's shards, only where it is sharded. */
+  view(v: LoggedView, shards?: readonly (readonly number[])[]): void {
+    const viewLine: ViewLine = {
+      type: 'view',
+      vid: v.vid,
+      members: [...v.members],
+      leader: v.leader,
+      joined: [...v.joined],
+      departed: [...v.departed],
+    };
+    if (shards) viewLine.shards = shards.map((shard) => [...shard]);
+    this.write(line(viewLine));
+  }
+
+  /** The state restored by state transfer (written before any delivery of its view). */
+  restore(r: RestoredState & { subgroup: number }): void {
     this.write(
-      line({ type: 'view', vid: v.vid, members: [...v.members], leader: v.leader, joined: [...v.joined], departed: [...v.departed] }),
+      line({
+        type: 'restore',
+        vid: r.vid,
+        subgroup: r.subgroup,
+        bytes: r.bytes,
+        delivered: r.delivered,
+        perSender: { ...r.perSender },
+        next: { ...r.next },
+        digest: r.digest,
+      }),
     );
   }
 

@@ -8,16 +8,25 @@ export interface DescribedView {
   leader: number;
   joined: readonly number[];
   departed: readonly number[];
+  /** Per subgroup, per shard, member ids (empty where a subgroup is not sharded). */
+  shards?: readonly (readonly (readonly number[])[])[];
+  adequate?: boolean;
+  inadequate?: string;
 }
 
 /**
  * One line for a view: `view 3: members 0,2,3 (leader 0), joined 3, departed 1`. `joined` is
- * left out where it is every member (a member's first view).
+ * left out where it is every member (a member's first view). Sharded subgroups add their shards
+ * (`, subgroup 0 shards [0,2] [3]`), an inadequate view its reason.
  */
 export function describeView(view: DescribedView): string {
   let text = `view ${view.vid}: members ${view.members.join(',')} (leader ${view.leader})`;
   if (view.joined.length > 0 && view.joined.length < view.members.length) text += `, joined ${view.joined.join(',')}`;
   if (view.departed.length > 0) text += `, departed ${view.departed.join(',')}`;
+  (view.shards ?? []).forEach((shards, subgroup) => {
+    if (shards.length > 0) text += `, subgroup ${subgroup} shards ${shards.map((shard) => `[${shard.join(',')}]`).join(' ')}`;
+  });
+  if (view.adequate === false) text += `, inadequate: ${view.inadequate ?? ''}`;
   return text;
 }
 

@@ -13,6 +13,13 @@ export const DEFAULT_HEARTBEAT_MILLIS = 50;
 export const DEFAULT_SUSPECT_AFTER_MILLIS = 1000;
 export const MAX_HEARTBEAT_MILLIS = 60_000;
 export const MAX_SUSPECT_AFTER_MILLIS = 600_000;
+/** State transfer chunk size (docs/config.md): a multiple of 64, at least 4096. */
+export const DEFAULT_STATE_CHUNK_BYTES = 64 * 1024;
+export const MIN_STATE_CHUNK_BYTES = 4096;
+/** Each region holds one chunk area per configured member: keep them well below a ring's size. */
+export const MAX_STATE_CHUNK_BYTES = 16 * 1024 * 1024;
+/** The layout's cap on shards per subgroup (docs/layout.md). */
+export const MAX_SHARDS = 4096;
 /** Membership masks hold one bit per configured member in a 40-bit field (docs/membership.md). */
 export const MAX_MEMBERS = 40;
 /** Every ring slot needs room for 4 messages plus the slot header; see docs/config.md. */
@@ -79,13 +86,26 @@ const memberSchema = z.strictObject({
   port: positiveInt('a port in 1..65535', 65535),
 }, { error: (iss) => `expected a member object {id, host, port}, found ${describe(iss.input)}` });
 
+const shardingSchema = z.strictObject({
+  shards: positiveInt(`a number of shards (integer 1..${MAX_SHARDS})`, MAX_SHARDS),
+  minPerShard: positiveInt('a number of members (integer >= 1)', MAX_MEMBERS, `at most ${MAX_MEMBERS} members (the group's limit)`),
+  maxPerShard: positiveInt('a number of members (integer >= 1)', MAX_MEMBERS, `at most ${MAX_MEMBERS} members (the group's limit)`),
+  reserved: z
+    .array(z.array(memberId, { error: (iss) => `expected a list of member ids, found ${describe(iss.input)}` }), {
+      error: (iss) => `expected a list of member id lists (one per shard), found ${describe(iss.input)}`,
+    })
+    .optional(),
+}, { error: (iss) => `expected a sharding object {shards, minPerShard, maxPerShard, reserved?}, found ${describe(iss.input)}` });
+
 const subgroupSchema = z.strictObject({
   name: z
     .string({ error: (iss) => `expected a subgroup name, found ${describe(iss.input)}` })
     .min(1, { error: 'expected a subgroup name, found an empty string' }),
+  /** Required unless the subgroup is sharded (then: every configured member). */
   members: z
     .array(memberId, { error: (iss) => `expected a list of member ids, found ${describe(iss.input)}` })
-    .min(1, { error: 'a subgroup needs at least 1 member' }),
+    .min(1, { error: 'a subgroup needs at least 1 member' })
+    .optional(),
   senders: z
     .array(memberId, { error: (iss) => `expected a list of member ids, found ${describe(iss.input)}` })
     .min(1, { error: 'a subgroup needs at least 1 sender (leave senders out to make every member a sender)' })
@@ -100,6 +120,7 @@ const subgroupSchema = z.strictObject({
     MAX_MESSAGE_BYTES,
     `at most ${MAX_MESSAGE_BYTES} bytes (16 MiB - 64, what one tcp write frame carries)`,
   ).optional(),
+  sharding: shardingSchema.optional(),
 }, { error: (iss) => `expected a subgroup object {name, members, ...}, found ${describe(iss.input)}` });
 
 const configSchema = z.strictObject({
@@ -140,6 +161,10 @@ const configSchema = z.strictObject({
     MAX_SUSPECT_AFTER_MILLIS,
   ).optional(),
   initialMembers: positiveInt(`a number of members (integer 1..${MAX_MEMBERS})`, MAX_MEMBERS).optional(),
+  stateChunkBytes: positiveInt(
+    `a chunk size in bytes (a multiple of 64, ${MIN_STATE_CHUNK_BYTES}..${MAX_STATE_CHUNK_BYTES})`,
+    MAX_STATE_CHUNK_BYTES,
+  ).optional(),
 }, { error: (iss) => `expected a JSON object with version, group, transport, members and subgroups, found ${describe(iss.input)}` });
 
 /** The config file as written: optional fields may be missing. */
@@ -216,6 +241,77 @@ function zodIssues(error: z.ZodError, input: unknown): ConfigIssue[] {
 }
 
 type ParsedConfig = z.output<typeof configSchema>;
+type ParsedSubgroup = ParsedConfig['subgroups'][number];
+type ParsedSharding = NonNullable<ParsedSubgroup['sharding']>;
+
+/** A subgroup's members: as listed, or for a sharded subgroup that lists none, every member. */
+function subgroupMembers(config: ParsedConfig, sg: ParsedSubgroup): number[] {
+  return sg.members ?? (sg.sharding ? config.members.map((m) => m.id) : []);
+}
+
+/** The rules of docs/config.md for a sharded subgroup (the layout's own rules: docs/layout.md). */
+function shardingIssues(
+  config: ParsedConfig,
+  sharding: ParsedSharding,
+  sg: ParsedSubgroup,
+  members: readonly number[],
+  known: ReadonlyMap<number, number>,
+  at: string,
+): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  const where = `${at}.sharding`;
+  // The layout (docs/layout.md) places any member of the view in a shard: it knows no
+  // candidates. A subgroup that names fewer members would get shards with members the engine
+  // did not configure in it, which deliver nothing.
+  const everyone = config.members.map((m) => m.id);
+  if (sg.members && (members.length !== everyone.length || !everyone.every((id) => members.includes(id)))) {
+    issues.push({
+      path: `${at}.members`,
+      message: `a sharded subgroup's members are every configured member (${everyone.join(', ')}): the layout places any member of the view in a shard; leave members out`,
+    });
+  }
+  if (sg.senders && (sg.senders.length !== members.length || sg.senders.some((id, k) => id !== members[k]))) {
+    issues.push({
+      path: `${at}.senders`,
+      message: `a sharded subgroup's senders are the members of its shards: leave senders out, or list the same ids as members, in the same order`,
+    });
+  }
+  if (sharding.shards > members.length) {
+    issues.push({
+      path: `${where}.shards`,
+      message: `${sharding.shards} shards need at least as many members, the subgroup has ${members.length}`,
+    });
+  }
+  if (sharding.maxPerShard < sharding.minPerShard) {
+    issues.push({ path: `${where}.maxPerShard`, message: `must be at least minPerShard (${sharding.minPerShard}), found ${sharding.maxPerShard}` });
+  } else if (sharding.shards <= members.length && sharding.shards * sharding.minPerShard > members.length) {
+    issues.push({
+      path: `${where}.minPerShard`,
+      message: `${sharding.shards} shards of at least ${sharding.minPerShard} members need ${sharding.shards * sharding.minPerShard} members, the subgroup has ${members.length}: no view could ever be adequate`,
+    });
+  }
+  const reserved = sharding.reserved ?? [];
+  if (reserved.length > sharding.shards) {
+    issues.push({ path: `${where}.reserved`, message: `has ${reserved.length} lists, more than shards (${sharding.shards})` });
+  }
+  const reservedIn = new Map<number, number>();
+  reserved.forEach((list, shard) => {
+    if (list.length > sharding.maxPerShard) {
+      issues.push({
+        path: `${where}.reserved[${shard}]`,
+        message: `has ${list.length} ids, more than maxPerShard (${sharding.maxPerShard})`,
+      });
+    }
+    list.forEach((id, k) => {
+      const path = `${where}.reserved[${shard}][${k}]`;
+      const first = reservedIn.get(id);
+      if (!known.has(id)) issues.push({ path, message: `member ${id} is not in members` });
+      else if (first !== undefined) issues.push({ path, message: `member ${id} is already reserved in shard ${first} of this subgroup` });
+      else reservedIn.set(id, shard);
+    });
+  });
+  return issues;
+}
 
 function crossFieldIssues(config: ParsedConfig): ConfigIssue[] {
   const issues: ConfigIssue[] = [];
@@ -260,16 +356,24 @@ function crossFieldIssues(config: ParsedConfig): ConfigIssue[] {
         seen.add(id);
       });
     };
-    listIssues('members', sg.members);
+    const members = subgroupMembers(config, sg);
+    if (sg.members) listIssues('members', sg.members);
+    else if (!sg.sharding) {
+      issues.push({
+        path: `${at}.members`,
+        message: 'required field is missing (only a sharded subgroup may leave it out: its candidates are then every member)',
+      });
+    }
     if (sg.senders) {
       listIssues('senders', sg.senders);
-      const inSubgroup = new Set(sg.members);
+      const inSubgroup = new Set(members);
       sg.senders.forEach((id, k) => {
         if (known.has(id) && !inSubgroup.has(id)) {
           issues.push({ path: `${at}.senders[${k}]`, message: `sender ${id} is not in ${at}.members` });
         }
       });
     }
+    if (sg.sharding) issues.push(...shardingIssues(config, sg.sharding, sg, members, known, at));
 
     // Without ringBytes the default ring always fits: MAX_MESSAGE_BYTES needs a 64 MiB ring.
     const maxMessageBytes = sg.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
@@ -285,6 +389,13 @@ function crossFieldIssues(config: ParsedConfig): ConfigIssue[] {
       }
     }
   });
+
+  if (config.stateChunkBytes !== undefined && (config.stateChunkBytes < MIN_STATE_CHUNK_BYTES || config.stateChunkBytes % 64 !== 0)) {
+    issues.push({
+      path: 'stateChunkBytes',
+      message: `must be a multiple of 64 and at least ${MIN_STATE_CHUNK_BYTES}, found ${config.stateChunkBytes}`,
+    });
+  }
 
   if (config.initialMembers !== undefined && config.initialMembers > config.members.length) {
     issues.push({
@@ -323,18 +434,30 @@ export function parseGroupConfig(value: unknown, source = '<config>'): NativeGro
     members: config.members.map((m) => ({ id: m.id, host: m.host, port: m.port })),
     subgroups: config.subgroups.map((sg) => {
       const maxMessageBytes = sg.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+      const members = subgroupMembers(config, sg);
       return {
         name: sg.name,
-        members: [...sg.members],
-        senders: [...(sg.senders ?? sg.members)],
+        members: [...members],
+        senders: [...(sg.senders ?? members)],
         ringBytes: sg.ringBytes ?? defaultRingBytes(maxMessageBytes),
         maxMessageBytes,
+        ...(sg.sharding
+          ? {
+              sharding: {
+                shards: sg.sharding.shards,
+                minPerShard: sg.sharding.minPerShard,
+                maxPerShard: sg.sharding.maxPerShard,
+                reserved: (sg.sharding.reserved ?? []).map((list) => [...list]),
+              },
+            }
+          : {}),
       };
     }),
     spinMicros: config.spinMicros ?? DEFAULT_SPIN_MICROS,
     heartbeatMillis: config.heartbeatMillis ?? DEFAULT_HEARTBEAT_MILLIS,
     suspectAfterMillis: config.suspectAfterMillis ?? DEFAULT_SUSPECT_AFTER_MILLIS,
     initialMembers: config.initialMembers ?? config.members.length,
+    stateChunkBytes: config.stateChunkBytes ?? DEFAULT_STATE_CHUNK_BYTES,
   };
 }
 

@@ -6,12 +6,18 @@
 // A run whose membership did not change: everyone delivered everything every sender sent,
 // exactly once, in the same order (the same run digest).
 //
-// A run whose membership changed (members killed, restarted, spares started): members killed
-// on purpose have no report and are left out. For every view, the members that completed it
+// A run whose membership changed (members killed, stopped, restarted, spares started): members
+// killed or stopped on purpose are left out. For every view, the members that completed it
 // (installed the next view, or ended in it) delivered the same sequence in it (the same view
 // digest). Every running sender delivered all it sent itself, and so did every member that was
 // in each view in which that sender's messages were delivered; a killed sender's last messages
 // may be missing everywhere (it crashed before they were stable), but then everywhere alike.
+// And every member ends with the same state (docs/workload-state.md): the same run digest and
+// the same counts per sender, members that joined during the run included, since they took the
+// state over from a member that was there.
+//
+// A sharded workload subgroup: each member delivers the messages of its shard's senders, and the
+// members of a shard agree with each other.
 import type { MemberReport } from './member-protocol.js';
 
 export interface GroupVerdict {
@@ -26,6 +32,27 @@ export interface GroupVerdict {
 export interface JudgeOptions {
   /** Members were killed or started during the run: judge view by view (see the top of the file). */
   membershipChanged?: boolean;
+  /**
+   * The workload subgroup's shards (member ids per shard) where it is sharded: a member is held
+   * to its shard's senders, and compared with its shard's members only.
+   */
+  shards?: readonly (readonly number[])[];
+}
+
+/** The members `id` is compared with and the senders it delivers: its shard, or everyone (undefined). */
+function shardOf(id: number, shards: JudgeOptions['shards']): readonly number[] | undefined {
+  if (!shards || shards.length === 0) return undefined;
+  return shards.find((shard) => shard.includes(id)) ?? [];
+}
+
+/** Reports grouped by the shard they are in (one group when not sharded). */
+function byShard(reports: readonly MemberReport[], shards: JudgeOptions['shards']): MemberReport[][] {
+  const groups = new Map<string, MemberReport[]>();
+  for (const r of reports) {
+    const key = shardOf(r.id, shards)?.join(',') ?? '*';
+    groups.set(key, [...(groups.get(key) ?? []), r]);
+  }
+  return [...groups.values()];
 }
 
 /**
@@ -50,9 +77,11 @@ export function judgeGroup(
   }
 
   if (options.membershipChanged) {
-    problems.push(...judgeViews(reports), ...judgeCompleteness(reports, sentBy));
+    for (const group of byShard(reports, options.shards)) {
+      problems.push(...judgeViews(group), ...judgeCompleteness(group, sentBy), ...judgeSameState(group));
+    }
   } else {
-    problems.push(...judgeTotals(reports, sentBy, totalSent));
+    problems.push(...judgeTotals(reports, sentBy, options.shards));
   }
   for (const r of reports) {
     const d = r.delivery;
@@ -63,26 +92,39 @@ export function judgeGroup(
     }
   }
   if (!options.membershipChanged) {
-    const digests = new Map<string, number[]>();
-    for (const r of reports) digests.set(r.delivery.digest, [...(digests.get(r.delivery.digest) ?? []), r.id]);
-    if (digests.size > 1) {
-      problems.push('members disagree on the delivery digest:');
-      for (const [digest, ids] of digests) problems.push(`  ${digest} at member(s) ${ids.join(', ')}`);
+    for (const group of byShard(reports, options.shards)) {
+      const digests = new Map<string, number[]>();
+      for (const r of group) digests.set(r.delivery.digest, [...(digests.get(r.delivery.digest) ?? []), r.id]);
+      if (digests.size > 1) {
+        const shard = shardOf(group[0]?.id ?? 0, options.shards);
+        problems.push(`members ${shard ? `of shard [${shard.join(',')}] ` : ''}disagree on the delivery digest:`);
+        for (const [digest, ids] of digests) problems.push(`  ${digest} at member(s) ${ids.join(', ')}`);
+      }
     }
   }
   return { ok: problems.length === 0, totalSent, digest: first.delivery.digest, problems };
 }
 
-function judgeTotals(reports: readonly MemberReport[], sentBy: ReadonlyMap<number, number>, totalSent: number): string[] {
+function judgeTotals(reports: readonly MemberReport[], sentBy: ReadonlyMap<number, number>, shards: JudgeOptions['shards']): string[] {
   const problems: string[] = [];
   for (const r of reports) {
     const d = r.delivery;
-    if (d.delivered !== totalSent) {
-      problems.push(`member ${r.id} delivered ${d.delivered} messages, expected ${totalSent} (the total sent)`);
+    // Sharded: the member delivers the messages of its shard's senders, and no other.
+    const shard = shardOf(r.id, shards);
+    const expected = new Map([...sentBy].map(([sender, sent]) => [sender, !shard || shard.includes(sender) ? sent : 0]));
+    const total = [...expected.values()].reduce((sum, n) => sum + n, 0);
+    const what = shard ? `the total its shard [${shard.join(',')}] sent` : 'the total sent';
+    if (d.delivered !== total) {
+      problems.push(`member ${r.id} delivered ${d.delivered} messages, expected ${total} (${what})`);
     }
-    for (const [sender, sent] of sentBy) {
+    for (const [sender, sent] of expected) {
       const got = d.perSender[String(sender)] ?? 0;
-      if (got !== sent) problems.push(`member ${r.id} delivered ${got} messages from member ${sender}, which sent ${sent}`);
+      if (got === sent) continue;
+      problems.push(
+        sent === 0 && shard
+          ? `member ${r.id} delivered ${got} messages from member ${sender}, which is not in its shard [${shard.join(',')}]`
+          : `member ${r.id} delivered ${got} messages from member ${sender}, which sent ${sent}`,
+      );
     }
     for (const sender of Object.keys(d.perSender)) {
       if (!sentBy.has(Number(sender)) && (d.perSender[sender] ?? 0) > 0) {
@@ -91,6 +133,31 @@ function judgeTotals(reports: readonly MemberReport[], sentBy: ReadonlyMap<numbe
     }
   }
   return problems;
+}
+
+/**
+ * Every member ends with the same state: the same run digest, and the same count from each
+ * sender. A member that joined during the run took the state over when it joined
+ * (docs/workload-state.md); one that did not (or took over a wrong one) differs.
+ */
+export function judgeSameState(reports: readonly MemberReport[]): string[] {
+  const states = new Map<string, { text: string; ids: number[] }>();
+  for (const r of reports) {
+    const perSender = Object.entries(r.delivery.perSender)
+      .filter(([, n]) => n > 0)
+      .sort(([a], [b]) => Number(a) - Number(b))
+      .map(([sender, n]) => `${sender}:${n}`)
+      .join(' ');
+    const text = `run digest ${r.delivery.digest}, ${r.delivery.delivered} messages (per sender ${perSender || 'none'})`;
+    const entry = states.get(text) ?? { text, ids: [] };
+    entry.ids.push(r.id);
+    states.set(text, entry);
+  }
+  if (states.size <= 1) return [];
+  return [
+    'members end with different states (a member that joins takes the state over from one that was there):',
+    ...[...states.values()].map((s) => `  ${s.text} at member(s) ${s.ids.join(', ')}`),
+  ];
 }
 
 type ViewReport = MemberReport['delivery']['views'][number];
@@ -135,13 +202,15 @@ function judgeCompleteness(reports: readonly MemberReport[], sentBy: ReadonlyMap
   for (const sender of reports) {
     const sent = sentBy.get(sender.id) ?? sender.sent;
     const key = String(sender.id);
-    const carried = sender.delivery.views.filter((v) => (v.perSender[key] ?? 0) > 0).map((v) => v.vid);
+    // Its own process's messages: in the views it installed itself (those before came with the
+    // state it took over, and hold the messages of its earlier processes).
+    const carried = sender.delivery.views
+      .filter((v) => v.vid >= sender.delivery.firstVid && (v.perSender[key] ?? 0) > 0)
+      .map((v) => v.vid);
     for (const r of reports) {
       const views = new Map(r.delivery.views.map((v) => [v.vid, v]));
       if (r !== sender && !carried.every((vid) => views.has(vid))) continue;
-      const got = r === sender
-        ? r.delivery.views.reduce((sum, v) => sum + (v.perSender[key] ?? 0), 0)
-        : carried.reduce((sum, vid) => sum + (views.get(vid)?.perSender[key] ?? 0), 0);
+      const got = carried.reduce((sum, vid) => sum + (views.get(vid)?.perSender[key] ?? 0), 0);
       if (got === sent) continue;
       problems.push(
         r === sender

@@ -1,15 +1,16 @@
 // Runs a whole group on this machine: writes a config for N members (and K spares) on
 // loopback, forks one member process each (`derecho member`, commanded over IPC), and drives
-// the workload. Members can be killed (SIGKILL) and started again (or spares started) while it
-// runs; every member reports the views it installs. Used by `derecho local` and by the process
-// tests.
+// the workload. Members can be killed (SIGKILL), stopped (SIGTERM: they leave the group
+// gracefully) and started again (or spares started) while it runs; every member reports the
+// views it installs. At the end members leave one at a time, so the others see clean
+// departures. Used by `derecho local` and by the process tests.
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { LogLevel, MembershipEventKind, NativeGroupConfig, TransportKind } from '../native/index.js';
+import type { LogLevel, MembershipEventKind, NativeGroupConfig, NativeShardingConfig, TransportKind } from '../native/index.js';
 import {
   DEFAULT_MAX_MESSAGE_BYTES,
   DEFAULT_SPIN_MICROS,
@@ -19,6 +20,7 @@ import {
 } from './group-config.js';
 import { findFreePorts } from './free-ports.js';
 import {
+  MIN_VIEW_TO_LEAVE,
   memberEventSchema,
   type MemberCommand,
   type MemberEvent,
@@ -40,6 +42,8 @@ export interface LocalGroupOptions {
   spinMicros?: number;
   ringBytes?: number;
   maxMessageBytes?: number;
+  /** Shard the workload subgroup (docs/layout.md): every member then delivers its shard's messages only. */
+  sharding?: NativeShardingConfig;
   /** How long members may take to connect to each other. */
   startTimeoutMs?: number;
   /** Failure detection (docs/config.md); default the config's defaults. */
@@ -89,6 +93,10 @@ interface MemberSlot {
   ready: boolean;
   /** Killed on purpose (killMember): its death is no failure, and nothing waits for it. */
   killed: boolean;
+  /** Stopped on purpose (stopMember, SIGTERM): it leaves; nothing waits for it any more. */
+  departing: boolean;
+  /** It reported that it left the group gracefully. */
+  left: boolean;
   /** The view it reported last; null before its first and after it was removed. */
   view: MemberView | null;
   progress: MemberProgress;
@@ -225,8 +233,8 @@ export class LocalGroup {
         subgroups: [
           {
             name: 'workload',
-            members: ids,
-            senders: ids,
+            // A sharded subgroup's members are every member, and so are its senders.
+            ...(options.sharding ? { sharding: options.sharding } : { members: ids, senders: ids }),
             ringBytes: options.ringBytes ?? defaultRingBytes(maxMessageBytes),
             maxMessageBytes,
           },
@@ -284,6 +292,8 @@ export class LocalGroup {
       child,
       ready: false,
       killed: false,
+      departing: false,
+      left: false,
       view: null,
       progress: { delivered: 0, deliveredBytes: 0, sent: 0, atMs: 0, receivedAtMs: 0 },
       sendDone: undefined,
@@ -301,9 +311,9 @@ export class LocalGroup {
     return slot;
   }
 
-  /** Member processes running now (not killed, not exited), one per member id. */
+  /** Member processes running now (not killed, not stopped, not exited), one per member id. */
   private live(): MemberSlot[] {
-    return this.slots.filter((s) => !s.killed && !s.exit);
+    return this.slots.filter((s) => !s.killed && !s.departing && !s.exit);
   }
 
   /** Ids of the members running now. */
@@ -344,7 +354,29 @@ export class LocalGroup {
     slot.child.kill('SIGKILL');
     // Whoever waits on the others must not wait on this one.
     for (const other of this.slots) this.wakeAll(other);
-    await new Promise<void>((resolve) => {
+    await this.untilClosed(slot);
+    return pid;
+  }
+
+  /**
+   * Stops member `id` with SIGTERM: it stops sending, waits a moment for its own messages to be
+   * delivered, and leaves the group gracefully (in a view of at least 3 members; see
+   * MemberHost.stop), so the others install a view without it at once. Nothing waits for it any
+   * more; resolves once the process is gone, with its final report (whether it `left` among it).
+   */
+  async stopMember(id: number): Promise<MemberReport | undefined> {
+    const slot = this.live().find((s) => s.id === id);
+    if (!slot) throw new LocalGroupError(`member ${id} is not running (running: ${this.liveMembers().join(', ') || 'none'})`);
+    slot.departing = true;
+    slot.child.kill('SIGTERM');
+    for (const other of this.slots) this.wakeAll(other);
+    await this.untilClosed(slot);
+    return slot.finalReport;
+  }
+
+  /** Resolves once the member's process exited and its pipes and IPC channel are closed. */
+  private untilClosed(slot: MemberSlot): Promise<void> {
+    return new Promise<void>((resolve) => {
       const check = (): void => {
         if (!slot.closed) return;
         slot.wake.delete(check);
@@ -353,7 +385,6 @@ export class LocalGroup {
       slot.wake.add(check);
       check();
     });
-    return pid;
   }
 
   /**
@@ -481,7 +512,8 @@ export class LocalGroup {
         break;
       }
       case 'membership':
-        if (event.kind === 'removed') slot.view = null;
+        if (event.kind === 'removed' || event.kind === 'left') slot.view = null;
+        if (event.kind === 'left') slot.left = true;
         this.options.onMembership?.(slot.id, event.kind, event.reason);
         break;
       case 'log':
@@ -507,7 +539,7 @@ export class LocalGroup {
     if (!slot?.view || slot.view.vid >= view.vid || !slot.view.members.includes(id)) return;
     const what = `left the group without being killed here: the others installed view ${view.vid}: members ${view.members.join(',')}, departed ${view.departed.join(',')} (it stopped responding, or its links broke)`;
     setTimeout(() => {
-      if (this.shuttingDown || slot.killed || slot.exit || slot.failure !== undefined) return;
+      if (this.shuttingDown || slot.killed || slot.departing || slot.exit || slot.failure !== undefined) return;
       slot.failure = what;
       this.wakeAll(slot);
     }, 500).unref();
@@ -526,8 +558,8 @@ export class LocalGroup {
   private waitFor(slot: MemberSlot, done: (s: MemberSlot) => boolean, timeoutMs: number, what: string): Promise<void> {
     return new Promise((resolve, reject) => {
       const check = (): boolean => {
-        // A member killed on purpose is waited for no more.
-        if (done(slot) || slot.killed) {
+        // A member killed or stopped on purpose is waited for no more.
+        if (done(slot) || slot.killed || slot.departing) {
           finish();
           resolve();
           return true;
@@ -557,7 +589,7 @@ export class LocalGroup {
    * fails it); rejects at once when `signal` is aborted.
    */
   private async waitAll(done: (s: MemberSlot) => boolean, timeoutMs: number, what: string, signal?: AbortSignal): Promise<void> {
-    const all = Promise.all(this.slots.filter((s) => !s.killed).map((s) => this.waitFor(s, done, timeoutMs, what)));
+    const all = Promise.all(this.slots.filter((s) => !s.killed && !s.departing).map((s) => this.waitFor(s, done, timeoutMs, what)));
     if (!signal) {
       await all;
       return;
@@ -674,22 +706,29 @@ export class LocalGroup {
    * verdict). A member that does not reach `total` within `timeoutMs` is named in the error,
    * with its count.
    */
-  async awaitDelivered(total: number, timeoutMs: number, quietMs = DEFAULT_QUIET_MS): Promise<MemberReport[]> {
+  async awaitDelivered(
+    total: number | ((member: number) => number),
+    timeoutMs: number,
+    quietMs = DEFAULT_QUIET_MS,
+  ): Promise<MemberReport[]> {
+    const totalOf = (id: number): number => (typeof total === 'number' ? total : total(id));
     for (const slot of this.live()) {
       slot.delivered = undefined;
-      this.command(slot, { type: 'awaitDelivered', total, timeoutMs, quietMs });
+      this.command(slot, { type: 'awaitDelivered', total: totalOf(slot.id), timeoutMs, quietMs });
     }
     await this.waitAll((s) => s.delivered !== undefined, timeoutMs + quietMs + 10_000, 'report their deliveries');
     const reports: MemberReport[] = [];
     const short: string[] = [];
     for (const s of this.live()) {
       if (s.delivered?.reached) reports.push(s.delivered.report);
-      else short.push(`member ${s.id} delivered ${s.delivered?.report.delivery.delivered ?? '?'}`);
+      else {
+        const of = typeof total === 'number' ? '' : ` of ${totalOf(s.id)}`;
+        short.push(`member ${s.id} delivered ${s.delivered?.report.delivery.delivered ?? '?'}${of}`);
+      }
     }
     if (short.length > 0) {
-      throw new LocalGroupError(
-        `not every member delivered all ${total} messages within ${(timeoutMs / 1000).toFixed(1)} s: ${short.join(', ')}`,
-      );
+      const what = typeof total === 'number' ? `all ${total} messages` : 'all its messages';
+      throw new LocalGroupError(`not every member delivered ${what} within ${(timeoutMs / 1000).toFixed(1)} s: ${short.join(', ')}`);
     }
     return reports;
   }
@@ -746,9 +785,11 @@ export class LocalGroup {
 
   /**
    * Asks every member to stop (its engine, then the process), kills those that have not exited
-   * within `graceMs`, and cleans up. Resolves with the final report of each member that sent one:
-   * taken after its engine stopped, so no delivery can be missing from it. Calling it again
-   * returns the same promise.
+   * within `graceMs`, and cleans up. Members leave one at a time, the last configured first,
+   * while at least 3 run (a view of 2 cannot lose one: no majority would remain), each once the
+   * others installed a view without the one before; the last two then stop together. Resolves
+   * with the final report of each member that sent one: taken after its engine stopped, so no
+   * delivery can be missing from it. Calling it again returns the same promise.
    */
   shutdown(graceMs = 10_000): Promise<Map<number, MemberReport>> {
     this.stopped ??= this.stopMembers(graceMs);
@@ -757,21 +798,57 @@ export class LocalGroup {
 
   private async stopMembers(graceMs: number): Promise<Map<number, MemberReport>> {
     this.shuttingDown = true;
-    for (const slot of this.live()) this.command(slot, { type: 'shutdown' });
     const killer = setTimeout(() => this.signalAll('SIGKILL'), graceMs);
+    const deadline = Date.now() + graceMs;
+    const rank = new Map(this.config.members.map((m, i) => [m.id, i]));
+    const remaining = this.live().sort((a, b) => (rank.get(a.id) ?? 0) - (rank.get(b.id) ?? 0));
+    while (remaining.length >= MIN_VIEW_TO_LEAVE) {
+      const slot = remaining.pop() as MemberSlot;
+      const inView = slot.view !== null && slot.view.members.length >= MIN_VIEW_TO_LEAVE;
+      this.command(slot, { type: 'shutdown' });
+      // Its final report comes once it left (or gave up leaving) and stopped its engine.
+      await this.until(slot, (s) => s.finalReport !== undefined || s.closed, deadline);
+      if (!inView) continue;
+      await Promise.all(
+        remaining.map((other) => this.until(other, (s) => s.view !== null && !s.view.members.includes(slot.id), deadline)),
+      );
+    }
+    for (const slot of remaining) this.command(slot, { type: 'shutdown' });
     await this.allClosed();
     clearTimeout(killer);
     this.cleanUp();
     const reports = new Map<number, MemberReport>();
-    for (const s of this.slots) if (s.finalReport && !s.killed) reports.set(s.id, s.finalReport);
+    for (const s of this.slots) if (s.finalReport && !s.killed && !s.departing) reports.set(s.id, s.finalReport);
     return reports;
   }
 
-  /** Members that exited with a non-zero status or a signal, other than those killed on purpose. */
+  /** Resolves once `done` holds for the member, it is gone, or `deadline` (ms since the epoch) passed. */
+  private until(slot: MemberSlot, done: (s: MemberSlot) => boolean, deadline: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const finish = (): void => {
+        clearTimeout(timer);
+        slot.wake.delete(check);
+        resolve();
+      };
+      const check = (): void => {
+        if (done(slot) || slot.closed || slot.exit !== undefined) finish();
+      };
+      const timer = setTimeout(finish, Math.max(0, deadline - Date.now()));
+      slot.wake.add(check);
+      check();
+    });
+  }
+
+  /** Members that exited with a non-zero status or a signal, other than those killed or stopped on purpose. */
   badExits(): string[] {
     return this.slots.flatMap((s) =>
-      !s.killed && s.exit && (s.exit.code !== 0 || s.exit.signal) ? [`member ${s.id} ${describeExit(s.exit)}`] : [],
+      !s.killed && !s.departing && s.exit && (s.exit.code !== 0 || s.exit.signal) ? [`member ${s.id} ${describeExit(s.exit)}`] : [],
     );
+  }
+
+  /** Members stopped on purpose (stopMember), one entry per process, with whether they left gracefully. */
+  stoppedMembers(): { id: number; left: boolean }[] {
+    return this.slots.filter((s) => s.departing).map((s) => ({ id: s.id, left: s.left }));
   }
 
   /** Members killed on purpose (killMember), one entry per process. */
@@ -797,20 +874,7 @@ export class LocalGroup {
   }
 
   private allClosed(): Promise<void> {
-    return Promise.all(
-      this.slots.map(
-        (slot) =>
-          new Promise<void>((resolve) => {
-            const check = (): void => {
-              if (!slot.closed) return;
-              slot.wake.delete(check);
-              resolve();
-            };
-            slot.wake.add(check);
-            check();
-          }),
-      ),
-    ).then(() => undefined);
+    return Promise.all(this.slots.map((slot) => this.untilClosed(slot))).then(() => undefined);
   }
 
   /** Process id of a running member. */

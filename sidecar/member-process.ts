@@ -16,7 +16,7 @@ import { ConfigError, UsageError, loadGroupConfig } from './group-config.js';
 import { DeliveryChecker } from './delivery-check.js';
 import { DeliveryLogWriter, deliveryLogPath } from './delivery-log.js';
 import { describeView, formatMB, formatRate, logLevelAtLeast } from './format.js';
-import { memberCommandSchema, type MemberCommand, type MemberEvent, type MemberReport } from './member-protocol.js';
+import { MIN_VIEW_TO_LEAVE, memberCommandSchema, type MemberCommand, type MemberEvent, type MemberReport } from './member-protocol.js';
 import { WorkloadSender, type WorkloadLimits } from './workload-sender.js';
 import type { PayloadShape } from './workload-payload.js';
 
@@ -48,8 +48,10 @@ export class MemberHost {
   private sending: Promise<number> | undefined;
   private readonly deliveryWaiters: { done: () => boolean; resolve: () => void }[] = [];
   private log: DeliveryLogWriter | undefined;
-  /** The view installed last; null before the first and after a removal. */
+  /** The view installed last; null before the first, after a removal, and once it left. */
   private currentView: NativeView | null = null;
+  /** The member left the group gracefully (its `left` event). */
+  private hasLeft = false;
   /** The run settled before this member stopped: its delivery log ends cleanly. */
   private runSettled = false;
   private stopping: Promise<void> | undefined;
@@ -82,7 +84,13 @@ export class MemberHost {
         },
       ]);
     }
-    this.checker = new DeliveryChecker({ ...options.shape, subgroup: WORKLOAD_SUBGROUP, senders: subgroup.senders });
+    this.checker = new DeliveryChecker({
+      ...options.shape,
+      subgroup: WORKLOAD_SUBGROUP,
+      senders: subgroup.senders,
+      sharded: subgroup.sharding !== undefined,
+      self: options.id,
+    });
   }
 
   get id(): number {
@@ -109,8 +117,17 @@ export class MemberHost {
     this.member = member;
     member.onView((view) => this.installed(view));
     member.onEvent((kind, reason) => {
-      if (kind === 'removed') this.currentView = null;
+      if (kind === 'removed' || kind === 'left') this.currentView = null;
+      if (kind === 'left') this.hasLeft = true;
       this.watch.onMembership?.(kind, reason);
+    });
+    // The workload's state is the delivery checker's (docs/workload-state.md): a member that
+    // joins takes it over from one that was there, in order with the deliveries.
+    member.onSnapshot((subgroup, vid) => (subgroup === WORKLOAD_SUBGROUP ? this.checker.snapshot(vid) : Buffer.alloc(0)));
+    member.onRestore((subgroup, vid, state) => {
+      if (subgroup !== WORKLOAD_SUBGROUP) return;
+      const restored = this.checker.restore(state, vid);
+      if (restored) this.log?.restore({ subgroup, ...restored });
     });
     if (this.options.deliveryLogDir !== undefined) {
       this.log = new DeliveryLogWriter(deliveryLogPath(this.options.deliveryLogDir, this.options.id), this.options.id);
@@ -121,7 +138,8 @@ export class MemberHost {
   private installed(view: NativeView): void {
     this.currentView = view;
     this.checker.view(view);
-    this.log?.view(view);
+    const sharded = this.config.subgroups[WORKLOAD_SUBGROUP]?.sharding !== undefined;
+    this.log?.view(view, sharded ? (view.shards[WORKLOAD_SUBGROUP] ?? []) : undefined);
     this.watch.onView?.(view);
     if (this.deliveryWaiters.length > 0) this.wakeDeliveryWaiters();
   }
@@ -203,8 +221,7 @@ export class MemberHost {
    * nothing for `quietMs`; false if that does not happen within `timeoutMs`.
    */
   async awaitSettled(timeoutMs: number, quietMs = 0): Promise<boolean> {
-    const id = this.options.id;
-    return this.awaitQuiet(() => this.currentView !== null && this.checker.deliveredFrom(id) >= this.sent, timeoutMs, quietMs);
+    return this.awaitQuiet(() => this.currentView !== null && this.checker.ownDelivered >= this.sent, timeoutMs, quietMs);
   }
 
   private async awaitQuiet(done: () => boolean, timeoutMs: number, quietMs: number): Promise<boolean> {
@@ -250,20 +267,45 @@ export class MemberHost {
       lastDeliveryAtMs: this.lastDeliveryAt,
       stats,
       view: this.currentView,
+      left: this.hasLeft,
     };
   }
 
-  /** Stops the workload and the engine; no delivery arrives after it resolves. */
-  stop(): Promise<void> {
+  /** True once this member left the group gracefully (stop with `leave`). */
+  get left(): boolean {
+    return this.hasLeft;
+  }
+
+  /**
+   * Stops the workload and the engine; no delivery arrives after it resolves. With `leave`, a
+   * member in a view of at least 3 members (a majority remains without it) first waits a moment
+   * for its own messages to be delivered and then leaves the group gracefully: the others install
+   * a view without it at once instead of suspecting it. In a view of 2 the other could not go on
+   * alone either way, so it just stops.
+   */
+  stop(options: { leave?: boolean } = {}): Promise<void> {
     if (!this.stopping) {
       this.stopping = (async () => {
         this.sender?.stop();
         if (this.sending) await this.sending.catch(() => 0);
         if (this.member) {
+          const view = this.currentView;
+          const leave = options.leave === true && view !== null && view.members.length >= MIN_VIEW_TO_LEAVE && view.members.includes(this.id);
+          const timeoutMs = leaveTimeoutMs(this.config);
+          if (leave) await this.awaitQuiet(() => this.checker.ownDelivered >= this.sent, Math.min(2000, timeoutMs), 0);
           try {
             this.finalStats = this.member.stats();
           } catch {
             this.finalStats = null;
+          }
+          if (leave) {
+            try {
+              if (!(await this.member.leave(timeoutMs))) {
+                this.onLog('warn', 'member', `member ${this.id} did not leave the group within ${timeoutMs} ms; it stopped`);
+              }
+            } catch (err) {
+              this.onLog('warn', 'member', `member ${this.id} could not leave the group: ${errorText(err)}`);
+            }
           }
           await this.member.stop();
         }
@@ -273,6 +315,11 @@ export class MemberHost {
     }
     return this.stopping;
   }
+}
+
+/** How long a graceful leave may take: a few suspicion timeouts, at least 2 s. */
+export function leaveTimeoutMs(config: NativeGroupConfig): number {
+  return Math.max(2000, 3 * (config.suspectAfterMillis ?? 1000));
 }
 
 function errorText(err: unknown): string {
@@ -322,7 +369,9 @@ export async function runMemberUnderLauncher(options: LauncherMemberOptions): Pr
       exitCode = code;
       void (async () => {
         try {
-          await host?.stop();
+          // A member leaves the group gracefully, unless its launcher is gone: then every member
+          // of the run is stopping at once.
+          await host?.stop({ leave: !launcherGone });
         } catch (err) {
           process.stderr.write(`member ${options.id}: stop failed: ${errorText(err)}\n`);
           exitCode = exitCode || 1;
@@ -492,7 +541,8 @@ export async function runStandaloneMember(options: StandaloneMemberOptions): Pro
     process.once('SIGTERM', resolve);
   });
   clearInterval(ticker);
-  await host.stop();
+  // Leaves the group gracefully where the others can go on without it (stop() says when).
+  await host.stop({ leave: true });
   // Taken after the engine stopped: nothing delivered late is missing from it.
   const report = host.report();
   process.stdout.write(`${JSON.stringify(report)}\n`);

@@ -2,10 +2,26 @@
 // channel of child_process.fork. Both sides validate what they receive.
 import { z } from 'zod';
 
+/**
+ * The smallest view a member leaves gracefully (on shutdown or SIGTERM): a view change needs a
+ * majority of the view (docs/membership.md), so one of two members cannot leave; it just stops.
+ */
+export const MIN_VIEW_TO_LEAVE = 3;
+
 const count = z.number().int().min(0);
 const ids = z.array(count);
 
-export const viewSchema = z.object({ vid: count, members: ids, leader: count, joined: ids, departed: ids });
+export const viewSchema = z.object({
+  vid: count,
+  members: ids,
+  leader: count,
+  joined: ids,
+  departed: ids,
+  /** Per subgroup, per shard, member ids (NativeView); empty lists where a subgroup is not sharded. */
+  shards: z.array(z.array(ids)),
+  adequate: z.boolean(),
+  inadequate: z.string(),
+});
 export type MemberView = z.infer<typeof viewSchema>;
 
 export const memberCommandSchema = z.discriminatedUnion('type', [
@@ -44,6 +60,7 @@ const deliveryStateSchema = z.object({
   perSender: z.record(z.string(), count),
   digest: z.string(),
   firstVid: count,
+  restoredIn: z.array(count),
   views: z.array(
     z.object({ vid: count, members: ids, delivered: count, perSender: z.record(z.string(), count), digest: z.string() }),
   ),
@@ -70,8 +87,10 @@ export const memberReportSchema = z.object({
   /** When the member delivered its last batch (its clock, ms since the epoch); 0 before the first. */
   lastDeliveryAtMs: count,
   stats: memberStatsSchema.nullable(),
-  /** The view installed when the report was taken (null: none). */
+  /** The view installed when the report was taken (null: none, or it left). */
   view: viewSchema.nullable(),
+  /** The member left the group gracefully (it reported `left`). */
+  left: z.boolean().optional(),
 });
 export type MemberReport = z.infer<typeof memberReportSchema>;
 

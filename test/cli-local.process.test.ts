@@ -304,7 +304,7 @@ describe('derecho local when the group cannot go on', () => {
 });
 
 describe('derecho member, run by hand', () => {
-  it('three members from one config file deliver the same sequence and report it on SIGINT', async () => {
+  it('three members from one config file deliver the same sequence and report it on SIGINT, the first to stop leaving the group gracefully', async () => {
     requireAddon();
     const { findFreePorts } = await import('../sidecar/free-ports.js');
     const ports = await findFreePorts(3);
@@ -333,8 +333,17 @@ describe('derecho member, run by hand', () => {
       const lastDelivered = (out: string): number => Number([...out.matchAll(/delivered (\d+)/g)].pop()?.[1] ?? -1);
       const allDelivered = await waitUntil(() => members.every((m) => lastDelivered(m.state.out) === 600), 30_000);
       if (!allDelivered) throw new Error(members.map((m) => m.state.out + m.state.err).join('\n---\n'));
-      for (const m of members) m.child.kill('SIGINT');
+      // Member 2 stops first: in a view of three it leaves, and the others go on without it at once.
+      const [m0, m1, m2] = members as [(typeof members)[0], (typeof members)[0], (typeof members)[0]];
+      m2.child.kill('SIGINT');
+      expect(await waitUntil(() => m2.state.exit !== undefined, 15_000)).toBe(true);
+      expect(m2.state.out).toMatch(/^member 2: left: /m);
+      const without2 = /^member [01]: view \d+: members 0,1 \(leader 0\), departed 2$/m;
+      expect(await waitUntil(() => [m0, m1].every((m) => without2.test(m.state.out)), 5000)).toBe(true);
+      // The last two stop (one of two cannot leave: no majority would remain).
+      for (const m of [m0, m1]) m.child.kill('SIGINT');
       expect(await waitUntil(() => members.every((m) => m.state.exit !== undefined), 15_000)).toBe(true);
+      expect(m0.state.out).not.toMatch(/^member 0: left: /m);
       const reports = members.map((m) => JSON.parse(m.state.out.trim().split('\n').pop() ?? '{}') as {
         sent: number;
         delivery: { delivered: number; digest: string; violationCount: number };

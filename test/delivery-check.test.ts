@@ -261,3 +261,140 @@ describe('DeliveryChecker across views', () => {
     expect(seen).toEqual(['3/0/0/7', '3/1/0/0', '3/0/1/8', '3/1/1/1']);
   });
 });
+
+describe('DeliveryChecker state transfer (docs/workload-state.md)', () => {
+  const make = (self: number, options: { minBytes?: number; maxBytes?: number } = {}): DeliveryChecker =>
+    new DeliveryChecker({ ...shape, ...options, subgroup: 0, senders, self });
+
+  /** Member 0 was there from view 1; views 1 and 2 delivered; member 2 joins in view 3. */
+  function source(): DeliveryChecker {
+    const c = make(0);
+    c.view({ vid: 1, members: [0, 1], joined: [0, 1] });
+    c.consume(encodeDeliveryBatch(viewStream(1, [0, 1], 5, {})));
+    c.view({ vid: 2, members: [0, 1], joined: [] });
+    c.consume(encodeDeliveryBatch(viewStream(2, [0, 1], 3, { 0: 5, 1: 5 })));
+    c.view({ vid: 3, members: [0, 1, 2], joined: [2] });
+    return c;
+  }
+
+  it('hands a joiner the state, which then goes on like the source, to the same final state', () => {
+    const a = source();
+    const snapshot = a.snapshot(3);
+    const joiner = make(2);
+    joiner.view({ vid: 3, members: [0, 1, 2], joined: [2] });
+    const restored = joiner.restore(snapshot, 3);
+    expect(restored).toMatchObject({ vid: 3, bytes: snapshot.length, delivered: 16, perSender: { '0': 8, '1': 8, '2': 0 }, next: { '0': 8, '1': 8 } });
+    // Every payload here may be shorter than 4 bytes: the joiner knows where each sender stands.
+    const next = encodeDeliveryBatch(viewStream(3, [0, 1, 2], 4, { 0: 8, 1: 8, 2: 0 }));
+    a.consume(next);
+    joiner.consume(next);
+    const [sa, sj] = [a.state(), joiner.state()];
+    expect(sj.violations).toEqual([]);
+    expect(sa.violations).toEqual([]);
+    expect(sj.digest).toBe(sa.digest);
+    expect(sj.perSender).toEqual(sa.perSender);
+    expect(sj.delivered).toBe(sa.delivered);
+    expect(sj.views).toEqual(sa.views);
+    expect(sj).toMatchObject({ firstVid: 3, restoredIn: [3] });
+    expect(sa).toMatchObject({ firstVid: 1, restoredIn: [] });
+    expect(restored?.digest).toBe(source().state().digest);
+  });
+
+  it('reports a joiner whose senders do not go on from where the state says they stand', () => {
+    const joiner = make(2);
+    joiner.view({ vid: 3, members: [0, 1, 2], joined: [2] });
+    joiner.restore(source().snapshot(3), 3);
+    joiner.consume(encodeDeliveryBatch(viewStream(3, [0, 1, 2], 1, { 0: 9, 1: 8, 2: 0 }).filter((r) => r.payload.length >= 4)));
+    expect(joiner.state().violations).toEqual([
+      'message (sender 0, view 3, senderSeq 0, index 0): carries seq 9, expected seq 8 (gap: seq 8 missing)',
+    ]);
+  });
+
+  it('counts the own messages of a restarted member\'s new process only, and lets it number from 0', () => {
+    // Member 1's first process sent 8 (views 1 and 2) and was killed (view 3: member 0 alone);
+    // its new process joins in view 4.
+    const joinable = { minBytes: 4, maxBytes: 300 };
+    const a = make(0, joinable);
+    a.view({ vid: 1, members: [0, 1], joined: [0, 1] });
+    a.consume(encodeDeliveryBatch(viewStream(1, [0, 1], 8, {}, joinable)));
+    a.view({ vid: 3, members: [0], joined: [] });
+    a.view({ vid: 4, members: [0, 1], joined: [1] });
+    const restarted = make(1, joinable);
+    restarted.view({ vid: 4, members: [0, 1], joined: [1] });
+    restarted.restore(a.snapshot(4), 4);
+    expect(restarted.ownDelivered).toBe(0);
+    const next = encodeDeliveryBatch(viewStream(4, [0, 1], 3, { 0: 8, 1: 0 }, joinable));
+    a.consume(next);
+    restarted.consume(next);
+    expect(restarted.state().violations).toEqual([]);
+    expect(restarted.ownDelivered).toBe(3);
+    expect(restarted.deliveredFrom(1)).toBe(11);
+    expect(restarted.state().digest).toBe(a.state().digest);
+  });
+
+  it('replaces what a member removed and admitted again had with the group\'s state', () => {
+    const a = source();
+    const back = make(1);
+    back.view({ vid: 1, members: [0, 1], joined: [0, 1] });
+    back.consume(encodeDeliveryBatch(viewStream(1, [0, 1], 4, {})));
+    // Removed before the end of view 1 (it missed a message) and admitted again in view 3.
+    back.view({ vid: 3, members: [0, 1, 2], joined: [1, 2] });
+    back.restore(a.snapshot(3), 3);
+    expect(back.state().views).toEqual(a.state().views);
+    expect(back.state()).toMatchObject({ firstVid: 1, restoredIn: [3], perSender: a.state().perSender });
+    // Its own messages in the state are its own: it sent them in views 1 and 2.
+    expect(back.ownDelivered).toBe(8);
+  });
+
+  it('reports a state it cannot use, or one for another view, and keeps its own', () => {
+    const c = make(2);
+    c.view({ vid: 3, members: [0, 1, 2], joined: [2] });
+    expect(c.restore(Buffer.from('{"format":"other"}'), 3)).toBeUndefined();
+    expect(c.restore(Buffer.from('not json'), 3)).toBeUndefined();
+    expect(c.restore(source().snapshot(3), 4)).toBeUndefined();
+    const newer = JSON.parse(source().snapshot(3).toString()) as Record<string, unknown>;
+    expect(c.restore(Buffer.from(JSON.stringify({ ...newer, version: 2 })), 3)).toBeUndefined();
+    expect(c.state().violations).toEqual([
+      'view 3: the state received by state transfer is unusable: not a derecho-workload-state',
+      expect.stringMatching(/^view 3: the state received by state transfer is unusable: not JSON/),
+      'state for view 3 restored as view 4 while view 3 is installed',
+      'view 3: the state received by state transfer is unusable: version 2, this checker reads version 1',
+    ]);
+    expect(c.state()).toMatchObject({ delivered: 0, restoredIn: [] });
+  });
+
+  it('reports a snapshot asked for a view that is not the one installed', () => {
+    const c = source();
+    c.snapshot(2);
+    expect(c.state().violations).toEqual(['asked for a snapshot for view 2 while view 3 is installed']);
+  });
+});
+
+describe('DeliveryChecker in a sharded subgroup', () => {
+  const senders4 = [0, 1, 2, 3];
+  const make = (self: number): DeliveryChecker => new DeliveryChecker({ minBytes: 4, maxBytes: 300, subgroup: 0, senders: senders4, sharded: true, self });
+  const shards = (...map: number[][]): number[][][] => [map];
+
+  it('checks only its shard: its senders\' round-robin order, and no message of another shard', () => {
+    const c = make(2);
+    c.view({ vid: 1, members: senders4, joined: senders4, shards: shards([0, 1], [2, 3]) });
+    c.consume(encodeDeliveryBatch(viewStream(1, [2, 3], 3, {}, { minBytes: 4, maxBytes: 300 })));
+    expect(c.state().violations).toEqual([]);
+    c.consume(encodeDeliveryBatch([{ index: 6, senderSeq: 0, vid: 1, subgroup: 0, sender: 0, payload: makePayload(0, 0, payloadSize(0, 0, { minBytes: 4, maxBytes: 300 })) }]));
+    expect(c.state().violations).toEqual(['message (sender 0, view 1, senderSeq 0, index 6): member 0 is not a member of view 1']);
+  });
+
+  it('lets a sender the layout moves into its shard begin anywhere, and delivers nothing in an inadequate view', () => {
+    const c = make(2);
+    c.view({ vid: 1, members: senders4, joined: senders4, shards: shards([0, 1], [2, 3]) });
+    const joinable = { minBytes: 4, maxBytes: 300 };
+    c.consume(encodeDeliveryBatch(viewStream(1, [2, 3], 2, {}, joinable)));
+    // Member 3 left: shard 1 is short, the layout moves member 1 into it (1 was at seq 10 in shard 0).
+    c.view({ vid: 2, members: [0, 1, 2], joined: [], shards: shards([0], [2, 1]) });
+    c.consume(encodeDeliveryBatch(viewStream(2, [1, 2], 2, { 1: 10, 2: 2 }, joinable)));
+    expect(c.state().violations).toEqual([]);
+    c.view({ vid: 3, members: [1, 2], joined: [], shards: shards() });
+    c.consume(encodeDeliveryBatch(viewStream(3, [2], 1, { 2: 4 }, joinable)));
+    expect(c.state().violations).toEqual(['message (sender 2, view 3, senderSeq 0, index 0): member 2 is not a member of view 3']);
+  });
+});

@@ -1,5 +1,6 @@
 // The delivery log checker on logs written by hand: what it accepts (crashes, torn last lines,
-// restarted members, members that join late) and each kind of problem it names.
+// restarted members, members that join late and take the state over, sharded runs) and each
+// kind of problem it names.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +12,7 @@ import {
   readMemberLog,
   type DeliveryLogReport,
 } from '../sidecar/delivery-log-check.js';
-import { DeliveryLogWriter, deliveryLogPath, type DeliveryLine, type DeliveryLogLine } from '../sidecar/delivery-log.js';
+import { DeliveryLogWriter, deliveryLogPath, type DeliveryLine, type DeliveryLogLine, type RestoreLine } from '../sidecar/delivery-log.js';
 import { encodeDeliveryBatch, forEachRecord } from '../sidecar/delivery-batch.js';
 
 const start = (member: number): DeliveryLogLine => ({ type: 'start', version: 1, member, pid: 100 + member, atMs: 0 });
@@ -24,6 +25,16 @@ const view = (vid: number, members: number[], joined: number[] = [], departed: n
   departed,
 });
 const stop = (sent: number, settled = true): DeliveryLogLine => ({ type: 'stop', sent, settled });
+const restore = (vid: number, perSender: Record<string, number>, next: Record<string, number>): RestoreLine => ({
+  type: 'restore',
+  vid,
+  subgroup: 0,
+  bytes: 100,
+  delivered: Object.values(perSender).reduce((a, b) => a + b, 0),
+  perSender,
+  next,
+  digest: 'run',
+});
 
 /**
  * Round-robin deliveries of one view: `senders` are [id, first workload seq, count], in the
@@ -126,6 +137,74 @@ describe('delivery log checker', () => {
     expect(names).toContain('  member 2 (process 2 of 2): views 3, 6 deliveries, stopped after the run settled, sent 2');
   });
 
+  describe('a member that joins and takes the state over', () => {
+    // Member 2 restarted and joined in view 3, where it took over the state members 0 and 1 held
+    // when they installed view 3: 6 messages each of 0 and 1, 3 of 2's first process; 0 and 1 go
+    // on at seq 6, the new process of 2 numbers from 0.
+    const view3 = deliveries(3, [[0, 6, 2], [1, 6, 2], [2, 0, 2]]);
+    const withJoiner = (id: number): DeliveryLogLine[] => [...survivor(id).slice(0, -1), view(3, [0, 1, 2], [2]), ...view3, stop(8)];
+    const state = restore(3, { '0': 6, '1': 6, '2': 3 }, { '0': 6, '1': 6 });
+    const joiner = (r: RestoreLine, lines = view3): DeliveryLogLine[] => [start(2), view(3, [0, 1, 2], [2]), r, ...lines, stop(2)];
+    const files = (r: RestoreLine, lines = view3): Record<number, string> => ({
+      0: text(withJoiner(0)),
+      1: text(withJoiner(1)),
+      2: text(crashed) + text(joiner(r, lines)),
+    });
+
+    it('accepts a joiner that goes on from the state the others held', () => {
+      const report = check(files(state));
+      expect(report.problems).toEqual([]);
+      expect(formatDeliveryLogReport('DIR', report)).toContain(
+        '  member 2 (process 2 of 2): views 3, state restored in view 3, 6 deliveries, stopped after the run settled, sent 2',
+      );
+    });
+
+    it('names a restored state that differs from the others\', and a joiner that does not go on from its state', () => {
+      const report = check(files(restore(3, { '0': 6, '1': 5, '2': 3 }, { '0': 5, '1': 6 })));
+      expect(report.problems).toContain(
+        'view 3: member 2 (process 2 of 2) restored a state that differs from what member 0 held when it installed the view: count of sender 1: 5 vs 6',
+      );
+      expect(report.problems).toContain(
+        'view 3: member 2 (process 2 of 2) restored a state that differs from what member 1 held when it installed the view: count of sender 1: 5 vs 6; next of sender 0: 5 vs 6',
+      );
+      expect(report.problems).toContain('member 2 (process 2): view 3: sender 0 seq 6 (senderSeq 0): expected seq 5 (gap: 1 missing)');
+    });
+
+    it('names a joiner whose first message of a sender is not where the state says it stands', () => {
+      const skipped = view3.filter((l) => !(l.sender === 1 && l.seq === 6)).map((l) => (l.sender === 1 ? { ...l, senderSeq: 0 } : l));
+      const report = check(files(state, skipped));
+      expect(report.problems).toContain('member 2 (process 2): view 3: sender 1 seq 7 (senderSeq 0): expected seq 6 (gap: 1 missing)');
+    });
+
+    it('names a restore that does not come right after its view', () => {
+      const late: DeliveryLogLine[] = [start(2), view(3, [0, 1, 2], [2]), ...view3.slice(0, 1), state, ...view3.slice(1), stop(2)];
+      const report = check({ 0: text(withJoiner(0)), 1: text(withJoiner(1)), 2: text(crashed) + text(late) });
+      expect(report.problems).toContain(
+        'member-2.jsonl:13: state restored for view 3 while view 3 is installed and after 1 deliveries in it: a restore comes right after its view',
+      );
+    });
+  });
+
+  describe('a sharded workload subgroup', () => {
+    // Shards [0,1] and [2,3]: each member delivers its own shard's messages only.
+    const shardView = (vid: number, members: number[], joined: number[]): DeliveryLogLine => ({ ...view(vid, members, joined), shards: [[0, 1], [2, 3]] } as DeliveryLogLine);
+    const a = deliveries(1, [[0, 0, 3], [1, 0, 3]]);
+    const b = deliveries(1, [[2, 0, 2], [3, 0, 2]]);
+    const member = (id: number, lines: DeliveryLine[], sent: number): DeliveryLogLine[] => [start(id), shardView(1, [0, 1, 2, 3], [0, 1, 2, 3]), ...lines, stop(sent)];
+
+    it('compares sequences within a shard', () => {
+      const report = check({ 0: text(member(0, a, 3)), 1: text(member(1, a, 3)), 2: text(member(2, b, 2)), 3: text(member(3, b, 2)) });
+      expect(report.problems).toEqual([]);
+    });
+
+    it('names a delivery from another shard, and members of a shard that disagree', () => {
+      const wrong = [...a, { ...(b[0] as DeliveryLine), index: 6, senderSeq: 0 }];
+      const report = check({ 0: text(member(0, a, 3)), 1: text(member(1, wrong, 3)), 2: text(member(2, b, 2)), 3: text(member(3, b, 2)) });
+      expect(report.problems).toContain('member 1: view 1: sender 2 seq 0 (senderSeq 0): sender 2 is not in its shard [0,1] of view 1');
+      expect(report.problems).toContainEqual(expect.stringMatching(/^view 1 shard \[0,1\]: member 1 and member 0 both completed it but delivered different sequences/));
+    });
+  });
+
   it('reports a malformed line that is not the last one a process wrote', () => {
     const lines = text(survivor(0)).split('\n');
     lines.splice(3, 0, 'garbage');
@@ -160,7 +239,8 @@ describe('delivery log writer', () => {
       // A killed predecessor left a partial line.
       writeFileSync(path, `${JSON.stringify(start(0))}\n${JSON.stringify(view(1, [0], [0]))}\n{"type":"deli`);
       const writer = new DeliveryLogWriter(path, 0);
-      writer.view({ vid: 2, members: [0], leader: 0, joined: [0], departed: [] });
+      writer.view({ vid: 2, members: [0], leader: 0, joined: [0], departed: [] }, [[0]]);
+      writer.restore({ vid: 2, subgroup: 0, bytes: 10, delivered: 0, perSender: {}, next: {}, digest: 'x' });
       const payload = Buffer.from([0, 0, 0, 0, 0, 0, 0, 0]);
       const batch = encodeDeliveryBatch([{ index: 0, senderSeq: 0, vid: 2, subgroup: 0, sender: 0, payload }]);
       forEachRecord(batch, (record) => writer.record({ record: { ...record }, seq: 0, batch }));
@@ -170,8 +250,19 @@ describe('delivery log writer', () => {
       writer.close({ sent: 1, settled: true });
       const lines = readFileSync(path, 'utf8').split('\n');
       expect(lines[2]).toBe('{"type":"deli');
-      expect(JSON.parse(lines[3] ?? '')).toMatchObject({ type: 'start', version: 1, member: 0, pid: process.pid });
+      expect(JSON.parse(lines[3] ?? '')).toMatchObject({ type: 'start', version: 2, member: 0, pid: process.pid });
+      expect(JSON.parse(lines[4] ?? '')).toEqual({ type: 'view', vid: 2, members: [0], leader: 0, joined: [0], departed: [], shards: [[0]] });
       expect(JSON.parse(lines[5] ?? '')).toEqual({
+        type: 'restore',
+        vid: 2,
+        subgroup: 0,
+        bytes: 10,
+        delivered: 0,
+        perSender: {},
+        next: {},
+        digest: 'x',
+      });
+      expect(JSON.parse(lines[6] ?? '')).toEqual({
         type: 'delivery',
         vid: 2,
         subgroup: 0,

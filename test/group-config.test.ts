@@ -8,6 +8,7 @@ import {
   loadGroupConfig,
   parseGroupConfig,
   parseGroupConfigText,
+  toConfigFile,
 } from '../sidecar/group-config.js';
 
 type Json = Record<string, unknown>;
@@ -59,6 +60,7 @@ describe('parseGroupConfig', () => {
       heartbeatMillis: 50,
       suspectAfterMillis: 1000,
       initialMembers: 3,
+      stateChunkBytes: 65536,
     });
   });
 
@@ -124,6 +126,10 @@ describe('parseGroupConfig', () => {
     ['unknown field', (c) => (c.memebrs = []), 'memebrs: unknown field'],
     ['unknown member field', (c) => ((c.members as Json[])[0] = { id: 0, host: 'h', port: 1, weight: 2 }), 'members[0].weight: unknown field'],
     ['member not an object', (c) => ((c.members as unknown[])[0] = 3), 'members[0]: expected a member object {id, host, port}, found 3'],
+    ['missing subgroup members', (c) => delete subgroup(c).members, 'subgroups[0].members: required field is missing (only a sharded subgroup may leave it out'],
+    ['a state chunk below 4096', (c) => (c.stateChunkBytes = 2048), 'stateChunkBytes: must be a multiple of 64 and at least 4096, found 2048'],
+    ['a state chunk not a multiple of 64', (c) => (c.stateChunkBytes = 5000), 'stateChunkBytes: must be a multiple of 64 and at least 4096, found 5000'],
+    ['a state chunk beyond 16 MiB', (c) => (c.stateChunkBytes = 32 * 1024 * 1024), 'stateChunkBytes: expected a chunk size in bytes (a multiple of 64, 4096..16777216), found 33554432'],
   ];
 
   it.each(cases)('rejects %s, naming the field', (_name, change, expected) => {
@@ -175,6 +181,69 @@ describe('parseGroupConfig', () => {
 
   it('rejects a root that is not an object', () => {
     expect(errorsOf([])).toEqual(['config error in x.json: expected a JSON object with version, group, transport, members and subgroups, found a list']);
+  });
+});
+
+describe('sharded subgroups', () => {
+  /** Four members; subgroup 0 sharded as given, with no members or senders listed. */
+  function sharded(sharding: Json, extra: Json = {}): Json {
+    return withChange((c) => {
+      c.members = [0, 1, 2, 3].map((id) => ({ id, host: '127.0.0.1', port: 7000 + id }));
+      c.subgroups = [{ name: 'readings', sharding, ...extra }];
+    });
+  }
+
+  it('fills in every member as candidate and sender, and carries the sharding to the engine', () => {
+    const config = parseGroupConfig(sharded({ shards: 2, minPerShard: 1, maxPerShard: 2 }));
+    expect(config.subgroups[0]).toEqual({
+      name: 'readings',
+      members: [0, 1, 2, 3],
+      senders: [0, 1, 2, 3],
+      ringBytes: DEFAULT_RING_BYTES,
+      maxMessageBytes: 65536,
+      sharding: { shards: 2, minPerShard: 1, maxPerShard: 2, reserved: [] },
+    });
+  });
+
+  it('keeps reserved members, and members and senders listed in full', () => {
+    const config = parseGroupConfig(
+      sharded({ shards: 2, minPerShard: 1, maxPerShard: 2, reserved: [[], [3]] }, { members: [3, 2, 1, 0], senders: [3, 2, 1, 0] }),
+    );
+    expect(config.subgroups[0]).toMatchObject({
+      members: [3, 2, 1, 0],
+      senders: [3, 2, 1, 0],
+      sharding: { shards: 2, minPerShard: 1, maxPerShard: 2, reserved: [[], [3]] },
+    });
+  });
+
+  it('round-trips through the file form (what derecho local writes)', () => {
+    const config = parseGroupConfig(sharded({ shards: 2, minPerShard: 2, maxPerShard: 2 }));
+    expect(parseGroupConfig(toConfigFile(config))).toEqual(config);
+  });
+
+  const cases: [string, Json, Json, string][] = [
+    ['senders that differ from the members', { shards: 2, minPerShard: 1, maxPerShard: 2 }, { senders: [0, 1] }, 'subgroups[0].senders: a sharded subgroup\'s senders are the members of its shards: leave senders out, or list the same ids as members, in the same order'],
+    ['senders in another order', { shards: 2, minPerShard: 1, maxPerShard: 2 }, { members: [0, 1, 2, 3], senders: [1, 0, 2, 3] }, 'subgroups[0].senders: a sharded subgroup\'s senders are the members of its shards'],
+    ['members that are not every member', { shards: 1, minPerShard: 1, maxPerShard: 2 }, { members: [0, 1] }, 'subgroups[0].members: a sharded subgroup\'s members are every configured member (0, 1, 2, 3): the layout places any member of the view in a shard; leave members out'],
+    ['more shards than members', { shards: 5, minPerShard: 1, maxPerShard: 1 }, {}, 'subgroups[0].sharding.shards: 5 shards need at least as many members, the subgroup has 4'],
+    ['zero shards', { shards: 0, minPerShard: 1, maxPerShard: 1 }, {}, 'subgroups[0].sharding.shards: expected a number of shards (integer 1..4096), found 0'],
+    ['a zero minimum', { shards: 1, minPerShard: 0, maxPerShard: 1 }, {}, 'subgroups[0].sharding.minPerShard: expected a number of members (integer >= 1), found 0'],
+    ['a maximum below the minimum', { shards: 1, minPerShard: 3, maxPerShard: 2 }, {}, 'subgroups[0].sharding.maxPerShard: must be at least minPerShard (3), found 2'],
+    ['minimums the members cannot fill', { shards: 2, minPerShard: 3, maxPerShard: 3 }, {}, 'subgroups[0].sharding.minPerShard: 2 shards of at least 3 members need 6 members, the subgroup has 4: no view could ever be adequate'],
+    ['a missing maximum', { shards: 1, minPerShard: 1 }, {}, 'subgroups[0].sharding.maxPerShard: required field is missing'],
+    ['an unknown sharding field', { shards: 1, minPerShard: 1, maxPerShard: 1, replicas: 2 }, {}, 'subgroups[0].sharding.replicas: unknown field'],
+    ['sharding that is not an object', 3 as unknown as Json, {}, 'subgroups[0].sharding: expected a sharding object {shards, minPerShard, maxPerShard, reserved?}, found 3'],
+    ['more reserved lists than shards', { shards: 1, minPerShard: 1, maxPerShard: 2, reserved: [[0], [1]] }, {}, 'subgroups[0].sharding.reserved: has 2 lists, more than shards (1)'],
+    ['a reserved list beyond the maximum', { shards: 2, minPerShard: 1, maxPerShard: 1, reserved: [[0, 1]] }, {}, 'subgroups[0].sharding.reserved[0]: has 2 ids, more than maxPerShard (1)'],
+    ['an unknown reserved member', { shards: 2, minPerShard: 1, maxPerShard: 2, reserved: [[0], [9]] }, {}, 'subgroups[0].sharding.reserved[1][0]: member 9 is not in members'],
+    ['a member reserved in two shards', { shards: 2, minPerShard: 1, maxPerShard: 2, reserved: [[0], [1, 0]] }, {}, 'subgroups[0].sharding.reserved[1][1]: member 0 is already reserved in shard 0 of this subgroup'],
+    ['a reserved id that is not an id', { shards: 2, minPerShard: 1, maxPerShard: 2, reserved: [['a']] }, {}, 'subgroups[0].sharding.reserved[0][0]: expected a member id (integer >= 0), found "a"'],
+  ];
+
+  it.each(cases)('rejects %s, naming the field', (_name, sharding, extra, expected) => {
+    const errors = errorsOf(sharded(sharding, extra));
+    expect(errors.some((line) => line.includes(expected))).toBe(true);
+    for (const line of errors) expect(line).toMatch(/^config error in x\.json: /);
   });
 });
 

@@ -1,10 +1,10 @@
 // Dynamic membership with real member processes over tcp (issue 3): members killed with SIGKILL
 // while every member streams messages, members restarted and spares started while it goes on,
-// and many members starting at once. Every run writes delivery logs, and both the members'
-// reports and the logs (sidecar/delivery-log-check.ts) are judged: views agree, every view's
-// sequence is the same wherever it completed, every message of a survivor is delivered exactly
-// once everywhere. State transfer does not exist yet: a member that joins delivers only from its
-// join on, and is checked from there.
+// a member that leaves gracefully (SIGTERM), and many members starting at once. Every run writes
+// delivery logs, and both the members' reports and the logs (sidecar/delivery-log-check.ts) are
+// judged: views agree, every view's sequence is the same wherever it completed, every message of
+// a survivor is delivered exactly once everywhere. A member that joins takes the workload's state
+// over by state transfer (docs/workload-state.md): at the end its state equals the others'.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -83,7 +83,7 @@ describe.each([
 });
 
 describe('members that join a running group', () => {
-  it('a killed member restarted and a spare started during a stream join, and deliver the same sequence as the others from their join on', async () => {
+  it('a killed member restarted and a spare started during a stream join, take the state over, and end with the same state as the others', async () => {
     const run = withDeliveryLogs({ members: 3, spare: 1, transport: 'tcp', shape });
     const group = await launchOrCleanUp(run);
     try {
@@ -112,6 +112,80 @@ describe('members that join a running group', () => {
       // The joiners delivered messages, and what they delivered in each view is what everyone
       // delivered there (the log checker compares every view sequence by sequence).
       for (const p of survivors(finished.log)) expect(p.deliveries).toBeGreaterThan(0);
+      expectEverySurvivorMessageOnceEverywhere(finished.log);
+      // Each joiner took the state over in the view it joined, before delivering anything there
+      // (its log's restore line; the log checker holds it to the state the others had then, and
+      // its first messages of each sender to where that state says the sender stands).
+      expect(restarted?.views.filter((v) => v.restored).map((v) => v.view.vid)).toEqual([withRestarted.get(0)?.vid]);
+      const spare = finished.log.processes.find((p) => p.member === 3);
+      expect(spare?.views.filter((v) => v.restored).map((v) => v.view.vid)).toEqual([withSpare.get(0)?.vid]);
+      expect(spare?.views[0]?.restored?.perSender['0']).toBeGreaterThan(0);
+      // At the end every member holds the same state, the joiners included: the same run digest
+      // (over every view since the group began), the same counts from every sender, those of
+      // member 1's killed process among them.
+      const finals = new Map(finished.finals.map((r) => [r.id, r.delivery]));
+      const reference = finals.get(0);
+      for (const id of [1, 2, 3]) {
+        expect(finals.get(id)?.digest).toBe(reference?.digest);
+        expect(finals.get(id)?.perSender).toEqual(reference?.perSender);
+        expect(finals.get(id)?.delivered).toBe(reference?.delivered);
+        // (Views without deliveries differ: those the members installed while leaving one by one at the end.)
+        const delivering = (d: typeof reference): [number, string][] => (d?.views ?? []).filter((v) => v.delivered > 0).map((v) => [v.vid, v.digest]);
+        expect(delivering(finals.get(id))).toEqual(delivering(reference));
+      }
+      expect(finals.get(1)?.restoredIn).toEqual([withRestarted.get(0)?.vid]);
+      expect(finals.get(3)?.restoredIn).toEqual([withSpare.get(0)?.vid]);
+      expect(finals.get(3)?.firstVid).toBe(withSpare.get(0)?.vid);
+      expect(reference?.views[0]?.vid).toBe(1);
+    } finally {
+      await group.shutdown();
+      run.cleanUp();
+    }
+    expect(group.badExits()).toEqual([]);
+    expect(run.collected.logs.filter((l) => l.level === 'error')).toEqual([]);
+  });
+});
+
+describe('a member that leaves', () => {
+  it('(SIGTERM, 4 members) is removed at once with a clean departure, its messages delivered everywhere, and the others go on', async () => {
+    const run = withDeliveryLogs({ members: 4, transport: 'tcp', shape });
+    const group = await launchOrCleanUp(run);
+    try {
+      group.startWorkload({ durationMs: 4000, ratePerSec: 600 });
+      await delay(1200);
+      const before = group.currentViews().get(0)?.vid ?? 0;
+      const stoppedAt = Date.now();
+      const leaver = await group.stopMember(2);
+      const views = await group.awaitViews((v) => !v.members.includes(2), RUN_TIMEOUT_MS, 'install a view without member 2');
+      const elapsed = Date.now() - stoppedAt;
+      const finished = await finishDynamicRun(group, run.logDir, RUN_TIMEOUT_MS);
+      expectClean(finished, run.collected, group);
+
+      // It reported that it left, and the others installed the next view without it at once.
+      expect(leaver?.left).toBe(true);
+      expect(group.stoppedMembers()).toEqual([{ id: 2, left: true }]);
+      expect(elapsed).toBeLessThan(5000);
+      for (const view of views.values()) {
+        expect(view.members).toEqual([0, 1, 3]);
+        expect(view.vid).toBe(before + 1);
+        expect(view.departed).toEqual([2]);
+      }
+      // A departure, not a failure: it suspected itself ("leaving") and the others took that up
+      // from its row; nobody suspected it over a broken link, a silent heartbeat or the like.
+      const suspicions = run.collected.logs.filter(
+        (l) => /suspects 2 /.test(l.message) && !/suspects 2 in view \d+: (leaving|suspected by member 2)$/.test(l.message),
+      );
+      expect(suspicions).toEqual([]);
+      expect(run.collected.logs.some((l) => /member 2 suspects 2 in view \d+: leaving$/.test(l.message))).toBe(true);
+      // Its log ends with a stop line; every message it sent was delivered at every survivor,
+      // in the views it was in (it waited for its own messages before leaving).
+      const gone = finished.log.processes.find((p) => p.member === 2);
+      expect(gone?.stop).toEqual({ type: 'stop', sent: leaver?.sent, settled: false });
+      for (const p of survivors(finished.log)) {
+        expect(seqsFrom(p, 2)).toEqual(Array.from({ length: leaver?.sent ?? -1 }, (_, i) => i));
+        expect(p.views.length).toBeGreaterThan(1);
+      }
+      expect(finished.finals.map((r) => r.id).sort()).toEqual([0, 1, 3]);
       expectEverySurvivorMessageOnceEverywhere(finished.log);
     } finally {
       await group.shutdown();

@@ -31,21 +31,34 @@ struct LogLine {
 };
 
 // What the engine thread hands to JavaScript, queued in the engine's order: records of one or
-// more delivery batches (appended while no view or event comes between them), an installed
-// view, or a membership event.
+// more delivery batches (appended while nothing else comes between them), an installed view, a
+// membership event, a request for a snapshot of a subgroup's state, or a state to restore.
 struct PendingView {
   std::uint64_t vid = 0;
   std::uint32_t leader = 0;
   std::vector<std::uint32_t> members;
   std::vector<std::uint32_t> joined;
   std::vector<std::uint32_t> departed;
+  // Per configured subgroup, per shard, member ids (no shards: not sharded, or inadequate).
+  std::vector<std::vector<std::vector<std::uint32_t>>> shards;
+  bool adequate = true;
+  std::string inadequate;
 };
 struct PendingEvent {
   derecho_membership_event kind;
   std::string reason;
 };
+struct PendingSnapshot {
+  std::uint32_t subgroup;
+  std::uint64_t vid;
+};
+struct PendingRestore {
+  std::uint32_t subgroup;
+  std::uint64_t vid;
+  std::unique_ptr<std::vector<std::uint8_t>> state;
+};
 using PendingRecords = std::unique_ptr<std::vector<std::uint8_t>>;
-using PendingItem = std::variant<PendingRecords, PendingView, PendingEvent>;
+using PendingItem = std::variant<PendingRecords, PendingView, PendingEvent, PendingSnapshot, PendingRestore>;
 
 const char* event_name(derecho_membership_event kind) {
   switch (kind) {
@@ -62,9 +75,32 @@ std::vector<std::uint32_t> copy_ids(const std::uint32_t* ids, std::size_t count)
   return count == 0 ? std::vector<std::uint32_t>{} : std::vector<std::uint32_t>(ids, ids + count);
 }
 
+// Decodes the flat shard map of c_api.h: per subgroup S, then per shard n and n ids.
+std::vector<std::vector<std::vector<std::uint32_t>>> decode_shards(const std::uint32_t* flat, std::size_t length) {
+  std::vector<std::vector<std::vector<std::uint32_t>>> out;
+  std::size_t at = 0;
+  const auto next = [&]() -> std::uint32_t { return at < length ? flat[at++] : 0; };
+  while (at < length) {
+    auto& subgroup = out.emplace_back();
+    const std::uint32_t shards = next();
+    for (std::uint32_t k = 0; k < shards && at < length; ++k) {
+      auto& shard = subgroup.emplace_back();
+      const std::uint32_t n = next();
+      for (std::uint32_t i = 0; i < n && at < length; ++i) shard.push_back(next());
+    }
+  }
+  return out;
+}
+
 PendingView copy_view(const derecho_view& v) {
-  return {v.vid, v.leader, copy_ids(v.members, v.member_count), copy_ids(v.joined, v.joined_count),
-          copy_ids(v.departed, v.departed_count)};
+  return {v.vid,
+          v.leader,
+          copy_ids(v.members, v.member_count),
+          copy_ids(v.joined, v.joined_count),
+          copy_ids(v.departed, v.departed_count),
+          decode_shards(v.shards, v.shards_length),
+          v.adequate != 0,
+          v.inadequate ? v.inadequate : ""};
 }
 
 Napi::Array id_array(Napi::Env env, const std::vector<std::uint32_t>& ids) {
@@ -73,7 +109,8 @@ Napi::Array id_array(Napi::Env env, const std::vector<std::uint32_t>& ids) {
   return a;
 }
 
-// { vid, members, leader, joined, departed }: NativeView in native/index.ts.
+// { vid, members, leader, joined, departed, shards, adequate, inadequate }: NativeView in
+// native/index.ts.
 Napi::Object view_object(Napi::Env env, const PendingView& v) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("vid", Napi::Number::New(env, static_cast<double>(v.vid)));
@@ -81,6 +118,15 @@ Napi::Object view_object(Napi::Env env, const PendingView& v) {
   o.Set("leader", Napi::Number::New(env, v.leader));
   o.Set("joined", id_array(env, v.joined));
   o.Set("departed", id_array(env, v.departed));
+  Napi::Array shards = Napi::Array::New(env, v.shards.size());
+  for (std::uint32_t s = 0; s < v.shards.size(); ++s) {
+    Napi::Array subgroup = Napi::Array::New(env, v.shards[s].size());
+    for (std::uint32_t k = 0; k < v.shards[s].size(); ++k) subgroup.Set(k, id_array(env, v.shards[s][k]));
+    shards.Set(s, subgroup);
+  }
+  o.Set("shards", shards);
+  o.Set("adequate", Napi::Boolean::New(env, v.adequate));
+  o.Set("inadequate", Napi::String::New(env, v.inadequate));
   return o;
 }
 
@@ -143,9 +189,49 @@ struct ConfigStorage {
   std::vector<std::string> names;
   std::vector<std::vector<std::uint32_t>> member_lists;
   std::vector<std::vector<std::uint32_t>> sender_lists;
+  std::vector<std::vector<std::uint32_t>> reserved_counts;
+  std::vector<std::vector<std::uint32_t>> reserved_ids;
   std::vector<derecho_subgroup_config> subgroups;
   derecho_group_config config{};
 };
+
+// subgroups[i].sharding: { shards, minPerShard, maxPerShard, reserved?: number[][] } or absent.
+void read_sharding(const Napi::Object& sg, const std::string& path, ConfigStorage& s, derecho_subgroup_config& out) {
+  out.shards = 0;
+  out.min_per_shard = 0;
+  out.max_per_shard = 0;
+  out.reserved_counts = nullptr;
+  out.reserved_shard_count = 0;
+  out.reserved = nullptr;
+  if (!sg.Has("sharding") || sg.Get("sharding").IsUndefined() || sg.Get("sharding").IsNull()) return;
+  const std::string at = path + ".sharding";
+  if (!sg.Get("sharding").IsObject()) throw Napi::TypeError::New(sg.Env(), at + " must be an object");
+  const Napi::Object sharding = sg.Get("sharding").As<Napi::Object>();
+  out.shards = u32_field(sharding, "shards", at);
+  if (out.shards == 0) throw Napi::TypeError::New(sg.Env(), at + ".shards must be at least 1");
+  out.min_per_shard = u32_field(sharding, "minPerShard", at);
+  out.max_per_shard = u32_field(sharding, "maxPerShard", at);
+  auto& counts = s.reserved_counts.back();
+  auto& ids = s.reserved_ids.back();
+  if (sharding.Has("reserved") && !sharding.Get("reserved").IsUndefined()) {
+    const Napi::Array lists = array_field(sharding, "reserved", at);
+    for (std::uint32_t k = 0; k < lists.Length(); ++k) {
+      const std::string list_path = at + ".reserved[" + std::to_string(k) + "]";
+      const Napi::Value v = lists.Get(k);
+      if (!v.IsArray()) throw Napi::TypeError::New(sg.Env(), list_path + " must be an array");
+      const Napi::Array list = v.As<Napi::Array>();
+      counts.push_back(list.Length());
+      for (std::uint32_t i = 0; i < list.Length(); ++i) {
+        const Napi::Value id = list.Get(i);
+        if (!id.IsNumber()) throw Napi::TypeError::New(sg.Env(), list_path + "[" + std::to_string(i) + "] must be a number");
+        ids.push_back(id.As<Napi::Number>().Uint32Value());
+      }
+    }
+  }
+  out.reserved_counts = counts.data();
+  out.reserved_shard_count = counts.size();
+  out.reserved = ids.data();
+}
 
 std::unique_ptr<ConfigStorage> read_config(const Napi::Object& js) {
   auto s = std::make_unique<ConfigStorage>();
@@ -173,6 +259,8 @@ std::unique_ptr<ConfigStorage> read_config(const Napi::Object& js) {
   s->names.reserve(n);
   s->member_lists.reserve(n);
   s->sender_lists.reserve(n);
+  s->reserved_counts.reserve(n);
+  s->reserved_ids.reserve(n);
   for (std::uint32_t i = 0; i < n; ++i) {
     const std::string path = "config.subgroups[" + std::to_string(i) + "]";
     const Napi::Value v = subgroups.Get(i);
@@ -181,9 +269,18 @@ std::unique_ptr<ConfigStorage> read_config(const Napi::Object& js) {
     s->names.push_back(string_field(sg, "name", path));
     s->member_lists.push_back(id_list(sg, "members", path));
     s->sender_lists.push_back(id_list(sg, "senders", path));
-    s->subgroups.push_back({s->names.back().c_str(), s->member_lists.back().data(), s->member_lists.back().size(),
-                            s->sender_lists.back().data(), s->sender_lists.back().size(),
-                            u32_field(sg, "ringBytes", path), u32_field(sg, "maxMessageBytes", path)});
+    derecho_subgroup_config c{};
+    c.name = s->names.back().c_str();
+    c.members = s->member_lists.back().data();
+    c.member_count = s->member_lists.back().size();
+    c.senders = s->sender_lists.back().data();
+    c.sender_count = s->sender_lists.back().size();
+    c.ring_bytes = u32_field(sg, "ringBytes", path);
+    c.max_message_bytes = u32_field(sg, "maxMessageBytes", path);
+    s->reserved_counts.emplace_back();
+    s->reserved_ids.emplace_back();
+    read_sharding(sg, path, *s, c);
+    s->subgroups.push_back(c);
   }
   s->config.group = s->group.c_str();
   s->config.members = s->members.data();
@@ -194,6 +291,7 @@ std::unique_ptr<ConfigStorage> read_config(const Napi::Object& js) {
   s->config.heartbeat_ms = optional_u32_field(js, "heartbeatMillis", "config");
   s->config.suspect_after_ms = optional_u32_field(js, "suspectAfterMillis", "config");
   s->config.initial_members = optional_u32_field(js, "initialMembers", "config");
+  s->config.state_chunk_bytes = optional_u32_field(js, "stateChunkBytes", "config");
   return s;
 }
 
@@ -208,7 +306,10 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
                         InstanceMethod<&MemberWrap::send_batch>("sendBatch"),
                         InstanceMethod<&MemberWrap::writable>("writable"), InstanceMethod<&MemberWrap::stats>("stats"),
                         InstanceMethod<&MemberWrap::view>("view"), InstanceMethod<&MemberWrap::set_on_view>("onView"),
-                        InstanceMethod<&MemberWrap::set_on_event>("onEvent"), InstanceMethod<&MemberWrap::stop>("stop")});
+                        InstanceMethod<&MemberWrap::set_on_event>("onEvent"),
+                        InstanceMethod<&MemberWrap::set_on_snapshot>("onSnapshot"),
+                        InstanceMethod<&MemberWrap::set_on_restore>("onRestore"),
+                        InstanceMethod<&MemberWrap::leave>("leave"), InstanceMethod<&MemberWrap::stop>("stop")});
   }
 
   // new NativeMember(config, self, onDeliver, onLog)
@@ -220,8 +321,9 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
     }
     const auto storage = read_config(info[0].As<Napi::Object>());
     attach_log(env, info[3].As<Napi::Function>());
-    const derecho_callbacks callbacks{&MemberWrap::on_deliver, &MemberWrap::on_ready, &MemberWrap::on_writable,
-                                      this,                    &MemberWrap::on_view,  &MemberWrap::on_event};
+    const derecho_callbacks callbacks{&MemberWrap::on_deliver,  &MemberWrap::on_ready, &MemberWrap::on_writable,
+                                      this,                     &MemberWrap::on_view,  &MemberWrap::on_event,
+                                      &MemberWrap::on_snapshot, &MemberWrap::on_restore};
     char error[512] = {0};
     member_ = derecho_member_create(&storage->config, info[1].As<Napi::Number>().Uint32Value(), &callbacks, error,
                                     sizeof error);
@@ -232,6 +334,7 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
     // The engine calls back only after start(), so the functions can come after creation. Queued
     // calls reach this object after stop(); each function holds a reference until its finalizer
     // runs, so the object outlives every call that names it.
+    on_deliver_ = Napi::Persistent(info[2].As<Napi::Function>());
     Ref();
     deliver_ = DeliverTsfn::New(env, info[2].As<Napi::Function>(), "derecho-deliver", 0, 1, this,
                                 &MemberWrap::unref_on_finalize, static_cast<void*>(nullptr));
@@ -285,9 +388,79 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
         if (live && !on_event_.IsEmpty()) {
           call(on_event_.Value(), {Napi::String::New(env, event_name(event->kind)), Napi::String::New(env, event->reason)});
         }
+      } else if (const auto* request = std::get_if<PendingSnapshot>(&item)) {
+        if (!live) continue;
+        if (on_snapshot_.IsEmpty()) {
+          provide(env, request->subgroup, request->vid, nullptr, 0);
+          continue;
+        }
+        try {
+          const Napi::Value answer = on_snapshot_.Value().Call(
+              {Napi::Number::New(env, request->subgroup), Napi::Number::New(env, static_cast<double>(request->vid))});
+          answer_snapshot(env, request->subgroup, request->vid, answer);
+        } catch (const Napi::Error& e) {
+          if (!failure) failure = e;
+        }
+      } else if (auto* restore = std::get_if<PendingRestore>(&item)) {
+        if (!live || on_restore_.IsEmpty()) continue;
+        std::vector<std::uint8_t>* raw = restore->state.release();
+        auto buffer = Napi::Buffer<std::uint8_t>::New(env, raw->data(), raw->size(),
+                                                      [](Napi::Env, std::uint8_t*, std::vector<std::uint8_t>* v) {
+                                                        std::unique_ptr<std::vector<std::uint8_t>> owned(v);
+                                                      },
+                                                      raw);
+        call(on_restore_.Value(), {Napi::Number::New(env, restore->subgroup),
+                                   Napi::Number::New(env, static_cast<double>(restore->vid)), buffer});
       }
     }
     if (failure) throw *failure;
+  }
+
+  // What onSnapshot returned: a Buffer (or any Uint8Array), handed to the engine now, or a
+  // Promise of one, handed over when it resolves. A rejected promise is an error like a handler
+  // that throws: it is rethrown (an unhandled rejection).
+  void answer_snapshot(Napi::Env env, std::uint32_t subgroup, std::uint64_t vid, const Napi::Value& answer) {
+    if (answer.IsTypedArray()) {
+      const auto bytes = answer.As<Napi::Uint8Array>();
+      if (bytes.TypedArrayType() != napi_uint8_array) {
+        throw Napi::TypeError::New(env, "onSnapshot must return a Buffer or a Promise of one");
+      }
+      provide(env, subgroup, vid, bytes.Data(), bytes.ByteLength());
+      return;
+    }
+    bool is_promise = false;
+    if (napi_is_promise(env, answer, &is_promise) != napi_ok || !is_promise) {
+      throw Napi::TypeError::New(env, "onSnapshot must return a Buffer or a Promise of one (subgroup " +
+                                          std::to_string(subgroup) + ", view " + std::to_string(vid) + ")");
+    }
+    // The wrapper stays alive until the promise settles.
+    Ref();
+    auto fulfilled = Napi::Function::New(env, [this, subgroup, vid](const Napi::CallbackInfo& info) {
+      Napi::Env e = info.Env();
+      Unref();
+      const Napi::Value value = info.Length() > 0 ? info[0] : e.Undefined();
+      if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+        throw Napi::TypeError::New(e, "the Promise onSnapshot returned must resolve to a Buffer (subgroup " +
+                                          std::to_string(subgroup) + ", view " + std::to_string(vid) + ")");
+      }
+      const auto bytes = value.As<Napi::Uint8Array>();
+      provide(e, subgroup, vid, bytes.Data(), bytes.ByteLength());
+    });
+    auto rejected = Napi::Function::New(env, [this](const Napi::CallbackInfo& info) {
+      Unref();
+      throw Napi::Error(info.Env(), info.Length() > 0 ? info[0] : info.Env().Undefined());
+    });
+    const Napi::Object promise = answer.As<Napi::Object>();
+    promise.Get("then").As<Napi::Function>().Call(promise, {fulfilled, rejected});
+  }
+
+  // Hands a snapshot to the engine (it copies it); ignored once the member is stopped.
+  void provide(Napi::Env env, std::uint32_t subgroup, std::uint64_t vid, const std::uint8_t* data, std::size_t length) {
+    if (!member_ || stopped_) return;
+    char error[512] = {0};
+    if (derecho_member_provide_snapshot(member_, subgroup, vid, data, length, error, sizeof error) != 0) {
+      throw Napi::Error::New(env, error);
+    }
   }
 
   // The engine held delivery back while too much was outstanding; once JavaScript has caught
@@ -301,7 +474,18 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
 
   void start_finished(Napi::Env env) {
     starting_ = false;
-    if (stop_waiters_.empty()) return;
+    settle_stop_waiters(env);
+  }
+
+  // A leave finished (the engine has stopped): JavaScript gets everything the engine handed over
+  // before it, the `left` event included, before the promise resolves.
+  void leave_finished(Napi::Env env) {
+    leaving_ = false;
+    if (!on_deliver_.IsEmpty()) consume(env, on_deliver_.Value());
+  }
+
+  void settle_stop_waiters(Napi::Env env) {
+    if (starting_ || leaving_ || stop_waiters_.empty()) return;
     shutdown();
     settle_writable(env);
     for (auto& d : stop_waiters_) d.Resolve(env.Undefined());
@@ -352,6 +536,17 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
 
   static void on_event(void* context, derecho_membership_event kind, const char* reason) {
     static_cast<MemberWrap*>(context)->enqueue(PendingEvent{kind, reason ? reason : ""});
+  }
+
+  static void on_snapshot(void* context, std::uint32_t subgroup, std::uint64_t vid) {
+    static_cast<MemberWrap*>(context)->enqueue(PendingSnapshot{subgroup, vid});
+  }
+
+  static void on_restore(void* context, std::uint32_t subgroup, std::uint64_t vid, const std::uint8_t* data,
+                         std::size_t length) {
+    auto state = std::make_unique<std::vector<std::uint8_t>>();
+    if (length > 0) state->assign(data, data + length);
+    static_cast<MemberWrap*>(context)->enqueue(PendingRestore{subgroup, vid, std::move(state)});
   }
 
   void enqueue(PendingItem item) {
@@ -416,6 +611,7 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
     check_live(env);
     const std::uint32_t timeout = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Uint32Value() : 10000;
     if (starting_) throw Napi::Error::New(env, "start() is already running");
+    if (leaving_ || left_) throw Napi::Error::New(env, "the member is leaving or has left the group");
     starting_ = true;
     auto deferred = Napi::Promise::Deferred::New(env);
     // An AsyncWorker deletes itself once it has settled the promise.
@@ -445,6 +641,58 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
     MemberWrap* wrap_;
     derecho_member* member_;
     std::uint32_t timeout_;
+    Napi::Promise::Deferred deferred_;
+  };
+
+  // leave(timeoutMs): resolves true once the others installed a view without this member, false
+  // when that did not happen in time; the engine is stopped either way (stop() still must be
+  // called). Blocks a pool thread meanwhile.
+  Napi::Value leave(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    check_live(env);
+    if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "leave(timeoutMs: number)");
+    if (starting_) throw Napi::Error::New(env, "leave() while start() is running: wait for start() first");
+    if (leaving_ || left_) throw Napi::Error::New(env, "leave() is already running or done");
+    const double timeout = info[0].As<Napi::Number>().DoubleValue();
+    if (!(timeout >= 0) || timeout > 4294967295.0) throw Napi::RangeError::New(env, "leave(timeoutMs): 0..2^32-1 ms");
+    leaving_ = true;
+    left_ = true;
+    auto deferred = Napi::Promise::Deferred::New(env);
+    std::make_unique<LeaveWorker>(env, this, static_cast<std::uint32_t>(timeout), deferred).release()->Queue();
+    return deferred.Promise();
+  }
+
+  class LeaveWorker : public Napi::AsyncWorker {
+   public:
+    LeaveWorker(Napi::Env env, MemberWrap* wrap, std::uint32_t timeout, Napi::Promise::Deferred deferred)
+        : Napi::AsyncWorker(env), wrap_(wrap), member_(wrap->member_), timeout_(timeout), deferred_(deferred) {}
+    void Execute() override {
+      char error[512] = {0};
+      rc_ = derecho_member_leave(member_, timeout_, error, sizeof error);
+      if (rc_ < 0) SetError(error);
+    }
+    void OnOK() override { finish([&] { deferred_.Resolve(Napi::Boolean::New(Env(), rc_ == 0)); }); }
+    void OnError(const Napi::Error& e) override { finish([&] { deferred_.Reject(e.Value()); }); }
+
+   private:
+    template <typename Settle>
+    void finish(Settle settle) {
+      Napi::Env env = Env();
+      std::optional<Napi::Error> failure;
+      try {
+        wrap_->leave_finished(env);
+      } catch (const Napi::Error& e) {
+        failure = e;
+      }
+      if (failure) deferred_.Reject(failure->Value());
+      else settle();
+      wrap_->settle_stop_waiters(env);
+    }
+
+    MemberWrap* wrap_;
+    derecho_member* member_;
+    std::uint32_t timeout_;
+    int rc_ = -1;
     Napi::Promise::Deferred deferred_;
   };
 
@@ -535,6 +783,19 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
     return info.Env().Undefined();
   }
 
+  // onSnapshot(fn | null): (subgroup, vid) => Buffer | Promise<Buffer>, in order with the
+  // deliveries; without one, joiners get an empty state. onRestore(fn | null): (subgroup, vid,
+  // state) => void, before any delivery of that view.
+  Napi::Value set_on_snapshot(const Napi::CallbackInfo& info) {
+    set_handler(info, on_snapshot_, "onSnapshot(handler: (subgroup, vid) => Buffer | Promise<Buffer>)");
+    return info.Env().Undefined();
+  }
+
+  Napi::Value set_on_restore(const Napi::CallbackInfo& info) {
+    set_handler(info, on_restore_, "onRestore(handler: (subgroup, vid, state) => void)");
+    return info.Env().Undefined();
+  }
+
   static void set_handler(const Napi::CallbackInfo& info, Napi::FunctionReference& slot, const char* usage) {
     if (info.Length() < 1 || !(info[0].IsFunction() || info[0].IsNull() || info[0].IsUndefined())) {
       throw Napi::TypeError::New(info.Env(), usage);
@@ -546,7 +807,7 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
   Napi::Value stop(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto deferred = Napi::Promise::Deferred::New(env);
-    if (starting_) {
+    if (starting_ || leaving_) {
       stop_waiters_.push_back(deferred);
       return deferred.Promise();
     }
@@ -571,6 +832,9 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
     // The handlers may hold the JavaScript object that holds this one: let both be collected.
     on_view_.Reset();
     on_event_.Reset();
+    on_snapshot_.Reset();
+    on_restore_.Reset();
+    on_deliver_.Reset();
   }
 
   derecho_member* member_ = nullptr;
@@ -581,9 +845,14 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
   std::deque<PendingItem> pending_;  // not yet handed to JavaScript, in the engine's order
   Napi::FunctionReference on_view_;
   Napi::FunctionReference on_event_;
+  Napi::FunctionReference on_snapshot_;
+  Napi::FunctionReference on_restore_;
+  Napi::FunctionReference on_deliver_;
   bool refused_ = false;
   bool stopped_ = false;
   bool starting_ = false;
+  bool leaving_ = false;
+  bool left_ = false;  // leave() was called: the engine stops, start() and leave() are refused
   std::vector<Napi::Promise::Deferred> waiting_writable_;
   std::vector<Napi::Promise::Deferred> stop_waiters_;
 };

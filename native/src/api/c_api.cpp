@@ -1,8 +1,10 @@
 #include "api/c_api.h"
 
+#include <chrono>
 #include <cstring>
 #include <exception>
 #include <memory>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -60,12 +62,37 @@ derecho::GroupConfig to_config(const derecho_group_config& c) {
     sg.senders.assign(s.senders, s.senders + s.sender_count);
     sg.ring_bytes = s.ring_bytes;
     sg.max_message_bytes = s.max_message_bytes;
+    const std::string field = "subgroups[" + std::to_string(i) + "]";
+    if (s.shards != 0) {
+      derecho::ShardingConfig sharding;
+      sharding.shards = s.shards;
+      sharding.min_per_shard = s.min_per_shard;
+      sharding.max_per_shard = s.max_per_shard;
+      if (s.reserved_shard_count > s.shards) {
+        throw std::invalid_argument(field + ".reserved: " + std::to_string(s.reserved_shard_count) +
+                                    " lists, more than shards (" + std::to_string(s.shards) + ")");
+      }
+      if (s.reserved_shard_count > 0 && !s.reserved_counts) {
+        throw std::invalid_argument(field + ".reserved: reserved_counts must not be NULL");
+      }
+      std::size_t at = 0;
+      for (std::size_t k = 0; k < s.reserved_shard_count; ++k) {
+        const std::size_t n = s.reserved_counts[k];
+        if (n > 0 && !s.reserved) throw std::invalid_argument(field + ".reserved: reserved must not be NULL");
+        sharding.reserved.emplace_back(s.reserved + at, s.reserved + at + n);
+        at += n;
+      }
+      sg.sharding = std::move(sharding);
+    } else if (s.reserved_shard_count != 0) {
+      throw std::invalid_argument(field + ".reserved: only a sharded subgroup (shards > 0) reserves members");
+    }
     config.subgroups.push_back(std::move(sg));
   }
   config.spin = std::chrono::microseconds(c.spin_us);
   if (c.heartbeat_ms != 0) config.heartbeat_interval = std::chrono::milliseconds(c.heartbeat_ms);
   if (c.suspect_after_ms != 0) config.suspect_after = std::chrono::milliseconds(c.suspect_after_ms);
   config.initial_members = c.initial_members;
+  if (c.state_chunk_bytes != 0) config.state_chunk_bytes = c.state_chunk_bytes;
   return config;
 }
 
@@ -80,10 +107,37 @@ derecho_membership_event to_c(derecho::membership::MembershipEvent event) {
   throw std::logic_error("unknown membership event " + std::to_string(static_cast<int>(event)));
 }
 
-// The C view points into `view`: valid while it lives.
-derecho_view to_c(const derecho::membership::View& view) {
-  return {view.vid,          view.leader(),       view.members.data(),  view.members.size(),
-          view.joined.data(), view.joined.size(), view.departed.data(), view.departed.size()};
+// The shard map, flat (c_api.h): per subgroup S, then per shard n and n ids.
+std::vector<std::uint32_t> flat_shards(const derecho::membership::View& view, std::size_t subgroups) {
+  std::vector<std::uint32_t> out;
+  for (std::size_t s = 0; s < subgroups; ++s) {
+    if (s >= view.shards.size()) {
+      out.push_back(0);
+      continue;
+    }
+    out.push_back(static_cast<std::uint32_t>(view.shards[s].size()));
+    for (const auto& shard : view.shards[s]) {
+      out.push_back(static_cast<std::uint32_t>(shard.size()));
+      out.insert(out.end(), shard.begin(), shard.end());
+    }
+  }
+  return out;
+}
+
+// The C view points into `view` and `shards`: valid while they live.
+derecho_view to_c(const derecho::membership::View& view, const std::vector<std::uint32_t>& shards) {
+  return {view.vid,
+          view.leader(),
+          view.members.data(),
+          view.members.size(),
+          view.joined.data(),
+          view.joined.size(),
+          view.departed.data(),
+          view.departed.size(),
+          shards.data(),
+          shards.size(),
+          view.adequate ? 1 : 0,
+          view.inadequate.c_str()};
 }
 
 }  // namespace
@@ -106,9 +160,21 @@ derecho_member* derecho_member_create(const derecho_group_config* config, uint32
       handle->member->on_writable([cb = *callbacks](std::uint32_t subgroup) { cb.writable(cb.context, subgroup); });
     }
     if (callbacks->view) {
-      handle->member->on_view([cb = *callbacks](const derecho::membership::View& view) {
-        const derecho_view c = to_c(view);
+      const std::size_t subgroups = config->subgroup_count;
+      handle->member->on_view([cb = *callbacks, subgroups](const derecho::membership::View& view) {
+        const auto shards = flat_shards(view, subgroups);
+        const derecho_view c = to_c(view, shards);
         cb.view(cb.context, &c);
+      });
+    }
+    if (callbacks->snapshot) {
+      handle->member->on_snapshot([cb = *callbacks](std::uint32_t subgroup, std::uint64_t vid) {
+        cb.snapshot(cb.context, subgroup, vid);
+      });
+    }
+    if (callbacks->restore) {
+      handle->member->on_restore([cb = *callbacks](std::uint32_t subgroup, std::uint64_t vid, std::span<const std::byte> state) {
+        cb.restore(cb.context, subgroup, vid, reinterpret_cast<const std::uint8_t*>(state.data()), state.size());
       });
     }
     if (callbacks->event) {
@@ -184,10 +250,40 @@ void derecho_member_stats(const derecho_member* member, derecho_stats* out) {
           s.sleeps, s.bad_frames, s.failed ? 1 : 0, s.resent,          s.vid};
 }
 
+int derecho_member_provide_snapshot(derecho_member* member, uint32_t subgroup, uint64_t vid, const void* data,
+                                    size_t length, char* error, size_t error_len) {
+  try {
+    if (!data && length > 0) throw std::invalid_argument("data must not be NULL when length > 0");
+    const auto* bytes = static_cast<const std::byte*>(data);
+    member->member->provide_snapshot(subgroup, vid, length == 0 ? std::vector<std::byte>{}
+                                                                : std::vector<std::byte>(bytes, bytes + length));
+    return 0;
+  } catch (const std::exception& e) {
+    write_error(error, error_len, e.what());
+    return -1;
+  }
+}
+
+int derecho_member_leave(derecho_member* member, uint32_t timeout_ms, char* error, size_t error_len) {
+  try {
+    auto& m = *member->member;
+    if (m.leave(std::chrono::milliseconds(timeout_ms))) return 0;
+    write_error(error, error_len,
+                "member " + std::to_string(m.self()) + " did not leave group '" + m.config().group_name + "' within " +
+                    std::to_string(timeout_ms) +
+                    " ms (the others decide a view without it only while a majority of the view remains); its engine is stopped");
+    return 1;
+  } catch (const std::exception& e) {
+    write_error(error, error_len, e.what());
+    return -1;
+  }
+}
+
 int derecho_member_view(const derecho_member* member, derecho_view_fn visit, void* context) {
   const auto view = member->member->view();
   if (!view) return 0;
-  const derecho_view c = to_c(*view);
+  const auto shards = flat_shards(*view, member->member->config().subgroups.size());
+  const derecho_view c = to_c(*view, shards);
   if (visit) visit(context, &c);
   return 1;
 }

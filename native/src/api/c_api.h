@@ -9,7 +9,7 @@
 extern "C" {
 #endif
 
-#define DERECHO_C_API_VERSION 2
+#define DERECHO_C_API_VERSION 3
 
 typedef struct derecho_member derecho_member;
 
@@ -29,6 +29,16 @@ typedef struct {
   size_t sender_count;
   uint32_t ring_bytes;
   uint32_t max_message_bytes;
+  /* Sharding (docs/layout.md): 0 = not sharded. Otherwise the subgroup is split into `shards`
+   * shards of min_per_shard..max_per_shard members at every view, `members` are the candidates
+   * and `senders` must list the same ids. reserved_counts[i] (i < reserved_shard_count <= shards)
+   * is how many ids shard i reserves; `reserved` holds them all, shard 0's first. */
+  uint32_t shards;
+  uint32_t min_per_shard;
+  uint32_t max_per_shard;
+  const uint32_t* reserved_counts;
+  size_t reserved_shard_count;
+  const uint32_t* reserved;
 } derecho_subgroup_config;
 
 typedef struct {
@@ -43,6 +53,7 @@ typedef struct {
   uint32_t suspect_after_ms; /* a silent member is suspected after this; 0: the default (1000) */
   uint32_t initial_members;  /* the first member starts the group once the first this-many configured
                                 members are up and in no view; 0: all of them */
+  uint32_t state_chunk_bytes; /* state transfer chunk size: a multiple of 64, >= 4096; 0: the default (65536) */
 } derecho_group_config;
 
 typedef struct {
@@ -72,8 +83,14 @@ typedef struct {
 /* An installed view, the same at every member that installs it. Members are in the config's
  * order; the leader coordinates the next view change (the first member nobody suspects, members
  * of the previous view before joiners). joined: members that were not in the previous view;
- * departed: members of the previous view that are not in this one. The arrays are valid only
- * during the call that passes them. */
+ * departed: members of the previous view that are not in this one. The arrays and strings are
+ * valid only during the call that passes them.
+ *
+ * shards: the shard map, flat: for each configured subgroup in order, its shard count S (0 for a
+ * subgroup that is not sharded), then for each of its S shards the member count n and the n
+ * member ids (seniority order, docs/layout.md). shards_length counts the u32 words. adequate is 0
+ * when the view cannot give every shard its minimum (sharded subgroups wait); inadequate then
+ * says why (otherwise ""). In an inadequate view the map is empty (S = 0 everywhere). */
 typedef struct {
   uint64_t vid;
   uint32_t leader;
@@ -83,6 +100,10 @@ typedef struct {
   size_t joined_count;
   const uint32_t* departed;
   size_t departed_count;
+  const uint32_t* shards;
+  size_t shards_length;
+  int adequate;
+  const char* inadequate;
 } derecho_view;
 
 typedef enum {
@@ -104,6 +125,15 @@ typedef void (*derecho_writable_fn)(void* context, uint32_t subgroup);
 typedef void (*derecho_view_fn)(void* context, const derecho_view* view);
 /* Called on the engine thread for membership events; `reason` is valid only during the call. */
 typedef void (*derecho_event_fn)(void* context, derecho_membership_event event, const char* reason);
+/* State transfer, source side. Called on the engine thread when this member must hand the state
+ * of `subgroup` to members that join it in view `vid`: after every delivery of the previous view
+ * and the view callback of `vid`, before any delivery of `vid`. Answer with
+ * derecho_member_provide_snapshot(member, subgroup, vid, ...), from any thread, now or later. */
+typedef void (*derecho_snapshot_fn)(void* context, uint32_t subgroup, uint64_t vid);
+/* State transfer, joiner side. Called on the engine thread with the state of `subgroup` as the
+ * source had it when asked for view `vid`, after the view callback of `vid` and before any
+ * delivery in it. `data` is valid only during the call. */
+typedef void (*derecho_restore_fn)(void* context, uint32_t subgroup, uint64_t vid, const uint8_t* data, size_t length);
 
 typedef struct {
   derecho_deliver_fn deliver;
@@ -112,6 +142,8 @@ typedef struct {
   void* context;
   derecho_view_fn view;   /* may be NULL */
   derecho_event_fn event; /* may be NULL */
+  derecho_snapshot_fn snapshot; /* may be NULL: the state handed to joiners is empty */
+  derecho_restore_fn restore;   /* may be NULL: the state received is dropped */
 } derecho_callbacks;
 
 /* On failure these return NULL / non-zero and write a message into error[error_len]. */
@@ -137,6 +169,15 @@ void derecho_member_stats(const derecho_member* member, derecho_stats* out);
 /* Any thread: calls visit(context, view) with the installed view, before returning 1; returns 0
  * without calling it while the member is in no view. */
 int derecho_member_view(const derecho_member* member, derecho_view_fn visit, void* context);
+/* Any thread: the snapshot the snapshot callback asked for (copied). A snapshot for a view that
+ * is no longer current is ignored. 0: taken (or ignored as stale); -1: error (error filled in). */
+int derecho_member_provide_snapshot(derecho_member* member, uint32_t subgroup, uint64_t vid, const void* data,
+                                    size_t length, char* error, size_t error_len);
+/* Leaves the group gracefully: the others install a view without this member, which reports
+ * DERECHO_EVENT_LEFT. Blocks until then or timeout_ms, and stops the engine either way (call
+ * derecho_member_destroy afterwards). A view of two cannot lose one (no majority): there it
+ * times out. 0: left; 1: timed out (error filled in); -1: error. */
+int derecho_member_leave(derecho_member* member, uint32_t timeout_ms, char* error, size_t error_len);
 /* Stops the engine thread and the transport; no callback runs after it returns. */
 void derecho_member_destroy(derecho_member* member);
 

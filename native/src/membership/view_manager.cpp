@@ -551,9 +551,11 @@ void ViewManager::install(std::uint64_t vid, const Proposal& decided) {
   minority_reported_ = false;
   installed_at_ = clock_();
   for (std::size_t r = 0; r < universe_.size(); ++r) {
-    // Only members that carry on get a fresh start; a joiner keeps its heartbeat history, so
-    // one admitted while already dead is suspected at once rather than admitted over and over.
-    if (!(members & decided.previous & bit(r))) continue;
+    // Members that carry on get a fresh start; a joiner whose heartbeat we watched keeps that
+    // history, so one admitted while already dead is suspected at once rather than admitted
+    // over and over. One we never watched starts now.
+    if (!(members & bit(r))) continue;
+    if (!(decided.previous & bit(r)) && beat_changed_[r] != std::chrono::steady_clock::time_point{}) continue;
     seen_beat_[r] = read(r, 0);
     beat_changed_[r] = installed_at_;
     seen_progress_[r] = progress_of(r);
