@@ -3,10 +3,10 @@
 import { z } from 'zod';
 
 /**
- * The smallest view a member leaves gracefully (on shutdown or SIGTERM): a view change needs a
- * majority of the view (docs/membership.md), so one of two members cannot leave; it just stops.
+ * The smallest view a member leaves gracefully (on shutdown or SIGTERM). A leaver votes on the
+ * view without it (docs/membership.md), so one of two can leave; a member alone just stops.
  */
-export const MIN_VIEW_TO_LEAVE = 3;
+export const MIN_VIEW_TO_LEAVE = 2;
 
 const count = z.number().int().min(0);
 const ids = z.array(count);
