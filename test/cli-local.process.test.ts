@@ -340,7 +340,7 @@ describe('derecho member, run by hand', () => {
       expect(m2.state.out).toMatch(/^member 2: left: /m);
       const without2 = /^member [01]: view \d+: members 0,1 \(leader 0\), departed 2$/m;
       expect(await waitUntil(() => [m0, m1].every((m) => without2.test(m.state.out)), 5000)).toBe(true);
-      // The last two stop (one of two cannot leave: no majority would remain).
+      // The last two stop at once: both leaving would leave nobody to decide, so neither leaves.
       for (const m of [m0, m1]) m.child.kill('SIGINT');
       expect(await waitUntil(() => members.every((m) => m.state.exit !== undefined), 15_000)).toBe(true);
       expect(m0.state.out).not.toMatch(/^member 0: left: /m);
