@@ -139,7 +139,8 @@ bool ViewManager::step() {
   if (!wedged_) return open_when_installed() || fired;
   // Wedged without a decision for suspect_after: suspicions taken when faults were under way
   // may no longer hold (a healed partition, a link back). Start over from what we see now.
-  if (now - round_started_ > options_.suspect_after) {
+  // Rounds are 12 bits in the column; past the last one suspicions just stay as they are.
+  if (now - round_started_ > options_.suspect_after && round_ < 0xfff) {
     start_round(round_ + 1, now);
     fired = true;
   }
@@ -292,8 +293,9 @@ bool ViewManager::admit_joiners(std::chrono::steady_clock::time_point now) {
       beat_changed_[r] = now;
     }
     if (join == 0 || join != read(r, cols_.boot()) || !transport_.link_up(universe_[r])) continue;
-    // A joiner that crashed leaves its request in its row: only a live one is admitted.
-    if (beat == 0 || now - beat_changed_[r] > options_.suspect_after / 2) continue;
+    // A joiner that crashed (or left) leaves its request in its row: only one whose heartbeat
+    // moved since this view was installed, and lately, is admitted.
+    if (beat == 0 || beat_changed_[r] < installed_at_ || now - beat_changed_[r] > options_.suspect_after / 2) continue;
     // Only a joiner every member can reach, and that reaches every member: one some members
     // cannot talk to would be suspected at once and admitted again, forever.
     const std::uint64_t keep = members & ~suspected_;
@@ -485,9 +487,16 @@ bool ViewManager::lead(std::chrono::steady_clock::time_point now) {
       return false;
     }
     // A proposal some survivor accepted under an earlier ballot may have been decided: it wins.
+    // A slot of this transition that is not whole is being rewritten as we read it (pushes land
+    // in ascending order, the head first): that is not "accepted nothing", so we wait.
     std::optional<Proposal> value;
     for (std::size_t r : survivor_ranks) {
       auto p = read_slot(r, next, 0);
+      if (!p) {
+        const std::uint64_t head = read(r, cols_.slot(next));
+        if (value_of(head) == next && (tag_of(head) >> 20) == (next & 0xf)) return false;
+      }
+      if (read(r, cols_.promise()) != ref) return false;  // it moved on while we read its slot
       if (p && (!value || p->ballot > value->ballot)) value = std::move(p);
     }
     if (!value) {

@@ -258,8 +258,7 @@ std::uint64_t SubgroupMulticast::requeue_cut_off(std::span<const std::uint64_t> 
     return dropped;
   }
   // A member removed by the change has not delivered up to the edge: what lies below it is
-  // delivered by the others, so it is skipped, not sent again. One may also be past its edge:
-  // in a subgroup no survivor belongs to, the edge is 0 and what it delivered stays with it.
+  // delivered by the others, so it is skipped, not sent again.
   while (mine.messages_read() < my_edge) mine.next();
   std::vector<std::byte> again;
   std::uint64_t messages = 0;
