@@ -56,14 +56,6 @@ std::vector<MemberId> ViewManager::ids_of(std::uint64_t bits) const {
   return ids;
 }
 
-std::uint64_t ViewManager::view_bits() const {
-  std::uint64_t bits = 0;
-  if (view_) {
-    for (MemberId id : view_->members) bits |= bit(rank_of(id));
-  }
-  return bits;
-}
-
 std::optional<std::size_t> ViewManager::leader_rank() const {
   // Members that were in the previous view lead before joiners, who may still be waiting for
   // their state.
@@ -538,6 +530,7 @@ void ViewManager::install(std::uint64_t vid, const Proposal& decided) {
   next.joined = ids_of(members & ~decided.previous);
   next.departed = ids_of(decided.previous & ~members);
   view_ = next;
+  view_bits_ = members;
   view_boots_ = decided.boots;
   layout_ = decided.layout;
   phase_ = Phase::member;
@@ -589,6 +582,7 @@ bool ViewManager::open_when_installed() {
 void ViewManager::rejoin(const std::string& why) {
   host_.wedge();
   view_.reset();
+  view_bits_ = 0;
   if (leave_requested_.load()) {
     phase_ = Phase::left;
     write(cols_.join(), 0);

@@ -114,7 +114,8 @@ class ViewManager {
   // taken in rank order so that of two members that suspect each other the later one goes.
   std::uint64_t survivors() const;
   std::uint64_t progress_of(std::size_t rank) const;
-  std::uint64_t view_bits() const;
+  // The installed view's members, a bit per configured rank; read on every pass.
+  std::uint64_t view_bits() const { return view_bits_; }
   std::size_t rank_of(MemberId id) const;
   std::vector<MemberId> ids_of(std::uint64_t bits) const;
 
@@ -129,6 +130,7 @@ class ViewManager {
 
   Phase phase_ = Phase::joining;
   std::optional<View> view_;
+  std::uint64_t view_bits_ = 0;
   std::vector<std::uint64_t> view_boots_;
   std::chrono::steady_clock::time_point started_;
   std::vector<std::uint64_t> layout_;  // the installed view's decided layout
