@@ -6,8 +6,8 @@ import { createMember, type MembershipEventKind, type NativeGroupConfig, type Na
 import { forEachRecord } from '../sidecar/delivery-batch.js';
 import { findFreePorts } from '../sidecar/free-ports.js';
 import { parseGroupConfig } from '../sidecar/group-config.js';
+import { TIMEOUT_MS, stopMembersAfterEach, until } from './support/native-members.js';
 
-const TIMEOUT_MS = 20_000;
 
 /** What one member saw, in the order JavaScript got it. */
 type Seen =
@@ -25,21 +25,7 @@ interface Running {
   restored: Buffer[];
 }
 
-let created: NativeMember[] = [];
-
-afterEach(async () => {
-  const members = created;
-  created = [];
-  await Promise.all(members.map((m) => m.stop()));
-});
-
-async function until(what: string, done: () => boolean, describe: () => string): Promise<void> {
-  const deadline = Date.now() + TIMEOUT_MS;
-  while (!done()) {
-    if (Date.now() > deadline) throw new Error(`${what} did not happen within ${TIMEOUT_MS} ms: ${describe()}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
+const track = stopMembersAfterEach();
 
 function run(config: NativeGroupConfig, id: number, snapshot?: (subgroup: number, vid: number) => Buffer | Promise<Buffer>): Running {
   const entry: Running = { id, member: undefined as unknown as NativeMember, seen: [], views: [], restored: [] };
@@ -49,7 +35,7 @@ function run(config: NativeGroupConfig, id: number, snapshot?: (subgroup: number
     (batch) => forEachRecord(batch, (r) => void entry.seen.push({ kind: 'delivery', vid: r.vid, sender: r.sender })),
     () => undefined,
   );
-  created.push(member);
+  track(member);
   entry.member = member;
   member.onView((view) => {
     entry.views.push(view);

@@ -7,9 +7,9 @@ import { DeliveryChecker } from '../sidecar/delivery-check.js';
 import { findFreePorts } from '../sidecar/free-ports.js';
 import { parseGroupConfig } from '../sidecar/group-config.js';
 import { WorkloadSender } from '../sidecar/workload-sender.js';
+import { TIMEOUT_MS, stopMembersAfterEach, until } from './support/native-members.js';
 
 const shape = { minBytes: 4, maxBytes: 2000 };
-const TIMEOUT_MS = 20_000;
 
 interface Running {
   id: number;
@@ -22,21 +22,7 @@ interface Running {
   sender: WorkloadSender;
 }
 
-let created: NativeMember[] = [];
-
-afterEach(async () => {
-  const members = created;
-  created = [];
-  await Promise.all(members.map((m) => m.stop()));
-});
-
-async function until(what: string, done: () => boolean, describe: () => string): Promise<void> {
-  const deadline = Date.now() + TIMEOUT_MS;
-  while (!done()) {
-    if (Date.now() > deadline) throw new Error(`${what} did not happen within ${TIMEOUT_MS} ms: ${describe()}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
+const track = stopMembersAfterEach();
 
 describe('views through the addon', () => {
   it('reports views and events in order with the deliveries, before and after a member stops', async () => {
@@ -66,7 +52,7 @@ describe('views through the addon', () => {
         },
         () => undefined,
       );
-      created.push(member);
+      track(member);
       expect(member.view()).toBeNull();
       member.onView((view) => {
         entry.views.push(view);
