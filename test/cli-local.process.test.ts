@@ -340,10 +340,12 @@ describe('derecho member, run by hand', () => {
       expect(m2.state.out).toMatch(/^member 2: left: /m);
       const without2 = /^member [01]: view \d+: members 0,1 \(leader 0\), departed 2$/m;
       expect(await waitUntil(() => [m0, m1].every((m) => without2.test(m.state.out)), 5000)).toBe(true);
-      // The last two stop at once: both leaving would leave nobody to decide, so neither leaves.
+      // The last two stop at once. Whichever asks first may leave (the other votes for it), but
+      // not both: the second is then alone in its view and just stops.
       for (const m of [m0, m1]) m.child.kill('SIGINT');
       expect(await waitUntil(() => members.every((m) => m.state.exit !== undefined), 15_000)).toBe(true);
-      expect(m0.state.out).not.toMatch(/^member 0: left: /m);
+      const left = [m0, m1].filter((m, i) => new RegExp(`^member ${i}: left: `, 'm').test(m.state.out));
+      expect(left.length).toBeLessThanOrEqual(1);
       const reports = members.map((m) => JSON.parse(m.state.out.trim().split('\n').pop() ?? '{}') as {
         sent: number;
         delivery: { delivered: number; digest: string; violationCount: number };
