@@ -7,7 +7,7 @@
 // a member killed with SIGKILL loses at most the lines of the batch it was handling (the
 // operating system keeps what was written). An asynchronous stream would hold any number of
 // batches in memory, and lose them all.
-import { hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CheckedRecord, RestoredState } from './delivery-check.js';
@@ -156,7 +156,7 @@ export class DeliveryLogWriter {
         seq: checked.seq,
         senderSeq: r.senderSeq,
         index: r.index,
-        digest: hash('sha256', payload, 'hex'),
+        digest: createHash('sha256').update(payload).digest('hex'),
       }),
     );
   }
