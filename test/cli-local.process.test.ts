@@ -116,6 +116,19 @@ function removeLeftovers(group: string | undefined, dirs: string[]): void {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 }
 
+
+/** The launcher's exit code, or 'still running' if it has not exited within `ms`. */
+async function exitCodeWithin(exited: Promise<number | null>, ms: number): Promise<number | null | string> {
+  let timer: NodeJS.Timeout | undefined;
+  const code = await Promise.race([
+    exited,
+    new Promise<string>((resolve) => {
+      timer = setTimeout(() => resolve('still running'), ms);
+    }),
+  ]);
+  clearTimeout(timer);
+  return code;
+}
 describe('derecho local', () => {
   it('runs a timed workload over tcp, prints progress and a summary, exits 0', async () => {
     requireAddon();
@@ -238,14 +251,7 @@ describe('derecho local', () => {
       await waitUntil(() => /^\s+\d+s\s+delivered: /m.test(output()), 10_000);
       process.kill(members[1] as number, 'SIGSTOP');
       const started = Date.now();
-      let timer: NodeJS.Timeout | undefined;
-      const code = await Promise.race([
-        exited,
-        new Promise<string>((resolve) => {
-          timer = setTimeout(() => resolve('still running'), 20_000);
-        }),
-      ]);
-      clearTimeout(timer);
+      const code = await exitCodeWithin(exited, 20_000);
       expect({ code, output: output() }).toMatchObject({ code: 1 });
       expect(Date.now() - started).toBeLessThan(15_000);
       // The others suspect the frozen member after suspectAfterMillis and go on without it.
@@ -278,14 +284,7 @@ describe('derecho local when the group cannot go on', () => {
       process.kill(members[1] as number, 'SIGSTOP');
       process.kill(members[2] as number, 'SIGSTOP');
       const started = Date.now();
-      let timer: NodeJS.Timeout | undefined;
-      const code = await Promise.race([
-        exited,
-        new Promise<string>((resolve) => {
-          timer = setTimeout(() => resolve('still running'), 20_000);
-        }),
-      ]);
-      clearTimeout(timer);
+      const code = await exitCodeWithin(exited, 20_000);
       expect({ code, output: output() }).toMatchObject({ code: 1 });
       expect(Date.now() - started).toBeLessThan(15_000);
       expect(output()).toMatch(/^member 0: minority: 1 of 3 members reachable: no majority, staying wedged$/m);
