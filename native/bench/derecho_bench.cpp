@@ -23,6 +23,7 @@
 
 #include "common/log.hpp"
 #include "member/member.hpp"
+#include "writable_wait.hpp"
 
 namespace {
 
@@ -149,14 +150,7 @@ void run_member(const Options& o, const derecho::GroupConfig& config, derecho::M
   MemberResult& r = shared->members[self];
   DigestSink sink;
   derecho::Member member(config, self, sink);
-  std::mutex m;
-  std::condition_variable cv;
-  bool writable = false;
-  member.on_writable([&](std::uint32_t) {
-    std::lock_guard lock(m);
-    writable = true;
-    cv.notify_one();
-  });
+  WritableWait writable(member);
   if (!member.start(10s)) throw std::runtime_error("peers not reachable");
   shared->ready.fetch_add(1);
   while (shared->ready.load() < o.members) std::this_thread::sleep_for(1ms);
@@ -178,9 +172,7 @@ void run_member(const Options& o, const derecho::GroupConfig& config, derecho::M
     for (int burst = 0; burst < 256; ++burst) {
       std::memcpy(payload.data(), &sent, std::min<std::size_t>(8, payload.size()));
       if (!member.send(0, payload)) {
-        std::unique_lock lock(m);
-        cv.wait_for(lock, 1ms, [&] { return writable; });
-        writable = false;
+        writable.wait();
         break;
       }
       ++sent;

@@ -22,6 +22,7 @@
 
 #include "common/log.hpp"
 #include "member/member.hpp"
+#include "writable_wait.hpp"
 
 namespace {
 
@@ -87,14 +88,7 @@ void run_child(const derecho::GroupConfig& config, derecho::MemberId self, Share
   Child& me = shared->children[self];
   CountingSink sink;
   derecho::Member member(config, self, sink);
-  std::mutex m;
-  std::condition_variable cv;
-  bool writable = false;
-  member.on_writable([&](std::uint32_t) {
-    std::lock_guard lock(m);
-    writable = true;
-    cv.notify_one();
-  });
+  WritableWait writable(member);
   member.on_view([&](const derecho::membership::View& v) {
     if (v.vid > 1 && me.new_view_ns.load() == 0) {
       me.new_view_ns = now_ns();
@@ -117,9 +111,7 @@ void run_child(const derecho::GroupConfig& config, derecho::MemberId self, Share
     for (int burst = 0; burst < 256; ++burst) {
       std::memcpy(payload.data(), &sent, sizeof sent);
       if (!member.send(0, payload)) {
-        std::unique_lock lock(m);
-        cv.wait_for(lock, 1ms, [&] { return writable; });
-        writable = false;
+        writable.wait();
         break;
       }
       ++sent;
