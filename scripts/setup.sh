@@ -6,9 +6,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Only what the build (native/CMakeLists.txt: a C++ toolchain, cmake + ninja, GTest, libibverbs
-# for the verbs transport) and the tests use today.
+# for the verbs transport, libpmem and zlib for the persistent log) and the tests use today.
 packages=(
-  build-essential cmake ninja-build libgtest-dev libibverbs-dev rdma-core
+  build-essential cmake ninja-build libgtest-dev libibverbs-dev rdma-core libpmem-dev zlib1g-dev
 )
 
 missing=()

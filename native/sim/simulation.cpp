@@ -1062,7 +1062,8 @@ class Simulation {
     d.members = word(membership::MembershipColumns::kMembers);
     d.previous = word(membership::MembershipColumns::kPrevious);
     for (std::size_t r = 0; r < cols.universe; ++r) d.boots.push_back(word(membership::MembershipColumns::kBoots + r));
-    for (std::size_t i = 0; i < cols.layout_words; ++i) d.layout.push_back(word(cols.layout_offset() + i));
+    // The shard layout's words; the store restart sources after them are the store's business.
+    for (std::size_t i = 0; i < plan_->words(); ++i) d.layout.push_back(word(cols.layout_offset() + i));
     d.step = step_;
     d.by = inc.name();
     record_decision(vid, std::move(d));

@@ -15,6 +15,34 @@ namespace {
 
 bool is_power_of_two(std::uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
 
+// Bytes a store operation adds to its key and value on the wire (docs/store.md).
+constexpr std::uint64_t kStoreOpHeaderBytes = 32;
+
+void validate_store(const StoreConfig& store, const SubgroupConfig& sg, const std::string& field) {
+  const std::string f = field + ".store";
+  if (sg.senders != sg.members) {
+    fail(field + ".senders", "a store's members all write to it: list the same ids as members");
+  }
+  if (store.max_key_bytes == 0 || store.max_key_bytes > 65535) fail(f + ".maxKeyBytes", "must be 1..65535");
+  if (store.max_value_bytes == 0) fail(f + ".maxValueBytes", "must be at least 1");
+  const std::uint64_t largest = kStoreOpHeaderBytes + store.max_key_bytes + std::uint64_t{store.max_value_bytes};
+  if (largest > sg.max_message_bytes) {
+    fail(f + ".maxValueBytes", "a put of maxKeyBytes + maxValueBytes + 32 (" + std::to_string(largest) +
+                                   ") must fit maxMessageBytes (" + std::to_string(sg.max_message_bytes) + ")");
+  }
+  if (store.storage == StorageKind::volatile_memory && store.window == 0) fail(f + ".window", "must be at least 1");
+  if (store.storage == StorageKind::persistent) {
+    if (store.segment_bytes % 4096 != 0) fail(f + ".segmentBytes", "must be a multiple of 4096");
+    if (store.segment_bytes < 2 * largest + 4096) {
+      fail(f + ".segmentBytes", "must hold at least two of the largest puts plus 4096 (" +
+                                    std::to_string(2 * largest + 4096) + ")");
+    }
+    if (store.max_log_bytes != 0 && store.max_log_bytes < store.segment_bytes) {
+      fail(f + ".maxLogBytes", "must be 0 (no quota) or at least segmentBytes");
+    }
+  }
+}
+
 }  // namespace
 
 void validate(const GroupConfig& config) {
@@ -78,6 +106,7 @@ void validate(const GroupConfig& config) {
       fail(field + ".ringBytes", "must be at least 4 * maxMessageBytes + 64 (" +
                                      std::to_string(4ull * sg.max_message_bytes + 64) + ")");
     }
+    if (sg.store) validate_store(*sg.store, sg, field);
   }
 }
 

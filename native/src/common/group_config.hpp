@@ -26,6 +26,19 @@ struct ShardingConfig {
   std::vector<std::vector<MemberId>> reserved;  // reserved[i]: ids pinned to shard i
 };
 
+// A subgroup that is a replicated, versioned key-value store (docs/store.md): every delivered
+// put or remove becomes the shard's next version, kept in memory (a window of versions) or in
+// a persistent log.
+enum class StorageKind { volatile_memory, persistent };
+struct StoreConfig {
+  StorageKind storage = StorageKind::volatile_memory;
+  std::uint64_t window = 100'000;          // volatile: versions kept for reads by version or time
+  std::uint32_t max_key_bytes = 256;
+  std::uint32_t max_value_bytes = 16u << 10;
+  std::uint64_t segment_bytes = 64u << 20;  // persistent: log segment file size
+  std::uint64_t max_log_bytes = 0;          // persistent: a quota on the log's segments; 0: the disk
+};
+
 struct SubgroupConfig {
   std::string name;
   std::vector<MemberId> members;   // receivers, in rank order; for a sharded subgroup, the candidates
@@ -33,6 +46,7 @@ struct SubgroupConfig {
   std::optional<ShardingConfig> sharding;
   std::uint32_t ring_bytes = 1u << 20;        // per-sender ring in every member's region
   std::uint32_t max_message_bytes = 64u << 10;
+  std::optional<StoreConfig> store;
 };
 
 // A static group as read from the config file. Validated by validate() before the engine uses it.

@@ -23,7 +23,7 @@ bool contains(const std::vector<MemberId>& ids, MemberId id) { return std::find(
 }  // namespace
 
 Member::Member(GroupConfig config, MemberId self, multicast::DeliverySink& sink, Options options)
-    : config_(std::move(config)), self_(self), plan_((validate(config_), config_)) {
+    : config_(std::move(config)), self_(self), plan_((validate(config_), config_)), clock_(options.physical_clock) {
   member_rank(config_, self);  // throws for a member id that is not in the config
   groups_.resize(config_.subgroups.size());
   before_.resize(config_.subgroups.size());
@@ -34,19 +34,37 @@ Member::Member(GroupConfig config, MemberId self, multicast::DeliverySink& sink,
   sst_ = std::make_unique<sst::Sst>(*transport_, ids, layout_.sst_offset, layout_.sst_columns);
   predicates_ = std::make_unique<sst::PredicateThread>(
       *transport_, *sst_, sst::PredicateThread::Options{config_.spin, config_.idle_wait});
+  create_stores(options);
   for (std::size_t s = 0; s < config_.subgroups.size(); ++s) {
     const auto& sg = config_.subgroups[s];
     if (!contains(sg.members, self)) {
       subgroups_.emplace_back();
       continue;
     }
+    multicast::DeliverySink& to = stores_[s] ? static_cast<multicast::DeliverySink&>(*stores_[s]) : sink;
     subgroups_.push_back(std::make_unique<multicast::SubgroupMulticast>(
-        static_cast<std::uint32_t>(s), sg, layout_.subgroups[s], *sst_, *transport_, sink, options.max_queued_bytes));
+        static_cast<std::uint32_t>(s), sg, layout_.subgroups[s], *sst_, *transport_, to, options.max_queued_bytes));
   }
   const std::size_t sc = layout_.state_first_column;
   state_ = std::make_unique<StateTransfer>(*sst_, *transport_, StateTransfer::Columns{sc, sc + 1, sc + 2, sc + 3},
                                            StateTransfer::Buffer{layout_.state_buffer_offset, layout_.state_buffer_bytes,
                                                                  layout_.state_area_bytes});
+  state_->on_snapshot([this](std::uint32_t subgroup, std::uint64_t vid) {
+    if (stores_[subgroup]) {
+      state_->provide_snapshot(subgroup, vid, stores_[subgroup]->snapshot(newcomer_rows_[subgroup]));
+    } else if (snapshot_callback_) {
+      snapshot_callback_(subgroup, vid);
+    } else {
+      state_->provide_snapshot(subgroup, vid, {});
+    }
+  });
+  state_->on_restore([this](std::uint32_t subgroup, std::uint64_t vid, std::span<const std::byte> state) {
+    if (stores_[subgroup]) {
+      stores_[subgroup]->restore(state);
+    } else if (restore_callback_) {
+      restore_callback_(subgroup, vid, state);
+    }
+  });
   views_ = std::make_unique<membership::ViewManager>(
       *sst_, *transport_, layout_.membership, ids,
       membership::ViewManager::Options{config_.heartbeat_interval, config_.suspect_after,
@@ -59,6 +77,7 @@ Member::Member(GroupConfig config, MemberId self, multicast::DeliverySink& sink,
   for (std::size_t s = 0; s < subgroups_.size(); ++s) {
     if (!subgroups_[s]) continue;
     predicates_->add(config_.subgroups[s].name, [this, s] { return subgroups_[s]->step(); }, [] {});
+    if (stores_[s]) predicates_->add(config_.subgroups[s].name + "-store", [this, s] { return stores_[s]->step(); }, [] {});
   }
   // Writes posted while a link was down may be lost: re-push everything we own to that peer,
   // rings before the row, so the counters that announce ring contents land after them.
@@ -74,6 +93,93 @@ Member::Member(GroupConfig config, MemberId self, multicast::DeliverySink& sink,
 }
 
 Member::~Member() { stop(); }
+
+void Member::create_stores(const Options& options) {
+  stores_.resize(config_.subgroups.size());
+  newcomer_rows_.resize(config_.subgroups.size());
+  for (std::size_t s = 0; s < config_.subgroups.size(); ++s) {
+    const auto& sg = config_.subgroups[s];
+    if (!sg.store || !contains(sg.members, self_)) continue;
+    store::VersionedStore::Options so;
+    if (sg.store->storage == StorageKind::persistent) {
+      if (options.data_dir.empty()) {
+        throw std::invalid_argument("subgroups[" + std::to_string(s) + "].store: '" + sg.name +
+                                    "' is persistent, so member " + std::to_string(self_) + " needs a data directory");
+      }
+      so.dir = options.data_dir / sg.name;
+    }
+    so.flush = options.flush;
+    store::VersionedStore::Host host;
+    host.send = [this, s](std::span<const std::byte> op) {
+      const bool accepted = subgroups_[s]->send(op);
+      if (accepted) predicates_->wake();
+      return accepted;
+    };
+    host.wake = [this] { predicates_->wake(); };
+    stores_[s] = std::make_unique<store::VersionedStore>(
+        sg.name, self_, *sg.store, std::move(so), *sst_,
+        store::VersionedStore::Columns{layout_.store_persisted_column(s), layout_.store_digest_column(s)}, clock_,
+        std::move(host));
+  }
+}
+
+void Member::fail_store_operations(const std::string& why) {
+  for (auto& st : stores_) {
+    if (st) st->fail_pending(why);
+  }
+}
+
+store::VersionedStore& Member::store(std::uint32_t index) {
+  subgroup(index);  // throws for an unknown subgroup or one this member is not in
+  if (!stores_[index]) {
+    throw std::invalid_argument("subgroup '" + config_.subgroups[index].name + "' is not a store");
+  }
+  return *stores_[index];
+}
+
+std::vector<std::uint64_t> Member::plan_layout(std::uint64_t members, std::uint64_t carried_on,
+                                               std::span<const std::uint64_t> current) const {
+  auto words = plan_.plan(members, carried_on, current.first(plan_.words()));
+  const auto decoded = plan_.decode(words, members);
+  for (std::size_t s = 0; s < config_.subgroups.size(); ++s) {
+    const auto& sg = config_.subgroups[s];
+    std::vector<std::vector<MemberId>> groups;
+    if (sg.sharding) {
+      groups = decoded.now[s];
+    } else {
+      groups.emplace_back();
+      for (MemberId m : sg.members) {
+        if (members & (std::uint64_t{1} << member_rank(config_, m))) groups.back().push_back(m);
+      }
+    }
+    words.push_back(sg.store ? restart_sources(s, groups, carried_on) : 0);
+  }
+  return words;
+}
+
+std::uint64_t Member::restart_sources(std::size_t subgroup, const std::vector<std::vector<MemberId>>& groups,
+                                      std::uint64_t carried_on) const {
+  // A store group that nobody carries on into the view (a total restart, or every member of a
+  // shard came back) starts from the most advanced log among its members, as their SST rows
+  // show it to the leader now; the others take their state from that member (docs/store.md).
+  std::uint64_t sources = 0;
+  for (const auto& group : groups) {
+    bool carried = false;
+    for (MemberId m : group) carried = carried || (carried_on & (std::uint64_t{1} << member_rank(config_, m)));
+    if (carried) continue;
+    std::optional<MemberId> best;
+    std::uint64_t best_version = 0;
+    for (MemberId m : group) {
+      const std::uint64_t v = sst_->read(sst_->row_of(m), layout_.store_persisted_column(subgroup));
+      if (v > best_version) {
+        best = m;
+        best_version = v;
+      }
+    }
+    if (best) sources |= std::uint64_t{1} << member_rank(config_, *best);
+  }
+  return sources;
+}
 
 membership::ViewManager::Host Member::view_host() {
   membership::ViewManager::Host host;
@@ -98,6 +204,7 @@ membership::ViewManager::Host Member::view_host() {
       if (!subgroups_[s]) continue;
       if (edge.empty()) {
         dropped += subgroups_[s]->drop_pending();
+        if (stores_[s]) stores_[s]->fail_pending("removed from the group with no ragged edge: unsent operations were dropped");
       } else {
         dropped += subgroups_[s]->requeue_cut_off(edge.subspan(layout_.edge_base[s], config_.subgroups[s].senders.size()));
       }
@@ -106,12 +213,15 @@ membership::ViewManager::Host Member::view_host() {
   };
   host.install = [this](const membership::View& view, std::span<const std::uint64_t> layout) { install(view, layout); };
   host.plan_layout = [this](std::uint64_t members, std::uint64_t carried_on, std::span<const std::uint64_t> current) {
-    return plan_.plan(members, carried_on, current);
+    return plan_layout(members, carried_on, current);
   };
   host.ready_to_announce = [this] { return state_->received_all(); };
   host.open = [this] {
     for (auto& sg : subgroups_) {
       if (sg) sg->open();
+    }
+    for (auto& st : stores_) {
+      if (st) st->open();
     }
     std::lock_guard lock(view_mutex_);
     open_ = true;
@@ -125,6 +235,7 @@ membership::ViewManager::Host Member::view_host() {
       left_ = event == membership::MembershipEvent::left;
       view_changed_.notify_all();
     }
+    if (event == membership::MembershipEvent::left) fail_store_operations("this member left the group");
     if (event_callback_) event_callback_(event, why);
   };
   return host;
@@ -160,7 +271,9 @@ std::uint64_t Member::bits_of(std::span<const MemberId> ids) const {
 }
 
 void Member::install(membership::View view, std::span<const std::uint64_t> layout_words) {
-  const auto decoded = plan_.decode(layout_words, bits_of(view.members));
+  const auto decoded = plan_.decode(layout_words.first(plan_.words()), bits_of(view.members));
+  const auto restart = layout_words.subspan(plan_.words());
+  restart_words_.assign(restart.begin(), restart.end());
   view.shards = decoded.now;
   view.adequate = decoded.adequate;
   view.inadequate = decoded.inadequate;
@@ -207,6 +320,11 @@ void Member::install(membership::View view, std::span<const std::uint64_t> layou
       }
     }
     subgroups_[s]->enter_view(shape);
+    if (stores_[s]) {
+      std::vector<std::size_t> rows;
+      for (MemberId m : shape.members) rows.push_back(sst_->row_of(m));
+      stores_[s]->enter_view(std::move(rows));
+    }
   }
   {
     std::lock_guard lock(view_mutex_);
@@ -241,7 +359,18 @@ void Member::plan_state_transfer(std::uint64_t vid) {
           source = m;
         }
       }
+      if (!source && s < restart_words_.size()) {
+        // Nobody carried the group on: a store restarts from the member the leader chose.
+        for (MemberId m : group) {
+          if (restart_words_[s] & (std::uint64_t{1} << member_rank(config_, m))) source = m;
+        }
+        if (source) std::erase(newcomers, *source);
+      }
       if (!source) continue;  // the group starts afresh: there is no state to hand over
+      if (*source == self_) {
+        newcomer_rows_[s].clear();
+        for (MemberId j : newcomers) newcomer_rows_[s].push_back(sst_->row_of(j));
+      }
       for (MemberId j : newcomers) {
         if (*source == self_) sends.push_back({j, subgroup});
         if (j == self_) receives.push_back({*source, subgroup});
@@ -280,6 +409,7 @@ bool Member::leave(std::chrono::milliseconds timeout) {
 void Member::stop() {
   if (predicates_) predicates_->stop();
   if (transport_) transport_->stop();
+  fail_store_operations("the member stopped");
 }
 
 std::optional<membership::View> Member::view() const {

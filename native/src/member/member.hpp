@@ -18,7 +18,10 @@
 #include "multicast/delivery.hpp"
 #include "multicast/subgroup_multicast.hpp"
 #include "sst/predicate_thread.hpp"
+#include "persistence/hybrid_clock.hpp"
+#include "persistence/log_options.hpp"
 #include "sst/sst.hpp"
+#include "store/versioned_store.hpp"
 #include "transport/transport.hpp"
 
 namespace derecho {
@@ -53,6 +56,12 @@ class Member {
     TransportFactory make_transport = transport::make_transport;
     Clock clock = [] { return std::chrono::steady_clock::now(); };
     std::uint64_t boot = 0;  // this incarnation's nonce; 0: a random one
+    // Persistent stores keep their logs in data_dir/<subgroup name>; required when this member
+    // is in one.
+    std::filesystem::path data_dir;
+    persistence::FlushMode flush = persistence::FlushMode::automatic;
+    // The physical time under the stores' hybrid clock (tests skew it).
+    persistence::HybridClock::Physical physical_clock = persistence::HybridClock::wall_ns;
   };
 
   // Validates the config (std::invalid_argument naming the field) and creates the transport.
@@ -71,8 +80,9 @@ class Member {
   // previous view and before any of the new one) and answers with provide_snapshot (any
   // thread, may be later); the joiner gets it in on_restore (engine thread) before it delivers
   // anything in the new view. Without on_snapshot the state handed over is empty.
-  void on_snapshot(StateTransfer::SnapshotRequest request) { state_->on_snapshot(std::move(request)); }
-  void on_restore(StateTransfer::Restore restore) { state_->on_restore(std::move(restore)); }
+  // Store subgroups hand over their own state; these see only the others.
+  void on_snapshot(StateTransfer::SnapshotRequest request) { snapshot_callback_ = std::move(request); }
+  void on_restore(StateTransfer::Restore restore) { restore_callback_ = std::move(restore); }
   void provide_snapshot(std::uint32_t subgroup, std::uint64_t vid, std::vector<std::byte> state) {
     state_->provide_snapshot(subgroup, vid, std::move(state));
   }
@@ -105,6 +115,10 @@ class Member {
   // Any thread: the engine re-checks its predicates at once (e.g. a consumer became ready).
   void wake() { predicates_->wake(); }
 
+  // Any thread: the versioned store of a subgroup configured with `store` (docs/store.md).
+  // Throws std::invalid_argument when the subgroup has none or this member is not in it.
+  store::VersionedStore& store(std::uint32_t subgroup);
+
   Stats stats() const;
   // Any thread: the installed view, if any.
   std::optional<membership::View> view() const;
@@ -115,6 +129,12 @@ class Member {
   multicast::SubgroupMulticast& subgroup(std::uint32_t index);
   membership::ViewManager::Host view_host();
   std::vector<std::uint64_t> ragged_edge(std::span<const MemberId> survivors) const;
+  std::vector<std::uint64_t> plan_layout(std::uint64_t members, std::uint64_t carried_on,
+                                         std::span<const std::uint64_t> current) const;
+  std::uint64_t restart_sources(std::size_t subgroup, const std::vector<std::vector<MemberId>>& groups,
+                                std::uint64_t carried_on) const;
+  void create_stores(const Options& options);
+  void fail_store_operations(const std::string& why);
   void install(membership::View view, std::span<const std::uint64_t> layout_words);
   void plan_state_transfer(std::uint64_t vid);
   std::uint64_t bits_of(std::span<const MemberId> ids) const;
@@ -130,10 +150,18 @@ class Member {
   std::unique_ptr<transport::Transport> transport_;
   std::unique_ptr<sst::Sst> sst_;
   std::unique_ptr<sst::PredicateThread> predicates_;
+  persistence::HybridClock clock_;
+  // Indexed by subgroup; null where the subgroup is no store or this member is not in it.
+  std::vector<std::unique_ptr<store::VersionedStore>> stores_;
+  // Per subgroup, the SST rows of the members the state transfer of this view hands state to.
+  std::vector<std::vector<std::size_t>> newcomer_rows_;
+  std::vector<std::uint64_t> restart_words_;
   // Indexed by subgroup; null where this member is not configured in the subgroup.
   std::vector<std::unique_ptr<multicast::SubgroupMulticast>> subgroups_;
   std::unique_ptr<StateTransfer> state_;
   std::unique_ptr<membership::ViewManager> views_;
+  StateTransfer::SnapshotRequest snapshot_callback_;
+  StateTransfer::Restore restore_callback_;
   ViewCallback view_callback_;
   EventCallback event_callback_;
   mutable std::mutex view_mutex_;

@@ -17,7 +17,10 @@ RegionLayout RegionLayout::compute(const GroupConfig& config) {
     layout.edge_base.push_back(edge);
     edge += sg.senders.size();
   }
-  layout.membership = {config.members.size(), edge, column, LayoutPlan::words_for(config)};
+  layout.store_first_column = column;
+  column += 2 * config.subgroups.size();
+  // The decided layout words: the shard layout, then per subgroup the store restart sources.
+  layout.membership = {config.members.size(), edge, column, LayoutPlan::words_for(config) + config.subgroups.size()};
   layout.state_first_column = layout.membership.end();
   layout.sst_columns = layout.state_first_column + 4;
   std::size_t offset =

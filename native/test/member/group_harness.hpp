@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -77,6 +78,14 @@ class Group {
 
   // Before the first start: how many of the first configured members found the group.
   void initial(std::uint32_t members) { config_.initial_members = members; }
+  // Before the first start: every subgroup is a versioned store; members keep persistent logs
+  // in root/<id>/, which outlive the Group so a new one can restart from them.
+  void use_store(const StoreConfig& store, const std::filesystem::path& root) {
+    for (auto& sg : config_.subgroups) sg.store = store;
+    data_root_ = root;
+  }
+  // Skews a member's physical clock (before it is created).
+  void skew(MemberId id, std::int64_t ns) { skew_[id] = ns; }
 
   // Starts `id` and links it with every member started so far.
   void start(MemberId id) {
@@ -94,6 +103,12 @@ class Group {
     options.make_transport = [this, id](const transport::TransportOptions&) { return net_->endpoint(id); };
     options.clock = [this] { return now_; };
     options.boot = 1000 + id + 100 * (++incarnations_[id]);
+    if (!data_root_.empty()) options.data_dir = data_root_ / std::to_string(id);
+    if (const auto it = skew_.find(id); it != skew_.end()) {
+      options.physical_clock = [ns = it->second] {
+        return static_cast<std::uint64_t>(static_cast<std::int64_t>(persistence::HybridClock::wall_ns()) + ns);
+      };
+    }
     node->member = std::make_unique<Member>(config_, id, node->sink, options);
     Node* n = node.get();
     node->member->on_view([n](const membership::View& v) { n->views.push_back(v); });
@@ -222,6 +237,8 @@ class Group {
   std::unique_ptr<transport::MemoryNetwork> net_;
   std::vector<std::unique_ptr<Node>> nodes_;
   std::map<MemberId, int> incarnations_;
+  std::filesystem::path data_root_;
+  std::map<MemberId, std::int64_t> skew_;
 };
 
 inline ShardingConfig shards(std::uint32_t count, std::uint32_t min, std::uint32_t max) {

@@ -1,0 +1,60 @@
+#pragma once
+#include <deque>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "persistence/log_options.hpp"
+#include "persistence/segment_file.hpp"
+#include "persistence/version_log.hpp"
+
+namespace derecho::persistence {
+
+// A VersionLog kept in preallocated segment files mapped with libpmem (docs/log-format.md).
+// append() only copies into the mapping; persist() flushes what was appended since the last
+// persist, with CPU cache flushes on DAX persistent memory and msync elsewhere.
+class PersistentLog final : public VersionLog {
+  struct Passkey {
+    explicit Passkey() = default;
+  };
+
+ public:
+  // Opens or creates the log in options.dir, cutting any damaged tail (see repairs()). Throws
+  // std::invalid_argument for bad options, std::system_error / std::runtime_error naming the
+  // file for what cannot be read or repaired.
+  static std::unique_ptr<PersistentLog> open(const LogOptions& options);
+  PersistentLog(Passkey, LogOptions options);
+
+  AppendResult append(std::uint64_t version, std::uint64_t hlc, std::span<const std::byte> body) override;
+  std::uint64_t persist() override;
+  std::uint64_t first_version() const override;
+  std::uint64_t last_version() const override;
+  std::uint64_t persisted_version() const override { return persisted_version_; }
+  std::optional<RecordRef> read(std::uint64_t version) const override;
+  std::optional<std::uint64_t> last_at_or_before(std::uint64_t hlc) const override;
+  void truncate_below(std::uint64_t version) override;
+  void truncate_after(std::uint64_t version) override;
+  void reset() override;
+
+  // What open() found damaged and cut, in the order found.
+  const std::vector<Repair>& repairs() const { return repairs_; }
+  // Whether the newest segment is DAX-mapped persistent memory; false while there is none.
+  bool is_pmem() const { return !segments_.empty() && segments_.back().is_pmem(); }
+
+ private:
+  struct IndexEntry {
+    const std::byte* record;  // inside its segment's mapping
+    std::uint64_t hlc;
+  };
+
+  std::optional<AppendResult> start_segment(std::uint64_t version);
+
+  LogOptions options_;
+  std::string name_;  // "log <dir>", for messages
+  std::deque<SegmentFile> segments_;
+  std::deque<IndexEntry> index_;  // one per retained version, from first_version()
+  std::vector<Repair> repairs_;
+  std::uint64_t persisted_version_ = 0;
+};
+
+}  // namespace derecho::persistence

@@ -1,0 +1,652 @@
+#include "store/versioned_store.hpp"
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <random>
+
+#include "common/log.hpp"
+#include "persistence/checkpoint_file.hpp"
+#include "persistence/volatile_log.hpp"
+#include "store/history_digest.hpp"
+#include "store/store_snapshot.hpp"
+
+namespace derecho::store {
+namespace {
+
+// Operations waiting for room in the subgroup's send queue; past this, puts are refused (busy).
+constexpr std::size_t kMaxOutboxBytes = 16u << 20;
+// How often a log that could not grow is tried again.
+constexpr std::chrono::milliseconds kLogRetry{100};
+constexpr std::uint32_t kCheckpointFormat = 1;
+
+std::uint64_t random_request_base() {
+  std::random_device rd;
+  return ((std::uint64_t{rd()} << 32) | rd()) | 1;
+}
+
+// What names a record in the history digest: its time and bytes (the version is rolled in
+// separately), the same at every member whether or not its log took the record yet.
+std::uint32_t record_checksum(std::uint64_t hlc, std::span<const std::byte> body) {
+  uLong crc = crc32(0L, reinterpret_cast<const Bytef*>(&hlc), sizeof hlc);
+  return static_cast<std::uint32_t>(crc32(crc, reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size())));
+}
+
+template <typename T>
+void append_pod(std::vector<std::byte>& out, T value) {
+  const auto at = out.size();
+  out.resize(at + sizeof value);
+  std::memcpy(out.data() + at, &value, sizeof value);
+}
+
+template <typename T>
+T read_pod(std::span<const std::byte> in, std::size_t offset) {
+  T value;
+  std::memcpy(&value, in.data() + offset, sizeof value);
+  return value;
+}
+
+}  // namespace
+
+const char* error_name(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::invalid_argument: return "invalid_argument";
+    case ErrorCode::unknown_version: return "unknown_version";
+    case ErrorCode::not_retained: return "not_retained";
+    case ErrorCode::future_time: return "future_time";
+    case ErrorCode::log_full: return "log_full";
+    case ErrorCode::busy: return "busy";
+    case ErrorCode::stopped: return "stopped";
+  }
+  return "unknown";
+}
+
+VersionedStore::VersionedStore(std::string name, MemberId self, const StoreConfig& config, Options options,
+                               sst::Sst& sst, Columns columns, persistence::HybridClock& clock, Host host)
+    : name_(std::move(name)),
+      self_(self),
+      config_(config),
+      options_(std::move(options)),
+      sst_(sst),
+      columns_(columns),
+      clock_(clock),
+      host_(std::move(host)),
+      next_request_(random_request_base()) {
+  std::lock_guard lock(mutex_);
+  load();
+  publish_locked();
+}
+
+VersionedStore::~VersionedStore() = default;
+
+void VersionedStore::load() {
+  if (persistent()) {
+    if (options_.dir.empty()) {
+      throw std::invalid_argument("store '" + name_ + "' is persistent: the member needs a data directory");
+    }
+    persistence::LogOptions lo;
+    lo.dir = options_.dir;
+    lo.segment_bytes = config_.segment_bytes;
+    lo.flush = options_.flush;
+    lo.max_bytes = config_.max_log_bytes;
+    auto log = persistence::PersistentLog::open(lo);
+    repairs_ = log->repairs();
+    for (const auto& r : repairs_) {
+      derecho::log(LogLevel::warn, "store", "store '" + name_ + "': repaired " + r.file.string() + " at offset " + std::to_string(r.offset) +
+                             " (" + r.reason + "), " + std::to_string(r.bytes_dropped) + " bytes dropped");
+    }
+    log_ = std::move(log);
+    if (const auto checkpoint = persistence::load_checkpoint(options_.dir / "checkpoint")) {
+      const std::span<const std::byte> bytes = checkpoint->bytes;
+      if (bytes.size() < 32 || read_pod<std::uint32_t>(bytes, 0) != kCheckpointFormat) {
+        throw std::runtime_error("store '" + name_ + "': checkpoint " + (options_.dir / "checkpoint").string() +
+                                 " is not format " + std::to_string(kCheckpointFormat));
+      }
+      base_ = read_pod<std::uint64_t>(bytes, 8);
+      base_hlc_ = read_pod<std::uint64_t>(bytes, 16);
+      base_digest_ = read_pod<std::uint64_t>(bytes, 24);
+      index_.load_base(bytes.subspan(32));
+    }
+  } else {
+    // One more than the window: the store folds the oldest version into its base before the
+    // log would drop it by itself.
+    log_ = std::make_unique<persistence::VolatileLog>(config_.window + 1);
+  }
+  rebuild_history();
+  persisted_ = std::max(base_, log_->persisted_version());
+}
+
+void VersionedStore::rebuild_history() {
+  index_.drop_history();
+  digests_.clear();
+  last_ = base_;
+  last_hlc_ = base_hlc_;
+  std::uint64_t digest = base_digest_;
+  if (log_->last_version() > base_ && log_->first_version() > base_ + 1) {
+    throw std::runtime_error("store '" + name_ + "': the log starts at version " + std::to_string(log_->first_version()) +
+                             " but the checkpoint holds only up to " + std::to_string(base_));
+  }
+  for (std::uint64_t v = std::max(base_ + 1, log_->first_version()); v != 0 && v <= log_->last_version(); ++v) {
+    const auto record = log_->read(v);
+    const Change change = decode_change(record->body);
+    if (change.kind != OpKind::tick) {
+      index_.apply(change.key, {v, record->hlc, change.kind == OpKind::remove}, change.value);
+    }
+    digest = roll_digest(digest, v, record_checksum(record->hlc, record->body));
+    digests_.push_back(digest);
+    last_ = v;
+    last_hlc_ = record->hlc;
+  }
+  clock_.observe(last_hlc_);
+}
+
+void VersionedStore::deliver(std::span<const multicast::Delivery> batch) {
+  std::vector<Completion> done;
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& d : batch) {
+      std::string why;
+      const auto op = decode_op(d.payload, why);
+      if (!op) {
+        // Every member skips the same bytes, so the replicas stay the same.
+        ++bad_operations_;
+        derecho::log(LogLevel::warn, "store", "store '" + name_ + "': skipped a message from member " + std::to_string(d.sender) + ": " + why);
+        continue;
+      }
+      apply_locked(*op, d.sender, done);
+    }
+    if (!persistent() && last_ - base_ > config_.window) fold_below_locked(last_ - config_.window + 1);
+  }
+  for (auto& c : done) c();
+}
+
+void VersionedStore::apply_locked(const Op& op, MemberId sender, std::vector<Completion>& out) {
+  const bool mine = sender == self_;
+  if (op.kind == OpKind::query) {
+    if (!mine) return;
+    const auto it = pending_queries_.find(op.request);
+    if (it == pending_queries_.end()) return;
+    ReadResult result = read_locked(it->second.first, last_);
+    out.push_back([done = std::move(it->second.second), result = std::move(result)] { done(nullptr, result); });
+    pending_queries_.erase(it);
+    return;
+  }
+  const std::uint64_t version = last_ + 1;
+  const std::uint64_t hlc = std::max(last_hlc_ + 1, op.hlc);
+  clock_.observe(hlc);
+  add_version_locked(version, hlc, encode_change({op.kind, op.key, op.value}));
+  if (!mine) return;
+  const auto it = pending_writes_.find(op.request);
+  if (it == pending_writes_.end()) return;
+  out.push_back([done = std::move(it->second), stamp = Stamp{version, hlc}] { done(nullptr, stamp); });
+  pending_writes_.erase(it);
+}
+
+void VersionedStore::add_version_locked(std::uint64_t version, std::uint64_t hlc, std::vector<std::byte> body) {
+  const Change change = decode_change(body);
+  if (change.kind != OpKind::tick) index_.apply(change.key, {version, hlc, change.kind == OpKind::remove}, change.value);
+  digests_.push_back(roll_digest(digest_at_locked(last_), version, record_checksum(hlc, body)));
+  append_locked(version, hlc, std::move(body));
+  last_ = version;
+  last_hlc_ = hlc;
+}
+
+void VersionedStore::append_locked(std::uint64_t version, std::uint64_t hlc, std::vector<std::byte> body) {
+  if (unlogged_.empty()) {
+    const auto result = log_->append(version, hlc, body);
+    if (result.status == persistence::AppendResult::Status::ok) return;
+    if (result.status == persistence::AppendResult::Status::too_large) {
+      throw std::logic_error("store '" + name_ + "': " + result.error);
+    }
+    log_error_ = result.error;
+    derecho::log(LogLevel::error, "store", "store '" + name_ + "': " + log_error_ + "; refusing puts until the log can grow");
+    next_log_retry_ = std::chrono::steady_clock::now() + kLogRetry;
+  }
+  // Delivered is delivered: the version is kept here until the log takes it.
+  unlogged_.push_back({version, hlc, std::move(body)});
+}
+
+void VersionedStore::retry_unlogged_locked() {
+  while (!unlogged_.empty()) {
+    const Unlogged& u = unlogged_.front();
+    const auto result = log_->append(u.version, u.hlc, u.body);
+    if (result.status != persistence::AppendResult::Status::ok) {
+      log_error_ = result.error;
+      next_log_retry_ = std::chrono::steady_clock::now() + kLogRetry;
+      return;
+    }
+    unlogged_.pop_front();
+  }
+  derecho::log(LogLevel::info, "store", "store '" + name_ + "': the log grows again; accepting puts");
+  log_error_.clear();
+}
+
+std::uint64_t VersionedStore::digest_at_locked(std::uint64_t version) const {
+  if (version == base_) return base_digest_;
+  if (version < base_ || version - base_ > digests_.size()) {
+    throw std::logic_error("store '" + name_ + "': no digest at version " + std::to_string(version));
+  }
+  return digests_[version - base_ - 1];
+}
+
+std::vector<std::byte> VersionedStore::body_of_locked(std::uint64_t version) const {
+  if (const auto record = log_->read(version)) return {record->body.begin(), record->body.end()};
+  if (!unlogged_.empty() && version >= unlogged_.front().version) {
+    return unlogged_[version - unlogged_.front().version].body;
+  }
+  throw std::logic_error("store '" + name_ + "': version " + std::to_string(version) + " is in neither log nor memory");
+}
+
+std::uint64_t VersionedStore::hlc_of_locked(std::uint64_t version) const {
+  if (version == base_) return base_hlc_;
+  if (const auto record = log_->read(version)) return record->hlc;
+  if (!unlogged_.empty() && version >= unlogged_.front().version) return unlogged_[version - unlogged_.front().version].hlc;
+  throw std::logic_error("store '" + name_ + "': no time for version " + std::to_string(version));
+}
+
+void VersionedStore::fold_below_locked(std::uint64_t version) {
+  // Only what the log holds can be folded and dropped from it.
+  version = std::min(version, log_->last_version() + 1);
+  if (version <= base_ + 1) return;
+  for (std::uint64_t v = base_ + 1; v < version; ++v) {
+    const auto record = log_->read(v);
+    const Change change = decode_change(record->body);
+    if (change.kind != OpKind::tick) {
+      index_.fold(change.key, {v, record->hlc, change.kind == OpKind::remove}, change.value);
+    }
+    base_digest_ = digests_.front();
+    digests_.pop_front();
+    base_hlc_ = record->hlc;
+    base_ = v;
+  }
+  if (persistent()) save_checkpoint_locked();
+  log_->truncate_below(version);
+}
+
+void VersionedStore::save_checkpoint_locked() {
+  std::vector<std::byte> bytes;
+  append_pod<std::uint32_t>(bytes, kCheckpointFormat);
+  append_pod<std::uint32_t>(bytes, 0);
+  append_pod<std::uint64_t>(bytes, base_);
+  append_pod<std::uint64_t>(bytes, base_hlc_);
+  append_pod<std::uint64_t>(bytes, base_digest_);
+  const auto base = index_.encode_base();
+  bytes.insert(bytes.end(), base.begin(), base.end());
+  persistence::save_checkpoint(options_.dir / "checkpoint", base_, bytes);
+}
+
+void VersionedStore::publish_locked() {
+  const std::uint64_t digest = digest_at_locked(persisted_);
+  sst_.write_own(columns_.digest, digest);
+  sst_.write_own(columns_.persisted, persisted_);
+  published_ = persisted_;
+}
+
+bool VersionedStore::step() {
+  std::vector<Completion> done;
+  bool progress = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (!unlogged_.empty() && std::chrono::steady_clock::now() >= next_log_retry_) retry_unlogged_locked();
+    persisted_ = std::max(base_, log_->persist());
+    if (persisted_ != published_) {
+      publish_locked();
+      sst_.push();
+      progress = true;
+    }
+    if (open_ && !group_rows_.empty()) {
+      std::uint64_t least = std::numeric_limits<std::uint64_t>::max();
+      for (std::size_t row : group_rows_) least = std::min(least, sst_.read(row, columns_.persisted));
+      least = std::min(least, persisted_);
+      if (least > global_ && least >= base_) {
+        global_ = least;
+        stable_hlc_ = hlc_of_locked(global_);
+        progress = true;
+      }
+    }
+    for (auto it = persist_waits_.begin(); it != persist_waits_.end() && it->first <= global_;) {
+      done.push_back([d = std::move(it->second), v = it->first] { d(nullptr, v); });
+      it = persist_waits_.erase(it);
+    }
+    std::uint64_t waiting_for = 0;
+    for (auto it = time_waits_.begin(); it != time_waits_.end();) {
+      if (it->t > stable_hlc_) {
+        waiting_for = std::max(waiting_for, it->t);
+        ++it;
+        continue;
+      }
+      try {
+        const std::uint64_t v = version_at_locked(it->t);
+        done.push_back([d = std::move(it->done), v] { d(nullptr, v); });
+      } catch (const StoreError& e) {
+        done.push_back([d = std::move(it->done), e] { d(&e, 0); });
+      }
+      it = time_waits_.erase(it);
+    }
+    // Nobody writes, so nothing moves the frontier past t: a tick, a version that changes no
+    // key, stamped now (after t), does.
+    if (waiting_for > tick_covers_) {
+      Op tick;
+      tick.kind = OpKind::tick;
+      tick.hlc = clock_.now();
+      tick_covers_ = tick.hlc;
+      send_locked(encode_op(tick));
+      progress = true;
+    }
+    while (!outbox_.empty() && host_.send(outbox_.front())) {
+      outbox_bytes_ -= outbox_.front().size();
+      outbox_.pop_front();
+      progress = true;
+    }
+  }
+  for (auto& c : done) c();
+  return progress || !done.empty();
+}
+
+void VersionedStore::send_locked(std::vector<std::byte> op) {
+  if (outbox_.empty() && host_.send(op)) return;
+  if (outbox_bytes_ + op.size() > kMaxOutboxBytes) {
+    throw StoreError(ErrorCode::busy, "store '" + name_ + "': " + std::to_string(outbox_bytes_) +
+                                          " bytes of operations wait for the send queue; try again later");
+  }
+  outbox_bytes_ += op.size();
+  outbox_.push_back(std::move(op));
+  host_.wake();
+}
+
+void VersionedStore::enter_view(std::vector<std::size_t> group_rows) {
+  std::lock_guard lock(mutex_);
+  group_rows_ = std::move(group_rows);
+  open_ = false;
+}
+
+void VersionedStore::open() {
+  {
+    std::lock_guard lock(mutex_);
+    open_ = true;
+  }
+  host_.wake();
+}
+
+std::vector<std::byte> VersionedStore::snapshot(std::span<const std::size_t> newcomer_rows) {
+  std::lock_guard lock(mutex_);
+  // A newcomer whose log ends at a version of our history (same digest there) needs only what
+  // follows it; any other (an empty one counts: version 0) starts over from our base.
+  bool follows = true;
+  std::uint64_t from = last_;
+  for (std::size_t row : newcomer_rows) {
+    const std::uint64_t tail = sst_.read(row, columns_.persisted);
+    const std::uint64_t digest = sst_.read(row, columns_.digest);
+    if (tail < base_ || tail > last_ || digest_at_locked(tail) != digest) {
+      follows = false;
+    } else {
+      from = std::min(from, tail);
+    }
+  }
+  StoreSnapshot s;
+  if (!follows) {
+    s.base = StoreSnapshot::Base{base_, base_hlc_, base_digest_, index_.encode_base()};
+    from = base_;
+  }
+  for (std::uint64_t v = from + 1; v <= last_; ++v) s.records.push_back({v, hlc_of_locked(v), body_of_locked(v)});
+  return encode_snapshot(s);
+}
+
+void VersionedStore::restore(std::span<const std::byte> bytes) {
+  StoreSnapshot s = decode_snapshot(bytes);
+  std::lock_guard lock(mutex_);
+  if (s.base) {
+    log_->reset();
+    unlogged_.clear();
+    index_.load_base(s.base->keys);
+    base_ = s.base->version;
+    base_hlc_ = s.base->hlc;
+    base_digest_ = s.base->digest;
+    digests_.clear();
+    last_ = base_;
+    last_hlc_ = base_hlc_;
+    if (persistent()) save_checkpoint_locked();
+  }
+  for (auto& r : s.records) {
+    if (r.version <= last_) continue;  // we hold it already: the source checked our digest
+    if (r.version != last_ + 1) {
+      throw std::runtime_error("store '" + name_ + "': state transfer starts at version " + std::to_string(r.version) +
+                               " but this member holds only up to " + std::to_string(last_));
+    }
+    add_version_locked(r.version, r.hlc, std::move(r.body));
+  }
+  clock_.observe(last_hlc_);
+  persisted_ = std::max(base_, log_->persist());
+  publish_locked();
+  sst_.push();
+  derecho::log(LogLevel::info, "store", "store '" + name_ + "': restored up to version " + std::to_string(last_) +
+                         (s.base ? " from a base at " + std::to_string(base_) : std::string{}));
+}
+
+void VersionedStore::fail_pending(const std::string& why) {
+  std::vector<Completion> done;
+  {
+    std::lock_guard lock(mutex_);
+    const StoreError e(ErrorCode::stopped, "store '" + name_ + "': " + why);
+    for (auto& [request, d] : pending_writes_) done.push_back([d = std::move(d), e] { d(&e, Stamp{}); });
+    for (auto& [request, q] : pending_queries_) done.push_back([d = std::move(q.second), e] { d(&e, ReadResult{}); });
+    for (auto& [version, d] : persist_waits_) done.push_back([d = std::move(d), e] { d(&e, 0); });
+    for (auto& w : time_waits_) done.push_back([d = std::move(w.done), e] { d(&e, 0); });
+    pending_writes_.clear();
+    pending_queries_.clear();
+    persist_waits_.clear();
+    time_waits_.clear();
+    outbox_.clear();
+    outbox_bytes_ = 0;
+  }
+  for (auto& c : done) c();
+}
+
+void VersionedStore::check_key(std::string_view key) const {
+  if (key.empty()) throw StoreError(ErrorCode::invalid_argument, "store '" + name_ + "': the key must not be empty");
+  if (key.size() > config_.max_key_bytes) {
+    throw StoreError(ErrorCode::invalid_argument, "store '" + name_ + "': a key of " + std::to_string(key.size()) +
+                                                      " bytes is over maxKeyBytes (" + std::to_string(config_.max_key_bytes) + ")");
+  }
+}
+
+void VersionedStore::submit(OpKind kind, std::string_view key, std::span<const std::byte> value, std::uint64_t after_hlc,
+                            Done<Stamp> done) {
+  check_key(key);
+  if (value.size() > config_.max_value_bytes) {
+    throw StoreError(ErrorCode::invalid_argument, "store '" + name_ + "': a value of " + std::to_string(value.size()) +
+                                                      " bytes is over maxValueBytes (" +
+                                                      std::to_string(config_.max_value_bytes) + ")");
+  }
+  std::lock_guard lock(mutex_);
+  if (!unlogged_.empty()) {
+    throw StoreError(ErrorCode::log_full, "store '" + name_ + "' refuses writes while its log cannot grow: " + log_error_);
+  }
+  clock_.observe(after_hlc);
+  Op op;
+  op.kind = kind;
+  op.request = next_request_++;
+  op.hlc = clock_.now();
+  op.key = key;
+  op.value = value;
+  pending_writes_.emplace(op.request, std::move(done));
+  try {
+    send_locked(encode_op(op));
+  } catch (...) {
+    pending_writes_.erase(op.request);
+    throw;
+  }
+}
+
+void VersionedStore::put(std::string_view key, std::span<const std::byte> value, std::uint64_t after_hlc, Done<Stamp> done) {
+  submit(OpKind::put, key, value, after_hlc, std::move(done));
+}
+
+void VersionedStore::remove(std::string_view key, std::uint64_t after_hlc, Done<Stamp> done) {
+  submit(OpKind::remove, key, {}, after_hlc, std::move(done));
+}
+
+void VersionedStore::check_version_locked(std::uint64_t version) const {
+  if (version > last_) {
+    throw StoreError(ErrorCode::unknown_version, "store '" + name_ + "': version " + std::to_string(version) +
+                                                     " is beyond this shard's latest, " + std::to_string(last_));
+  }
+  if (version < base_) {
+    throw StoreError(ErrorCode::not_retained, "store '" + name_ + "': version " + std::to_string(version) +
+                                                  " is below the oldest retained, " + std::to_string(base_));
+  }
+}
+
+ReadResult VersionedStore::read_locked(std::string_view key, std::uint64_t version) const {
+  ReadResult r;
+  r.at_version = version;
+  const auto found = index_.at(key, version);
+  if (!found || found->write.removed) return r;
+  r.found = true;
+  r.written = {found->write.version, found->write.hlc};
+  if (found->value) {
+    r.value = *found->value;
+  } else {
+    const auto body = body_of_locked(found->write.version);
+    const auto value = decode_change(body).value;
+    r.value.assign(value.begin(), value.end());
+  }
+  return r;
+}
+
+ReadResult VersionedStore::get(std::string_view key) const {
+  check_key(key);
+  std::lock_guard lock(mutex_);
+  return read_locked(key, last_);
+}
+
+ReadResult VersionedStore::get(std::string_view key, std::uint64_t version) const {
+  check_key(key);
+  std::lock_guard lock(mutex_);
+  check_version_locked(version);
+  return read_locked(key, version);
+}
+
+std::vector<std::string> VersionedStore::list_keys(std::uint64_t version) const {
+  std::lock_guard lock(mutex_);
+  check_version_locked(version);
+  return index_.keys_at(version);
+}
+
+std::uint64_t VersionedStore::version_at_locked(std::uint64_t t) const {
+  if (base_ > 0 && t < base_hlc_) {
+    throw StoreError(ErrorCode::not_retained, "store '" + name_ + "': time " + std::to_string(t) +
+                                                  " is before the oldest retained version, " + std::to_string(base_) +
+                                                  " (stamped " + std::to_string(base_hlc_) + ")");
+  }
+  std::uint64_t v = base_;
+  if (const auto found = log_->last_at_or_before(t); found && *found > base_) v = *found;
+  for (const auto& u : unlogged_) {
+    if (u.hlc > t) break;
+    v = u.version;
+  }
+  return v;
+}
+
+void VersionedStore::version_at_time(std::uint64_t t, Done<std::uint64_t> done) {
+  std::optional<std::uint64_t> now_answer;
+  {
+    std::lock_guard lock(mutex_);
+    const std::uint64_t now = clock_.now();
+    if (t > now) {
+      throw StoreError(ErrorCode::future_time, "store '" + name_ + "': time " + std::to_string(t) +
+                                                   " is after this member's clock (" + std::to_string(now) + ")");
+    }
+    if (t <= stable_hlc_) {
+      now_answer = version_at_locked(t);
+    } else {
+      time_waits_.push_back({t, std::move(done)});
+    }
+  }
+  if (now_answer) {
+    done(nullptr, *now_answer);
+  } else {
+    host_.wake();
+  }
+}
+
+void VersionedStore::get_by_time(std::string_view key, std::uint64_t t, Done<ReadResult> done) {
+  check_key(key);
+  version_at_time(t, [this, key = std::string(key), done = std::move(done)](const StoreError* error, std::uint64_t v) {
+    if (error) return done(error, ReadResult{});
+    ReadResult r;
+    try {
+      std::lock_guard lock(mutex_);
+      check_version_locked(v);
+      r = read_locked(key, v);
+    } catch (const StoreError& e) {
+      return done(&e, ReadResult{});
+    }
+    done(nullptr, r);
+  });
+}
+
+void VersionedStore::ordered_get(std::string_view key, Done<ReadResult> done) {
+  check_key(key);
+  std::lock_guard lock(mutex_);
+  Op op;
+  op.kind = OpKind::query;
+  op.request = next_request_++;
+  op.hlc = clock_.now();
+  op.key = key;
+  pending_queries_.emplace(op.request, std::make_pair(std::string(key), std::move(done)));
+  try {
+    send_locked(encode_op(op));
+  } catch (...) {
+    pending_queries_.erase(op.request);
+    throw;
+  }
+}
+
+void VersionedStore::wait_global_persisted(std::uint64_t version, Done<std::uint64_t> done) {
+  bool now = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (version > last_) {
+      throw StoreError(ErrorCode::unknown_version, "store '" + name_ + "': version " + std::to_string(version) +
+                                                       " is beyond this shard's latest, " + std::to_string(last_));
+    }
+    now = version <= global_;
+    if (!now) persist_waits_.emplace(version, std::move(done));
+  }
+  if (now) {
+    done(nullptr, version);
+  } else {
+    host_.wake();
+  }
+}
+
+Frontier VersionedStore::frontier() const {
+  std::lock_guard lock(mutex_);
+  return {base_, last_, persisted_, global_, stable_hlc_, !unlogged_.empty(), log_error_};
+}
+
+void VersionedStore::truncate_below(std::uint64_t version) {
+  std::lock_guard lock(mutex_);
+  if (version > persisted_) {
+    throw StoreError(ErrorCode::unknown_version, "store '" + name_ + "': cannot truncate below version " +
+                                                     std::to_string(version) + ": only versions up to " +
+                                                     std::to_string(persisted_) + " are durable here");
+  }
+  fold_below_locked(version + 1);
+  next_log_retry_ = {};  // the log may have room now
+}
+
+std::vector<persistence::Repair> VersionedStore::repairs() const {
+  std::lock_guard lock(mutex_);
+  return repairs_;
+}
+
+std::uint64_t VersionedStore::bad_operations() const {
+  std::lock_guard lock(mutex_);
+  return bad_operations_;
+}
+
+}  // namespace derecho::store
