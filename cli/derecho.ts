@@ -177,11 +177,13 @@ export function buildProgram(): Command {
     .option('--duration <sec>', 'standalone: send for this long', positiveSeconds)
     .option('--messages <count>', 'standalone: send this many messages', integer('--messages', 0))
     .option('--delivery-log <dir>', 'append each view and each delivery to DIR/member-<id>.jsonl (docs/delivery-log.md)')
+    .option('--data-dir <dir>', 'where this member\'s persistent stores keep their logs (docs/store.md)')
     .addOption(logLevelOption('info'))
     .addOption(new Option('--work-dir <dir>', 'set by `derecho local`: its temporary directory, removed if the launcher dies').hideHelp())
     .action(async (opts: {
       config: string; id: number; minBytes: number; maxBytes: number; startTimeoutMs: number; send?: boolean;
       duration?: number; messages?: number; logLevel: LogLevel; workDir?: string; deliveryLog?: string; waitFor?: number;
+      dataDir?: string;
     }) => {
       if (opts.minBytes > opts.maxBytes) fail(`--min-bytes (${opts.minBytes}) is larger than --max-bytes (${opts.maxBytes})`, EXIT_USAGE);
       const base = {
@@ -190,6 +192,7 @@ export function buildProgram(): Command {
         shape: { minBytes: opts.minBytes, maxBytes: opts.maxBytes },
         startTimeoutMs: opts.startTimeoutMs,
         ...(opts.deliveryLog !== undefined ? { deliveryLogDir: opts.deliveryLog } : {}),
+        ...(opts.dataDir !== undefined ? { dataDir: opts.dataDir } : {}),
       };
       if (process.send) {
         await runMemberUnderLauncher(opts.workDir === undefined ? base : { ...base, workDir: opts.workDir });

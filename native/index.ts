@@ -23,6 +23,25 @@ export interface NativeShardingConfig {
   reserved?: number[][];
 }
 
+/**
+ * A subgroup that is a replicated, versioned key-value store (docs/store.md): every delivered put
+ * or remove becomes the shard's next version, kept in memory (`volatile`: the last `window`
+ * versions stay readable by version and time) or in a persistent log under the member's
+ * `dataDir`. Absent numbers: the engine's defaults (window 100000, maxKeyBytes 256, maxValueBytes
+ * 16384, segmentBytes 64 MiB, maxLogBytes 0 = no quota). The engine consumes the subgroup's
+ * deliveries; use the member's store(subgroup) to read and write.
+ */
+export interface NativeStoreConfig {
+  storage: StorageKind;
+  window?: number;
+  maxKeyBytes?: number;
+  maxValueBytes?: number;
+  segmentBytes?: number;
+  maxLogBytes?: number;
+}
+
+export type StorageKind = 'volatile' | 'persistent';
+
 export interface NativeSubgroupConfig {
   name: string;
   /** Receivers in rank order; for a sharded subgroup, the candidates for its shards. */
@@ -33,6 +52,24 @@ export interface NativeSubgroupConfig {
   maxMessageBytes: number;
   /** Absent: not sharded, every member of the view that is in `members` receives. */
   sharding?: NativeShardingConfig;
+  /** Absent: a plain multicast subgroup. A store's senders are its members. */
+  store?: NativeStoreConfig;
+}
+
+/**
+ * How a persistent store's log makes writes durable: `auto` uses CPU cache flushes
+ * (pmem_persist) on DAX-mapped persistent memory and msync otherwise; `persist` and `msync` force
+ * one (a forced `persist` on a file that is not DAX survives a process crash, not a power cut).
+ */
+export type FlushMode = 'auto' | 'persist' | 'msync';
+
+/** This member's own options, not the group's (every member reads the same group config). */
+export interface NativeMemberOptions {
+  /** Persistent stores keep their logs in `dataDir/<subgroup name>`; required for a member of one. */
+  dataDir?: string;
+  flush?: FlushMode;
+  /** Added to the wall clock under the stores' hybrid clock, in ns: tests skew members with it. */
+  clockOffsetNs?: bigint | number;
 }
 
 export interface NativeGroupConfig {
@@ -116,6 +153,98 @@ export type RestoreHandler = (subgroup: number, vid: number, state: Buffer) => v
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
+/** A write as the shard ordered it: its version and its hybrid-clock time (ns since the epoch). */
+export interface StoreStamp {
+  version: bigint;
+  hlc: bigint;
+}
+
+/**
+ * A read at version `atVersion`. When `found`, `version` and `hlc` stamp the put that wrote
+ * `value`; otherwise the key was absent or removed there, `value` is null and both are 0n.
+ */
+export interface StoreRead {
+  atVersion: bigint;
+  found: boolean;
+  version: bigint;
+  hlc: bigint;
+  value: Buffer | null;
+}
+
+export interface StoreFrontier {
+  /** The oldest version reads can ask for (0n: everything). */
+  firstRetained: bigint;
+  /** The latest version at this member. */
+  delivered: bigint;
+  /** Durable at this member (volatile: = delivered). */
+  persisted: bigint;
+  /** Durable at every member of the shard. */
+  globalPersisted: bigint;
+  /** Reads at times up to here are final: no write will ever be stamped at or before it. */
+  stableHlc: bigint;
+  /** The log cannot grow (disk full or maxLogBytes): puts are refused, reads go on. */
+  logFull: boolean;
+  /** Why the log is full, '' otherwise. */
+  logError: string;
+}
+
+/** Damage a persistent log found and cut when it was opened (docs/log-format.md, "Repair"). */
+export interface StoreRepair {
+  file: string;
+  offset: number;
+  bytesDropped: number;
+  reason: string;
+}
+
+export const STORE_ERROR_CODES = [
+  'invalid_argument', // a key or value over the configured maximum, an empty key
+  'unknown_version', // a version this shard has not reached
+  'not_retained', // a version or time below what the log still holds
+  'future_time', // a time after this member's clock
+  'log_full', // the log cannot grow: puts are refused, reads go on
+  'busy', // too many operations queued for sending
+  'stopped', // the member stopped or left before the operation completed
+] as const;
+export type StoreErrorCode = (typeof STORE_ERROR_CODES)[number];
+
+/** What a store operation failed with; `message` is the engine's. */
+export class StoreError extends Error {
+  readonly code: StoreErrorCode;
+
+  constructor(code: StoreErrorCode, message: string) {
+    super(message);
+    this.name = 'StoreError';
+    this.code = code;
+  }
+}
+
+/**
+ * One member's replica of a store subgroup (`NativeSubgroupConfig.store`; docs/store.md).
+ * Promises settle on the JavaScript thread in the engine's order, among deliveries and views;
+ * failures are StoreErrors (sync calls throw them). Keys are bytes (a string is UTF-8); every
+ * member reads the same value at the same version.
+ */
+export interface NativeStore {
+  /** Writes `value` as the shard's next version. `after`: a time the caller has seen (a read's hlc): the write is stamped later. */
+  put(key: string | Buffer, value: Buffer | string, opts?: { after?: bigint }): Promise<StoreStamp>;
+  remove(key: string | Buffer, opts?: { after?: bigint }): Promise<StoreStamp>;
+  /** The value at `version` (default: the latest here). Throws unknown_version, not_retained. */
+  get(key: string | Buffer, version?: bigint): StoreRead;
+  /** The value at time `t` (the last version stamped at or before it), once `t` is stable here. */
+  getByTime(key: string | Buffer, t: bigint): Promise<StoreRead>;
+  versionAtTime(t: bigint): Promise<bigint>;
+  /** Keys present at `version` (default: the latest here), in byte order. */
+  listKeys(version?: bigint): string[];
+  /** A read ordered with the writes: multicast, run where it is delivered, at that version. */
+  orderedGet(key: string | Buffer): Promise<StoreRead>;
+  /** Resolves with `version` once it is durable at every member of the shard. */
+  waitGlobalPersisted(version: bigint): Promise<bigint>;
+  frontier(): StoreFrontier;
+  /** Versions below `version` are no longer readable; a persistent log frees their segments. */
+  truncateBelow(version: bigint): void;
+  repairs(): StoreRepair[];
+}
+
 /**
  * A delivery batch is one Buffer of records in delivery order (docs/delivery-batch.md, format
  * version 2), all little-endian: u64 index (order within the subgroup and view, null messages
@@ -178,6 +307,26 @@ export interface NativeMember {
    * callback runs after it resolves. Must be called: until then the member keeps the process alive.
    */
   stop(): Promise<void>;
+  /**
+   * The store of subgroup `subgroup` (configured with `store`, this member in it). Its calls
+   * fail with a StoreError `stopped` once the member is stopped.
+   */
+  store(subgroup: number): NativeStore;
+}
+
+/** The member as the addon makes it (addon.cpp): the store calls take the subgroup first. */
+interface AddonMember extends Omit<NativeMember, 'store'> {
+  storePut(subgroup: number, key: Buffer, value: Buffer, after: bigint): Promise<StoreStamp>;
+  storeRemove(subgroup: number, key: Buffer, after: bigint): Promise<StoreStamp>;
+  storeGet(subgroup: number, key: Buffer, version: bigint | undefined): StoreRead;
+  storeGetByTime(subgroup: number, key: Buffer, t: bigint): Promise<StoreRead>;
+  storeVersionAtTime(subgroup: number, t: bigint): Promise<bigint>;
+  storeOrderedGet(subgroup: number, key: Buffer): Promise<StoreRead>;
+  storeWaitPersisted(subgroup: number, version: bigint): Promise<bigint>;
+  storeListKeys(subgroup: number, version: bigint | undefined): Buffer[];
+  storeFrontier(subgroup: number): StoreFrontier;
+  storeTruncate(subgroup: number, version: bigint): void;
+  storeRepairs(subgroup: number): StoreRepair[];
 }
 
 interface Addon {
@@ -189,11 +338,12 @@ interface Addon {
     self: number,
     onDeliver: DeliveryHandler,
     onLog: LogHandler,
-  ): NativeMember;
+    options?: NativeMemberOptions,
+  ): AddonMember;
 }
 
 /** The C ABI version (docs/c-api.md) this module expects of the addon. */
-export const C_API_VERSION = 3;
+export const C_API_VERSION = 4;
 /** The delivery batch format this module reads (docs/delivery-batch.md). */
 export const DELIVERY_BATCH_VERSION = 2;
 export const DELIVERY_RECORD_HEADER_BYTES = 36;
@@ -241,6 +391,95 @@ export function createMember(
   self: number,
   onDeliver: DeliveryHandler,
   onLog: LogHandler,
+  options?: NativeMemberOptions,
 ): NativeMember {
-  return addon().createMember(config, self, onDeliver, onLog);
+  const member = addon().createMember(config, self, onDeliver, onLog, options);
+  return Object.assign(member, { store: (subgroup: number): NativeStore => new Store(member, subgroup) });
+}
+
+function isStoreErrorCode(code: unknown): code is StoreErrorCode {
+  return typeof code === 'string' && (STORE_ERROR_CODES as readonly string[]).includes(code);
+}
+
+/**
+ * The addon reports store errors as Errors with a `code` (addon.cpp): those become StoreErrors.
+ * Not `instanceof Error`: the addon's Errors come from the main realm, which is not the caller's
+ * in a vm context (jest).
+ */
+function toStoreError(err: unknown): unknown {
+  if (typeof err !== 'object' || err === null) return err;
+  const { code, message } = err as { code?: unknown; message?: unknown };
+  return isStoreErrorCode(code) && typeof message === 'string' ? new StoreError(code, message) : err;
+}
+
+/** An async store call: whatever it throws or rejects with, the Promise rejects with (a StoreError for a store error). */
+async function storeAsync<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    throw toStoreError(err);
+  }
+}
+
+function storeSync<T>(call: () => T): T {
+  try {
+    return call();
+  } catch (err) {
+    throw toStoreError(err);
+  }
+}
+
+function bytes(data: string | Buffer): Buffer {
+  return typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+}
+
+class Store implements NativeStore {
+  constructor(
+    private readonly member: AddonMember,
+    private readonly subgroup: number,
+  ) {}
+
+  put(key: string | Buffer, value: Buffer | string, opts?: { after?: bigint }): Promise<StoreStamp> {
+    return storeAsync(() => this.member.storePut(this.subgroup, bytes(key), bytes(value), opts?.after ?? 0n));
+  }
+
+  remove(key: string | Buffer, opts?: { after?: bigint }): Promise<StoreStamp> {
+    return storeAsync(() => this.member.storeRemove(this.subgroup, bytes(key), opts?.after ?? 0n));
+  }
+
+  get(key: string | Buffer, version?: bigint): StoreRead {
+    return storeSync(() => this.member.storeGet(this.subgroup, bytes(key), version));
+  }
+
+  getByTime(key: string | Buffer, t: bigint): Promise<StoreRead> {
+    return storeAsync(() => this.member.storeGetByTime(this.subgroup, bytes(key), t));
+  }
+
+  versionAtTime(t: bigint): Promise<bigint> {
+    return storeAsync(() => this.member.storeVersionAtTime(this.subgroup, t));
+  }
+
+  listKeys(version?: bigint): string[] {
+    return storeSync(() => this.member.storeListKeys(this.subgroup, version)).map((key) => key.toString('utf8'));
+  }
+
+  orderedGet(key: string | Buffer): Promise<StoreRead> {
+    return storeAsync(() => this.member.storeOrderedGet(this.subgroup, bytes(key)));
+  }
+
+  waitGlobalPersisted(version: bigint): Promise<bigint> {
+    return storeAsync(() => this.member.storeWaitPersisted(this.subgroup, version));
+  }
+
+  frontier(): StoreFrontier {
+    return storeSync(() => this.member.storeFrontier(this.subgroup));
+  }
+
+  truncateBelow(version: bigint): void {
+    storeSync(() => this.member.storeTruncate(this.subgroup, version));
+  }
+
+  repairs(): StoreRepair[] {
+    return storeSync(() => this.member.storeRepairs(this.subgroup));
+  }
 }

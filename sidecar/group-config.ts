@@ -2,7 +2,7 @@
 // The result is exactly what the native engine takes (NativeGroupConfig).
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import type { NativeGroupConfig } from '../native/index.js';
+import type { NativeGroupConfig, NativeStoreConfig } from '../native/index.js';
 
 export const CONFIG_VERSION = 1;
 export const DEFAULT_RING_BYTES = 4 * 1024 * 1024;
@@ -31,6 +31,17 @@ export const RING_OVERHEAD_BYTES = 64;
 export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024 - RING_OVERHEAD_BYTES;
 /** Largest ring: a tcp sender treats a peer with more than 256 MiB queued as broken (docs/wire-tcp.md). */
 export const MAX_RING_BYTES = 256 * 1024 * 1024;
+/** Store defaults (docs/config.md), the engine's own (StoreConfig in native/src/common/group_config.hpp). */
+export const DEFAULT_STORE_WINDOW = 100_000;
+export const DEFAULT_MAX_KEY_BYTES = 256;
+export const DEFAULT_MAX_VALUE_BYTES = 16 * 1024;
+export const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
+/** A store key's length travels in 16 bits. */
+export const MAX_KEY_BYTES = 65_535;
+/** What a store operation adds to its key and value on the wire (docs/store.md). */
+export const STORE_OP_HEADER_BYTES = 32;
+/** A persistent log's segments are preallocated in pages. */
+export const SEGMENT_ALIGN_BYTES = 4096;
 /** Group names: they name shm files (`/dev/shm/derecho-<group>-<id>`); the engine allows the same characters. */
 export const GROUP_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$/;
 
@@ -97,6 +108,23 @@ const shardingSchema = z.strictObject({
     .optional(),
 }, { error: (iss) => `expected a sharding object {shards, minPerShard, maxPerShard, reserved?}, found ${describe(iss.input)}` });
 
+/** An integer 0..max. */
+function nonNegativeInt(what: string, max = Number.MAX_SAFE_INTEGER) {
+  const msg = (iss: { input?: unknown }) => `expected ${what}, found ${describe(iss.input)}`;
+  return z.number({ error: msg }).int({ error: msg }).min(0, { error: msg }).max(max, { error: msg });
+}
+
+const storeSchema = z.strictObject({
+  storage: z.enum(['volatile', 'persistent'], {
+    error: (iss) => `expected "volatile" (kept in memory) or "persistent" (a log under the member's data directory), found ${describe(iss.input)}`,
+  }),
+  window: positiveInt('a number of versions kept in memory (integer >= 1)').optional(),
+  maxKeyBytes: positiveInt(`a key size limit in bytes (integer 1..${MAX_KEY_BYTES})`, MAX_KEY_BYTES).optional(),
+  maxValueBytes: positiveInt('a value size limit in bytes (integer >= 1)', 2 ** 32 - 1).optional(),
+  segmentBytes: positiveInt(`a log segment size in bytes (a multiple of ${SEGMENT_ALIGN_BYTES})`).optional(),
+  maxLogBytes: nonNegativeInt('a quota on the log in bytes (integer >= 0; 0: none)').optional(),
+}, { error: (iss) => `expected a store object {storage, window?, maxKeyBytes?, maxValueBytes?, segmentBytes?, maxLogBytes?}, found ${describe(iss.input)}` });
+
 const subgroupSchema = z.strictObject({
   name: z
     .string({ error: (iss) => `expected a subgroup name, found ${describe(iss.input)}` })
@@ -121,6 +149,7 @@ const subgroupSchema = z.strictObject({
     `at most ${MAX_MESSAGE_BYTES} bytes (16 MiB - 64, what one tcp write frame carries)`,
   ).optional(),
   sharding: shardingSchema.optional(),
+  store: storeSchema.optional(),
 }, { error: (iss) => `expected a subgroup object {name, members, ...}, found ${describe(iss.input)}` });
 
 const configSchema = z.strictObject({
@@ -243,6 +272,76 @@ function zodIssues(error: z.ZodError, input: unknown): ConfigIssue[] {
 type ParsedConfig = z.output<typeof configSchema>;
 type ParsedSubgroup = ParsedConfig['subgroups'][number];
 type ParsedSharding = NonNullable<ParsedSubgroup['sharding']>;
+type ParsedStore = NonNullable<ParsedSubgroup['store']>;
+
+/** A store block with the engine's defaults filled in, only the fields its storage uses. */
+function storeWithDefaults(store: ParsedStore): NativeStoreConfig {
+  const common = {
+    maxKeyBytes: store.maxKeyBytes ?? DEFAULT_MAX_KEY_BYTES,
+    maxValueBytes: store.maxValueBytes ?? DEFAULT_MAX_VALUE_BYTES,
+  };
+  return store.storage === 'volatile'
+    ? { storage: 'volatile', window: store.window ?? DEFAULT_STORE_WINDOW, ...common }
+    : {
+        storage: 'persistent',
+        ...common,
+        segmentBytes: store.segmentBytes ?? DEFAULT_SEGMENT_BYTES,
+        maxLogBytes: store.maxLogBytes ?? 0,
+      };
+}
+
+/** The rules of docs/config.md for a store (the engine's validate_store, and the log's own). */
+function storeIssues(store: ParsedStore, sg: ParsedSubgroup, members: readonly number[], at: string): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  const where = `${at}.store`;
+  const filled = storeWithDefaults(store);
+  const keyBytes = filled.maxKeyBytes ?? DEFAULT_MAX_KEY_BYTES;
+  const valueBytes = filled.maxValueBytes ?? DEFAULT_MAX_VALUE_BYTES;
+  // (A sharded subgroup's senders are checked with its sharding, by the same rule.)
+  if (!sg.sharding && sg.senders && (sg.senders.length !== members.length || sg.senders.some((id, k) => id !== members[k]))) {
+    issues.push({
+      path: `${at}.senders`,
+      message: "a store's members all write to it: leave senders out, or list the same ids as members, in the same order",
+    });
+  }
+  const unused = store.storage === 'volatile' ? (['segmentBytes', 'maxLogBytes'] as const) : (['window'] as const);
+  for (const field of unused) {
+    if (store[field] !== undefined) {
+      issues.push({
+        path: `${where}.${field}`,
+        message: `applies only to ${store.storage === 'volatile' ? 'persistent' : 'volatile'} stores (storage is "${store.storage}")`,
+      });
+    }
+  }
+  const largest = STORE_OP_HEADER_BYTES + keyBytes + valueBytes;
+  const maxMessageBytes = sg.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+  if (largest > maxMessageBytes) {
+    issues.push({
+      path: `${where}.maxValueBytes`,
+      message: `a put of maxKeyBytes + maxValueBytes + ${STORE_OP_HEADER_BYTES} (${keyBytes} + ${valueBytes} + ${STORE_OP_HEADER_BYTES} = ${largest}) must fit maxMessageBytes (${maxMessageBytes})`,
+    });
+  }
+  if (filled.storage === 'persistent') {
+    const segmentBytes = filled.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
+    const maxLogBytes = filled.maxLogBytes ?? 0;
+    const needed = 2 * largest + 4096;
+    if (segmentBytes % SEGMENT_ALIGN_BYTES !== 0) {
+      issues.push({ path: `${where}.segmentBytes`, message: `must be a multiple of ${SEGMENT_ALIGN_BYTES}, found ${segmentBytes}` });
+    } else if (segmentBytes < needed) {
+      issues.push({
+        path: `${where}.segmentBytes`,
+        message: `must hold at least two of the largest puts plus 4096 (2 * ${largest} + 4096 = ${needed}), found ${segmentBytes}`,
+      });
+    }
+    if (maxLogBytes !== 0 && maxLogBytes < segmentBytes) {
+      issues.push({
+        path: `${where}.maxLogBytes`,
+        message: `must be 0 (no quota) or at least segmentBytes (${segmentBytes}), found ${maxLogBytes}`,
+      });
+    }
+  }
+  return issues;
+}
 
 /** A subgroup's members: as listed, or for a sharded subgroup that lists none, every member. */
 function subgroupMembers(config: ParsedConfig, sg: ParsedSubgroup): number[] {
@@ -374,6 +473,7 @@ function crossFieldIssues(config: ParsedConfig): ConfigIssue[] {
       });
     }
     if (sg.sharding) issues.push(...shardingIssues(config, sg.sharding, sg, members, known, at));
+    if (sg.store) issues.push(...storeIssues(sg.store, sg, members, at));
 
     // Without ringBytes the default ring always fits: MAX_MESSAGE_BYTES needs a 64 MiB ring.
     const maxMessageBytes = sg.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
@@ -451,6 +551,7 @@ export function parseGroupConfig(value: unknown, source = '<config>'): NativeGro
               },
             }
           : {}),
+        ...(sg.store ? { store: storeWithDefaults(sg.store) } : {}),
       };
     }),
     spinMicros: config.spinMicros ?? DEFAULT_SPIN_MICROS,

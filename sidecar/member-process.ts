@@ -31,6 +31,8 @@ export interface MemberProcessOptions {
   startTimeoutMs: number;
   /** Append a delivery log to DIR/member-<id>.jsonl (docs/delivery-log.md). */
   deliveryLogDir?: string;
+  /** Where this member's persistent stores keep their logs (docs/store.md). */
+  dataDir?: string;
 }
 
 /** Membership as the member sees it, for whoever runs it. */
@@ -113,6 +115,7 @@ export class MemberHost {
       this.options.id,
       (batch) => this.deliver(batch),
       (level, component, message) => this.onLog(level, component, message),
+      this.options.dataDir !== undefined ? { dataDir: this.options.dataDir } : {},
     );
     this.member = member;
     member.onView((view) => this.installed(view));

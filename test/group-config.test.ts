@@ -247,6 +247,72 @@ describe('sharded subgroups', () => {
   });
 });
 
+describe('store subgroups', () => {
+  /** Subgroup 0 of the valid config with `store` and any other subgroup fields. */
+  function withStore(store: unknown, extra: Json = {}): Json {
+    return withChange((c) => Object.assign(subgroup(c), { store, ...extra }));
+  }
+
+  it('fills in the engine\'s defaults, only those the storage uses', () => {
+    expect(parseGroupConfig(withStore({ storage: 'volatile' })).subgroups[0]?.store).toEqual({
+      storage: 'volatile',
+      window: 100_000,
+      maxKeyBytes: 256,
+      maxValueBytes: 16384,
+    });
+    expect(parseGroupConfig(withStore({ storage: 'persistent' })).subgroups[0]?.store).toEqual({
+      storage: 'persistent',
+      maxKeyBytes: 256,
+      maxValueBytes: 16384,
+      segmentBytes: 64 * 1024 * 1024,
+      maxLogBytes: 0,
+    });
+    expect(parseGroupConfig(valid()).subgroups[0]).not.toHaveProperty('store');
+  });
+
+  it('keeps given values, and round-trips through the file form', () => {
+    const store = { storage: 'persistent', maxKeyBytes: 16, maxValueBytes: 1024, segmentBytes: 8192, maxLogBytes: 16384 };
+    const config = parseGroupConfig(withStore(store, { maxMessageBytes: 2048, senders: [0, 1, 5] }));
+    expect(config.subgroups[0]?.store).toEqual(store);
+    expect(parseGroupConfig(toConfigFile(config))).toEqual(config);
+  });
+
+  it('accepts a sharded store', () => {
+    const config = parseGroupConfig(withChange((c) => {
+      c.subgroups = [{ name: 'kv', sharding: { shards: 1, minPerShard: 1, maxPerShard: 3 }, store: { storage: 'volatile', window: 10 } }];
+    }));
+    expect(config.subgroups[0]).toMatchObject({ senders: [0, 1, 5], store: { storage: 'volatile', window: 10 } });
+  });
+
+  const small = { maxMessageBytes: 2048 };
+  const cases: [string, unknown, Json, string][] = [
+    ['an unknown storage', { storage: 'disk' }, {}, 'subgroups[0].store.storage: expected "volatile" (kept in memory) or "persistent" (a log under the member\'s data directory), found "disk"'],
+    ['a missing storage', {}, {}, 'subgroups[0].store.storage: required field is missing'],
+    ['a store that is not an object', 'volatile', {}, 'subgroups[0].store: expected a store object {storage, window?, maxKeyBytes?, maxValueBytes?, segmentBytes?, maxLogBytes?}, found "volatile"'],
+    ['an unknown store field', { storage: 'volatile', replicas: 3 }, {}, 'subgroups[0].store.replicas: unknown field'],
+    ['senders that are not the members', { storage: 'volatile' }, { senders: [0, 1] }, "subgroups[0].senders: a store's members all write to it: leave senders out, or list the same ids as members, in the same order"],
+    ['senders in another order', { storage: 'volatile' }, { senders: [1, 0, 5] }, "subgroups[0].senders: a store's members all write to it"],
+    ['a zero window', { storage: 'volatile', window: 0 }, {}, 'subgroups[0].store.window: expected a number of versions kept in memory (integer >= 1), found 0'],
+    ['a zero key limit', { storage: 'volatile', maxKeyBytes: 0 }, {}, 'subgroups[0].store.maxKeyBytes: expected a key size limit in bytes (integer 1..65535), found 0'],
+    ['a key limit beyond 16 bits', { storage: 'volatile', maxKeyBytes: 65536 }, {}, 'subgroups[0].store.maxKeyBytes: expected a key size limit in bytes (integer 1..65535), found 65536'],
+    ['a zero value limit', { storage: 'volatile', maxValueBytes: 0 }, {}, 'subgroups[0].store.maxValueBytes: expected a value size limit in bytes (integer >= 1), found 0'],
+    ['a put that does not fit a message', { storage: 'volatile', maxKeyBytes: 100, maxValueBytes: 1950 }, small, 'subgroups[0].store.maxValueBytes: a put of maxKeyBytes + maxValueBytes + 32 (100 + 1950 + 32 = 2082) must fit maxMessageBytes (2048)'],
+    ['default limits that do not fit a small message', { storage: 'persistent' }, small, 'subgroups[0].store.maxValueBytes: a put of maxKeyBytes + maxValueBytes + 32 (256 + 16384 + 32 = 16672) must fit maxMessageBytes (2048)'],
+    ['a segment that holds no two puts', { storage: 'persistent', maxKeyBytes: 16, maxValueBytes: 1024, segmentBytes: 4096 }, small, 'subgroups[0].store.segmentBytes: must hold at least two of the largest puts plus 4096 (2 * 1072 + 4096 = 6240), found 4096'],
+    ['a segment that is not whole pages', { storage: 'persistent', maxKeyBytes: 16, maxValueBytes: 1024, segmentBytes: 10000 }, small, 'subgroups[0].store.segmentBytes: must be a multiple of 4096, found 10000'],
+    ['a log quota below one segment', { storage: 'persistent', maxKeyBytes: 16, maxValueBytes: 1024, segmentBytes: 8192, maxLogBytes: 4096 }, small, 'subgroups[0].store.maxLogBytes: must be 0 (no quota) or at least segmentBytes (8192), found 4096'],
+    ['a negative log quota', { storage: 'persistent', maxLogBytes: -1 }, {}, 'subgroups[0].store.maxLogBytes: expected a quota on the log in bytes (integer >= 0; 0: none), found -1'],
+    ['a window for a persistent store', { storage: 'persistent', window: 10 }, {}, 'subgroups[0].store.window: applies only to volatile stores (storage is "persistent")'],
+    ['a segment size for a volatile store', { storage: 'volatile', segmentBytes: 8192 }, {}, 'subgroups[0].store.segmentBytes: applies only to persistent stores (storage is "volatile")'],
+  ];
+
+  it.each(cases)('rejects %s, naming the field', (_name, store, extra, expected) => {
+    const errors = errorsOf(withStore(store, extra));
+    expect(errors.some((line) => line.includes(expected))).toBe(true);
+    for (const line of errors) expect(line).toMatch(/^config error in x\.json: /);
+  });
+});
+
 describe('loadGroupConfig', () => {
   const dir = mkdtempSync(join(tmpdir(), 'derecho-config-test-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));

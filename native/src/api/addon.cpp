@@ -8,6 +8,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <variant>
 #include <vector>
 
@@ -57,8 +58,71 @@ struct PendingRestore {
   std::uint64_t vid;
   std::unique_ptr<std::vector<std::uint8_t>> state;
 };
+// The completion of a store operation (derecho_store_done_fn), copied off the engine thread;
+// also what a sync read copies out of derecho_store_get.
+struct PendingStoreDone {
+  std::uint64_t ticket = 0;
+  int code = 0;  // 0: done; otherwise a derecho_store_error
+  std::string error;
+  std::uint64_t version = 0;
+  std::uint64_t hlc = 0;
+  std::uint64_t at_version = 0;
+  bool found = false;
+  std::vector<std::uint8_t> value;
+};
 using PendingRecords = std::unique_ptr<std::vector<std::uint8_t>>;
-using PendingItem = std::variant<PendingRecords, PendingView, PendingEvent, PendingSnapshot, PendingRestore>;
+using PendingItem =
+    std::variant<PendingRecords, PendingView, PendingEvent, PendingSnapshot, PendingRestore, PendingStoreDone>;
+
+// The names JavaScript sees as StoreError codes (native/index.ts), by derecho_store_error.
+const char* store_error_name(int code) {
+  switch (code) {
+    case DERECHO_STORE_INVALID_ARGUMENT: return "invalid_argument";
+    case DERECHO_STORE_UNKNOWN_VERSION: return "unknown_version";
+    case DERECHO_STORE_NOT_RETAINED: return "not_retained";
+    case DERECHO_STORE_FUTURE_TIME: return "future_time";
+    case DERECHO_STORE_LOG_FULL: return "log_full";
+    case DERECHO_STORE_BUSY: return "busy";
+    case DERECHO_STORE_STOPPED: return "stopped";
+  }
+  return nullptr;
+}
+
+// What a derecho_store_* call refused (rc > 0: a store error, whose name becomes `code`; -1:
+// any other error, without a code) or a completion reported.
+Napi::Error store_error(Napi::Env env, int rc, const std::string& message) {
+  Napi::Error e = Napi::Error::New(env, message);
+  if (const char* name = rc > 0 ? store_error_name(rc) : nullptr) e.Set("code", Napi::String::New(env, name));
+  return e;
+}
+
+// What a store operation's promise resolves to: a StoreStamp, a StoreRead or a version.
+enum class StoreAnswer { stamp, read, version };
+
+// A StoreRead: when not found, version and hlc are 0 and value is null.
+Napi::Object read_object(Napi::Env env, const PendingStoreDone& r) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("atVersion", Napi::BigInt::New(env, r.at_version));
+  o.Set("found", Napi::Boolean::New(env, r.found));
+  o.Set("version", Napi::BigInt::New(env, r.found ? r.version : 0));
+  o.Set("hlc", Napi::BigInt::New(env, r.found ? r.hlc : 0));
+  o.Set("value", r.found ? Napi::Value(Napi::Buffer<std::uint8_t>::Copy(env, r.value.data(), r.value.size())) : env.Null());
+  return o;
+}
+
+Napi::Value store_answer(Napi::Env env, StoreAnswer answer, const PendingStoreDone& done) {
+  switch (answer) {
+    case StoreAnswer::stamp: {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("version", Napi::BigInt::New(env, done.version));
+      o.Set("hlc", Napi::BigInt::New(env, done.hlc));
+      return o;
+    }
+    case StoreAnswer::read: return read_object(env, done);
+    case StoreAnswer::version: return Napi::BigInt::New(env, done.version);
+  }
+  return env.Undefined();
+}
 
 const char* event_name(derecho_membership_event kind) {
   switch (kind) {
@@ -165,6 +229,23 @@ std::string string_field(const Napi::Object& o, const char* name, const std::str
   if (!v.IsString()) throw Napi::TypeError::New(o.Env(), path + "." + name + " must be a string");
   return v.As<Napi::String>().Utf8Value();
 }
+// Absent or undefined: 0 (the engine's default). A number (a safe integer) or a BigInt.
+std::uint64_t optional_u64_field(const Napi::Object& o, const char* name, const std::string& path) {
+  if (!o.Has(name) || o.Get(name).IsUndefined()) return 0;
+  const Napi::Value v = o.Get(name);
+  if (v.IsBigInt()) {
+    bool lossless = false;
+    const std::uint64_t n = v.As<Napi::BigInt>().Uint64Value(&lossless);
+    if (!lossless) throw Napi::TypeError::New(o.Env(), path + "." + name + " must be an unsigned 64-bit integer");
+    return n;
+  }
+  if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), path + "." + name + " must be a number or a BigInt");
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= 0) || d > 9007199254740991.0 || d != static_cast<double>(static_cast<std::uint64_t>(d))) {
+    throw Napi::TypeError::New(o.Env(), path + "." + name + " must be an integer 0..2^53-1");
+  }
+  return static_cast<std::uint64_t>(d);
+}
 Napi::Array array_field(const Napi::Object& o, const char* name, const std::string& path) {
   const Napi::Value v = field(o, name, path);
   if (!v.IsArray()) throw Napi::TypeError::New(o.Env(), path + "." + name + " must be an array");
@@ -191,9 +272,68 @@ struct ConfigStorage {
   std::vector<std::vector<std::uint32_t>> sender_lists;
   std::vector<std::vector<std::uint32_t>> reserved_counts;
   std::vector<std::vector<std::uint32_t>> reserved_ids;
+  std::deque<derecho_store_config> stores;  // a deque: the subgroups point into it as it grows
   std::vector<derecho_subgroup_config> subgroups;
+  std::string data_dir;
   derecho_group_config config{};
 };
+
+// subgroups[i].store: { storage: 'volatile' | 'persistent', window?, maxKeyBytes?, maxValueBytes?,
+// segmentBytes?, maxLogBytes? } or absent (NativeStoreConfig in native/index.ts).
+void read_store(const Napi::Object& sg, const std::string& path, ConfigStorage& s, derecho_subgroup_config& out) {
+  out.store = nullptr;
+  if (!sg.Has("store") || sg.Get("store").IsUndefined() || sg.Get("store").IsNull()) return;
+  const std::string at = path + ".store";
+  if (!sg.Get("store").IsObject()) throw Napi::TypeError::New(sg.Env(), at + " must be an object");
+  const Napi::Object store = sg.Get("store").As<Napi::Object>();
+  derecho_store_config c{};
+  const std::string storage = string_field(store, "storage", at);
+  if (storage == "volatile") c.storage = DERECHO_STORE_VOLATILE;
+  else if (storage == "persistent") c.storage = DERECHO_STORE_PERSISTENT;
+  else throw Napi::TypeError::New(sg.Env(), at + ".storage must be 'volatile' or 'persistent', got '" + storage + "'");
+  c.window = optional_u64_field(store, "window", at);
+  c.max_key_bytes = optional_u32_field(store, "maxKeyBytes", at);
+  c.max_value_bytes = optional_u32_field(store, "maxValueBytes", at);
+  c.segment_bytes = optional_u64_field(store, "segmentBytes", at);
+  c.max_log_bytes = optional_u64_field(store, "maxLogBytes", at);
+  s.stores.push_back(c);
+  out.store = &s.stores.back();
+}
+
+// createMember's options: { dataDir?, flush?: 'auto' | 'persist' | 'msync', clockOffsetNs? }
+// (NativeMemberOptions in native/index.ts), this member's own, not the group's.
+void read_member_options(const Napi::Value& js, ConfigStorage& s) {
+  if (js.IsUndefined() || js.IsNull()) return;
+  if (!js.IsObject()) throw Napi::TypeError::New(js.Env(), "options must be an object");
+  const Napi::Object o = js.As<Napi::Object>();
+  if (o.Has("dataDir") && !o.Get("dataDir").IsUndefined()) {
+    s.data_dir = string_field(o, "dataDir", "options");
+    s.config.data_dir = s.data_dir.c_str();
+  }
+  if (o.Has("flush") && !o.Get("flush").IsUndefined()) {
+    const std::string flush = string_field(o, "flush", "options");
+    if (flush == "auto") s.config.flush_mode = DERECHO_FLUSH_AUTOMATIC;
+    else if (flush == "persist") s.config.flush_mode = DERECHO_FLUSH_PMEM_PERSIST;
+    else if (flush == "msync") s.config.flush_mode = DERECHO_FLUSH_MSYNC;
+    else throw Napi::TypeError::New(js.Env(), "options.flush must be 'auto', 'persist' or 'msync', got '" + flush + "'");
+  }
+  if (o.Has("clockOffsetNs") && !o.Get("clockOffsetNs").IsUndefined()) {
+    const Napi::Value v = o.Get("clockOffsetNs");
+    bool exact = true;
+    std::int64_t offset = 0;
+    if (v.IsBigInt()) {
+      offset = v.As<Napi::BigInt>().Int64Value(&exact);
+    } else if (v.IsNumber()) {
+      const double d = v.As<Napi::Number>().DoubleValue();
+      exact = d >= -9007199254740991.0 && d <= 9007199254740991.0 && d == static_cast<double>(static_cast<std::int64_t>(d));
+      offset = exact ? static_cast<std::int64_t>(d) : 0;
+    } else {
+      exact = false;
+    }
+    if (!exact) throw Napi::TypeError::New(js.Env(), "options.clockOffsetNs must be an integer (a number or a BigInt)");
+    s.config.clock_offset_ns = offset;
+  }
+}
 
 // subgroups[i].sharding: { shards, minPerShard, maxPerShard, reserved?: number[][] } or absent.
 void read_sharding(const Napi::Object& sg, const std::string& path, ConfigStorage& s, derecho_subgroup_config& out) {
@@ -280,6 +420,7 @@ std::unique_ptr<ConfigStorage> read_config(const Napi::Object& js) {
     s->reserved_counts.emplace_back();
     s->reserved_ids.emplace_back();
     read_sharding(sg, path, *s, c);
+    read_store(sg, path, *s, c);
     s->subgroups.push_back(c);
   }
   s->config.group = s->group.c_str();
@@ -309,17 +450,29 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
                         InstanceMethod<&MemberWrap::set_on_event>("onEvent"),
                         InstanceMethod<&MemberWrap::set_on_snapshot>("onSnapshot"),
                         InstanceMethod<&MemberWrap::set_on_restore>("onRestore"),
-                        InstanceMethod<&MemberWrap::leave>("leave"), InstanceMethod<&MemberWrap::stop>("stop")});
+                        InstanceMethod<&MemberWrap::leave>("leave"), InstanceMethod<&MemberWrap::stop>("stop"),
+                        InstanceMethod<&MemberWrap::store_put>("storePut"),
+                        InstanceMethod<&MemberWrap::store_remove>("storeRemove"),
+                        InstanceMethod<&MemberWrap::store_get>("storeGet"),
+                        InstanceMethod<&MemberWrap::store_get_by_time>("storeGetByTime"),
+                        InstanceMethod<&MemberWrap::store_version_at_time>("storeVersionAtTime"),
+                        InstanceMethod<&MemberWrap::store_ordered_get>("storeOrderedGet"),
+                        InstanceMethod<&MemberWrap::store_wait_persisted>("storeWaitPersisted"),
+                        InstanceMethod<&MemberWrap::store_list_keys>("storeListKeys"),
+                        InstanceMethod<&MemberWrap::store_frontier>("storeFrontier"),
+                        InstanceMethod<&MemberWrap::store_truncate>("storeTruncate"),
+                        InstanceMethod<&MemberWrap::store_repairs>("storeRepairs")});
   }
 
-  // new NativeMember(config, self, onDeliver, onLog)
+  // new NativeMember(config, self, onDeliver, onLog, options?)
   explicit MemberWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<MemberWrap>(info) {
     Napi::Env env = info.Env();
     if (info.Length() < 4 || !info[0].IsObject() || !info[1].IsNumber() || !info[2].IsFunction() ||
         !info[3].IsFunction()) {
-      throw Napi::TypeError::New(env, "createMember(config, self, onDeliver, onLog): wrong argument types");
+      throw Napi::TypeError::New(env, "createMember(config, self, onDeliver, onLog, options?): wrong argument types");
     }
     const auto storage = read_config(info[0].As<Napi::Object>());
+    read_member_options(info.Length() > 4 ? info[4] : env.Undefined(), *storage);
     attach_log(env, info[3].As<Napi::Function>());
     const derecho_callbacks callbacks{&MemberWrap::on_deliver,  &MemberWrap::on_ready, &MemberWrap::on_writable,
                                       this,                     &MemberWrap::on_view,  &MemberWrap::on_event,
@@ -331,6 +484,7 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
       detach_log();
       throw Napi::Error::New(env, error);
     }
+    derecho_store_on_done(member_, &MemberWrap::on_store_done, this);
     // The engine calls back only after start(), so the functions can come after creation. Queued
     // calls reach this object after stop(); each function holds a reference until its finalizer
     // runs, so the object outlives every call that names it.
@@ -401,6 +555,10 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
         } catch (const Napi::Error& e) {
           if (!failure) failure = e;
         }
+      } else if (const auto* done = std::get_if<PendingStoreDone>(&item)) {
+        // Settled even when stopped: every operation's promise settles. Resolving runs no
+        // JavaScript here (reactions are microtasks, after this call).
+        if (env) settle_store(env, *done);
       } else if (auto* restore = std::get_if<PendingRestore>(&item)) {
         if (!live || on_restore_.IsEmpty()) continue;
         std::vector<std::uint8_t>* raw = restore->state.release();
@@ -488,6 +646,7 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
     if (starting_ || leaving_ || stop_waiters_.empty()) return;
     shutdown();
     settle_writable(env);
+    settle_store_after_stop(env);
     for (auto& d : stop_waiters_) d.Resolve(env.Undefined());
     stop_waiters_.clear();
   }
@@ -540,6 +699,115 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
 
   static void on_snapshot(void* context, std::uint32_t subgroup, std::uint64_t vid) {
     static_cast<MemberWrap*>(context)->enqueue(PendingSnapshot{subgroup, vid});
+  }
+
+  // ---- Versioned stores (C ABI version 4): NativeStore in native/index.ts wraps these. ----
+  // Async calls return a Promise settled when the completion reaches the JavaScript thread,
+  // through the same queue as deliveries and views; each call takes a ticket from
+  // store_waiters_. A completion the engine reports inline, during the derecho_store_* call,
+  // waits in that queue too: no JavaScript runs inside a call into the engine.
+
+  // Engine thread, or the JavaScript thread inside a derecho_store_* call: queued either way.
+  static void on_store_done(void* context, std::uint64_t ticket, int code, const char* error,
+                            const derecho_store_result* result) {
+    PendingStoreDone done;
+    done.ticket = ticket;
+    done.code = code;
+    done.error = error ? error : "";
+    if (code == 0 && result) copy_result(*result, done);
+    static_cast<MemberWrap*>(context)->enqueue(std::move(done));
+  }
+
+  static void copy_result(const derecho_store_result& r, PendingStoreDone& out) {
+    out.version = r.version;
+    out.hlc = r.hlc;
+    out.at_version = r.at_version;
+    out.found = r.found != 0;
+    if (r.value && r.value_length > 0) out.value.assign(r.value, r.value + r.value_length);
+  }
+
+  // The arguments every store method takes: the subgroup, then `kinds` in order (Buffers into
+  // `bytes`, bigints into `u64`; an absent optional_u64 is DERECHO_STORE_LATEST).
+  enum class Arg { bytes, u64, optional_u64 };
+  struct StoreArgs {
+    StoreArgs(const Napi::CallbackInfo& info, const char* usage, std::initializer_list<Arg> kinds) {
+      Napi::Env env = info.Env();
+      if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, usage);
+      subgroup = info[0].As<Napi::Number>().Uint32Value();
+      std::size_t at = 1;
+      for (const Arg kind : kinds) {
+        const Napi::Value v = at < info.Length() ? info[at] : env.Undefined();
+        ++at;
+        if (kind == Arg::bytes) {
+          if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+            throw Napi::TypeError::New(env, usage);
+          }
+          bytes.push_back(v.As<Napi::Uint8Array>());
+        } else if (kind == Arg::optional_u64 && v.IsUndefined()) {
+          u64.push_back(DERECHO_STORE_LATEST);
+        } else {
+          bool lossless = false;
+          if (!v.IsBigInt()) throw Napi::TypeError::New(env, usage);
+          u64.push_back(v.As<Napi::BigInt>().Uint64Value(&lossless));
+          if (!lossless) throw Napi::RangeError::New(env, std::string(usage) + ": a version or time is 0..2^64-1");
+        }
+      }
+      u64.resize(2, 0);
+    }
+    std::uint32_t subgroup = 0;
+    std::vector<Napi::Uint8Array> bytes;
+    std::vector<std::uint64_t> u64;
+    char error[512] = {0};
+  };
+
+  template <typename Call>
+  Napi::Value store_async(Napi::Env env, StoreAnswer answer, Call call) {
+    auto deferred = Napi::Promise::Deferred::New(env);
+    if (!member_ || stopped_) {
+      deferred.Reject(store_error(env, DERECHO_STORE_STOPPED, "the member is stopped").Value());
+      return deferred.Promise();
+    }
+    const std::uint64_t ticket = next_ticket_++;
+    store_waiters_.emplace(ticket, StoreWaiter{deferred, answer});
+    char error[512] = {0};
+    const int rc = call(ticket, error, sizeof error);
+    if (rc != 0) {
+      store_waiters_.erase(ticket);
+      deferred.Reject(store_error(env, rc, error).Value());
+    }
+    return deferred.Promise();
+  }
+
+  void check_store_live(Napi::Env env) const {
+    if (!member_ || stopped_) throw store_error(env, DERECHO_STORE_STOPPED, "the member is stopped");
+  }
+
+  // A sync call's return code: thrown as an Error (with `code` for a store error).
+  void store_sync(Napi::Env env, int rc, const char* error) const {
+    if (rc != 0) throw store_error(env, rc, error);
+  }
+
+  void settle_store(Napi::Env env, const PendingStoreDone& done) {
+    const auto it = store_waiters_.find(done.ticket);
+    if (it == store_waiters_.end()) return;
+    StoreWaiter waiter = std::move(it->second);
+    store_waiters_.erase(it);
+    if (done.code != 0) waiter.deferred.Reject(store_error(env, done.code, done.error).Value());
+    else waiter.deferred.Resolve(store_answer(env, waiter.answer, done));
+  }
+
+  // After the engine stopped: the completions it reported on the way out, then `stopped` for
+  // any operation it never completed. What else was queued is dropped, as consume() would.
+  void settle_store_after_stop(Napi::Env env) {
+    for (auto& item : take_pending()) {
+      if (const auto* done = std::get_if<PendingStoreDone>(&item)) settle_store(env, *done);
+    }
+    auto waiters = std::move(store_waiters_);
+    store_waiters_.clear();
+    for (auto& [ticket, waiter] : waiters) {
+      waiter.deferred.Reject(
+          store_error(env, DERECHO_STORE_STOPPED, "the member stopped before the operation completed").Value());
+    }
   }
 
   static void on_restore(void* context, std::uint32_t subgroup, std::uint64_t vid, const std::uint8_t* data,
@@ -804,6 +1072,151 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
     else slot.Reset();
   }
 
+  // storePut(subgroup, key: Buffer, value: Buffer, after: bigint): Promise<{version, hlc}>
+  Napi::Value store_put(const Napi::CallbackInfo& info) {
+    StoreArgs a(info, "storePut(subgroup, key: Buffer, value: Buffer, after: bigint)", {Arg::bytes, Arg::bytes, Arg::u64});
+    return store_async(info.Env(), StoreAnswer::stamp, [&](std::uint64_t ticket, char* error, std::size_t len) {
+      return derecho_store_put(member_, a.subgroup, a.bytes[0].Data(), a.bytes[0].ByteLength(), a.bytes[1].Data(),
+                               a.bytes[1].ByteLength(), a.u64[0], ticket, error, len);
+    });
+  }
+
+  // storeRemove(subgroup, key: Buffer, after: bigint): Promise<{version, hlc}>
+  Napi::Value store_remove(const Napi::CallbackInfo& info) {
+    StoreArgs a(info, "storeRemove(subgroup, key: Buffer, after: bigint)", {Arg::bytes, Arg::u64});
+    return store_async(info.Env(), StoreAnswer::stamp, [&](std::uint64_t ticket, char* error, std::size_t len) {
+      return derecho_store_remove(member_, a.subgroup, a.bytes[0].Data(), a.bytes[0].ByteLength(), a.u64[0], ticket,
+                                  error, len);
+    });
+  }
+
+  // storeGetByTime(subgroup, key: Buffer, t: bigint): Promise<StoreRead>
+  Napi::Value store_get_by_time(const Napi::CallbackInfo& info) {
+    StoreArgs a(info, "storeGetByTime(subgroup, key: Buffer, t: bigint)", {Arg::bytes, Arg::u64});
+    return store_async(info.Env(), StoreAnswer::read, [&](std::uint64_t ticket, char* error, std::size_t len) {
+      return derecho_store_get_by_time(member_, a.subgroup, a.bytes[0].Data(), a.bytes[0].ByteLength(), a.u64[0],
+                                       ticket, error, len);
+    });
+  }
+
+  // storeVersionAtTime(subgroup, t: bigint): Promise<bigint>
+  Napi::Value store_version_at_time(const Napi::CallbackInfo& info) {
+    StoreArgs a(info, "storeVersionAtTime(subgroup, t: bigint)", {Arg::u64});
+    return store_async(info.Env(), StoreAnswer::version, [&](std::uint64_t ticket, char* error, std::size_t len) {
+      return derecho_store_version_at_time(member_, a.subgroup, a.u64[0], ticket, error, len);
+    });
+  }
+
+  // storeOrderedGet(subgroup, key: Buffer): Promise<StoreRead>
+  Napi::Value store_ordered_get(const Napi::CallbackInfo& info) {
+    StoreArgs a(info, "storeOrderedGet(subgroup, key: Buffer)", {Arg::bytes});
+    return store_async(info.Env(), StoreAnswer::read, [&](std::uint64_t ticket, char* error, std::size_t len) {
+      return derecho_store_ordered_get(member_, a.subgroup, a.bytes[0].Data(), a.bytes[0].ByteLength(), ticket, error,
+                                       len);
+    });
+  }
+
+  // storeWaitPersisted(subgroup, version: bigint): Promise<bigint>
+  Napi::Value store_wait_persisted(const Napi::CallbackInfo& info) {
+    StoreArgs a(info, "storeWaitPersisted(subgroup, version: bigint)", {Arg::u64});
+    return store_async(info.Env(), StoreAnswer::version, [&](std::uint64_t ticket, char* error, std::size_t len) {
+      return derecho_store_wait_persisted(member_, a.subgroup, a.u64[0], ticket, error, len);
+    });
+  }
+
+  // storeGet(subgroup, key: Buffer, version: bigint | undefined): StoreRead (undefined: latest)
+  Napi::Value store_get(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    check_store_live(env);
+    StoreArgs a(info, "storeGet(subgroup, key: Buffer, version?: bigint)", {Arg::bytes, Arg::optional_u64});
+    PendingStoreDone read;
+    store_sync(env, derecho_store_get(
+                        member_, a.subgroup, a.bytes[0].Data(), a.bytes[0].ByteLength(), a.u64[0],
+                        [](void* context, const derecho_store_result* r) { copy_result(*r, *static_cast<PendingStoreDone*>(context)); },
+                        &read, a.error, sizeof a.error),
+               a.error);
+    return read_object(env, read);
+  }
+
+  // storeListKeys(subgroup, version: bigint | undefined): Buffer[], in byte order
+  Napi::Value store_list_keys(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    check_store_live(env);
+    StoreArgs a(info, "storeListKeys(subgroup, version?: bigint)", {Arg::optional_u64});
+    std::vector<std::vector<std::uint8_t>> keys;
+    store_sync(env, derecho_store_list_keys(
+                        member_, a.subgroup, a.u64[0],
+                        [](void* context, const std::uint8_t* key, std::size_t length) {
+                          static_cast<std::vector<std::vector<std::uint8_t>>*>(context)->emplace_back(key, key + length);
+                        },
+                        &keys, a.error, sizeof a.error),
+               a.error);
+    Napi::Array out = Napi::Array::New(env, keys.size());
+    for (std::uint32_t i = 0; i < keys.size(); ++i) {
+      out.Set(i, Napi::Buffer<std::uint8_t>::Copy(env, keys[i].data(), keys[i].size()));
+    }
+    return out;
+  }
+
+  // storeFrontier(subgroup): { firstRetained, delivered, persisted, globalPersisted, stableHlc
+  // (bigints), logFull, logError }
+  Napi::Value store_frontier(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    check_store_live(env);
+    StoreArgs a(info, "storeFrontier(subgroup)", {});
+    derecho_store_frontier_info f{};
+    store_sync(env, derecho_store_frontier(member_, a.subgroup, &f, a.error, sizeof a.error), a.error);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("firstRetained", Napi::BigInt::New(env, f.first_retained));
+    o.Set("delivered", Napi::BigInt::New(env, f.delivered));
+    o.Set("persisted", Napi::BigInt::New(env, f.persisted));
+    o.Set("globalPersisted", Napi::BigInt::New(env, f.global_persisted));
+    o.Set("stableHlc", Napi::BigInt::New(env, f.stable_hlc));
+    o.Set("logFull", Napi::Boolean::New(env, f.log_full != 0));
+    o.Set("logError", Napi::String::New(env, f.log_error));
+    return o;
+  }
+
+  // storeTruncate(subgroup, version: bigint)
+  Napi::Value store_truncate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    check_store_live(env);
+    StoreArgs a(info, "storeTruncate(subgroup, version: bigint)", {Arg::u64});
+    store_sync(env, derecho_store_truncate(member_, a.subgroup, a.u64[0], a.error, sizeof a.error), a.error);
+    return env.Undefined();
+  }
+
+  // storeRepairs(subgroup): [{ file, offset, bytesDropped, reason }]
+  Napi::Value store_repairs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    check_store_live(env);
+    StoreArgs a(info, "storeRepairs(subgroup)", {});
+    struct Repair {
+      std::string file;
+      std::uint64_t offset;
+      std::uint64_t bytes_dropped;
+      std::string reason;
+    };
+    std::vector<Repair> repairs;
+    store_sync(env, derecho_store_repairs(
+                        member_, a.subgroup,
+                        [](void* context, const char* file, std::uint64_t offset, std::uint64_t bytes, const char* reason) {
+                          static_cast<std::vector<Repair>*>(context)->push_back({file, offset, bytes, reason});
+                        },
+                        &repairs, a.error, sizeof a.error),
+               a.error);
+    Napi::Array out = Napi::Array::New(env, repairs.size());
+    for (std::uint32_t i = 0; i < repairs.size(); ++i) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("file", Napi::String::New(env, repairs[i].file));
+      o.Set("offset", Napi::Number::New(env, static_cast<double>(repairs[i].offset)));
+      o.Set("bytesDropped", Napi::Number::New(env, static_cast<double>(repairs[i].bytes_dropped)));
+      o.Set("reason", Napi::String::New(env, repairs[i].reason));
+      out.Set(i, o);
+    }
+    return out;
+  }
+
   Napi::Value stop(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto deferred = Napi::Promise::Deferred::New(env);
@@ -813,6 +1226,7 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
     }
     shutdown();
     settle_writable(env);
+    settle_store_after_stop(env);
     deferred.Resolve(env.Undefined());
     return deferred.Promise();
   }
@@ -855,6 +1269,12 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
   bool left_ = false;  // leave() was called: the engine stops, start() and leave() are refused
   std::vector<Napi::Promise::Deferred> waiting_writable_;
   std::vector<Napi::Promise::Deferred> stop_waiters_;
+  struct StoreWaiter {
+    Napi::Promise::Deferred deferred;
+    StoreAnswer answer;
+  };
+  std::unordered_map<std::uint64_t, StoreWaiter> store_waiters_;  // by ticket, JavaScript thread only
+  std::uint64_t next_ticket_ = 1;
 };
 
 void call_deliver(Napi::Env env, Napi::Function fn, MemberWrap* wrap, std::nullptr_t*) { wrap->consume(env, fn); }

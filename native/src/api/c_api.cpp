@@ -10,8 +10,11 @@
 #include <vector>
 
 #include "member/member.hpp"
+#include "store/store_error.hpp"
 
 namespace {
+
+using derecho::store::StoreError;
 
 void write_error(char* error, std::size_t error_len, const std::string& message) {
   if (!error || error_len == 0) return;
@@ -41,6 +44,23 @@ class CallbackSink final : public derecho::multicast::DeliverySink {
   derecho_callbacks callbacks_;
   std::vector<derecho_delivery> records_;
 };
+
+derecho::StoreConfig to_store_config(const derecho_store_config& c, const std::string& field) {
+  derecho::StoreConfig store;
+  switch (c.storage) {
+    case DERECHO_STORE_VOLATILE: store.storage = derecho::StorageKind::volatile_memory; break;
+    case DERECHO_STORE_PERSISTENT: store.storage = derecho::StorageKind::persistent; break;
+    default:
+      throw std::invalid_argument(field + ".storage: expected 0 (volatile) or 1 (persistent), found " +
+                                  std::to_string(c.storage));
+  }
+  if (c.window != 0) store.window = c.window;
+  if (c.max_key_bytes != 0) store.max_key_bytes = c.max_key_bytes;
+  if (c.max_value_bytes != 0) store.max_value_bytes = c.max_value_bytes;
+  if (c.segment_bytes != 0) store.segment_bytes = c.segment_bytes;
+  store.max_log_bytes = c.max_log_bytes;
+  return store;
+}
 
 derecho::GroupConfig to_config(const derecho_group_config& c) {
   derecho::GroupConfig config;
@@ -86,6 +106,7 @@ derecho::GroupConfig to_config(const derecho_group_config& c) {
     } else if (s.reserved_shard_count != 0) {
       throw std::invalid_argument(field + ".reserved: only a sharded subgroup (shards > 0) reserves members");
     }
+    if (s.store) sg.store = to_store_config(*s.store, field + ".store");
     config.subgroups.push_back(std::move(sg));
   }
   config.spin = std::chrono::microseconds(c.spin_us);
@@ -94,6 +115,26 @@ derecho::GroupConfig to_config(const derecho_group_config& c) {
   config.initial_members = c.initial_members;
   if (c.state_chunk_bytes != 0) config.state_chunk_bytes = c.state_chunk_bytes;
   return config;
+}
+
+// This member's own options: the fields after state_chunk_bytes (version 4).
+derecho::Member::Options to_options(const derecho_group_config& c) {
+  derecho::Member::Options options;
+  if (c.data_dir) options.data_dir = c.data_dir;
+  switch (c.flush_mode) {
+    case DERECHO_FLUSH_AUTOMATIC: options.flush = derecho::persistence::FlushMode::automatic; break;
+    case DERECHO_FLUSH_PMEM_PERSIST: options.flush = derecho::persistence::FlushMode::persist; break;
+    case DERECHO_FLUSH_MSYNC: options.flush = derecho::persistence::FlushMode::msync; break;
+    default:
+      throw std::invalid_argument("flush_mode: expected 0 (automatic), 1 (pmem_persist) or 2 (msync), found " +
+                                  std::to_string(c.flush_mode));
+  }
+  if (c.clock_offset_ns != 0) {
+    options.physical_clock = [offset = c.clock_offset_ns] {
+      return static_cast<std::uint64_t>(static_cast<std::int64_t>(derecho::persistence::HybridClock::wall_ns()) + offset);
+    };
+  }
+  return options;
 }
 
 derecho_membership_event to_c(derecho::membership::MembershipEvent event) {
@@ -145,8 +186,80 @@ derecho_view to_c(const derecho::membership::View& view, const std::vector<std::
 struct derecho_member {
   explicit derecho_member(const derecho_callbacks& callbacks) : sink(callbacks) {}
   CallbackSink sink;
+  // Before `member`: stores may complete operations while the member is destroyed.
+  derecho_store_done_fn store_done = nullptr;
+  void* store_context = nullptr;
   std::unique_ptr<derecho::Member> member;
 };
+
+namespace {
+
+// What every derecho_store_* call returns for an exception (c_api.h): a StoreError's code, -1
+// for anything else; the message goes to `error` either way.
+int store_failure(char* error, std::size_t error_len) {
+  try {
+    throw;
+  } catch (const StoreError& e) {
+    write_error(error, error_len, e.what());
+    return static_cast<int>(e.code());
+  } catch (const std::exception& e) {
+    write_error(error, error_len, e.what());
+    return -1;
+  } catch (...) {
+    write_error(error, error_len, "unknown exception");
+    return -1;
+  }
+}
+
+template <typename Call>
+int store_call(char* error, std::size_t error_len, Call call) {
+  try {
+    call();
+    return 0;
+  } catch (...) {
+    return store_failure(error, error_len);
+  }
+}
+
+derecho::store::VersionedStore& store_of(derecho_member* member, std::uint32_t subgroup) {
+  if (!member || !member->member) throw std::invalid_argument("member must not be NULL");
+  return member->member->store(subgroup);
+}
+
+std::string_view key_of(const void* key, std::size_t length) {
+  if (!key && length > 0) throw std::invalid_argument("key must not be NULL when key_length > 0");
+  return {static_cast<const char*>(key), length};
+}
+
+derecho_store_result to_c(const derecho::store::ReadResult& r) {
+  return {r.written.version,
+          r.written.hlc,
+          r.at_version,
+          r.found ? 1 : 0,
+          reinterpret_cast<const std::uint8_t*>(r.value.data()),
+          r.value.size()};
+}
+derecho_store_result to_c(const derecho::store::Stamp& s) { return {s.version, s.hlc, 0, 0, nullptr, 0}; }
+derecho_store_result to_c(std::uint64_t version) { return {version, 0, 0, 0, nullptr, 0}; }
+
+// The completion of `ticket`, reported through the member's one store callback. Checked before
+// anything is sent, so a refused call never has a completion.
+template <typename T>
+derecho::store::Done<T> done_for(derecho_member* member, std::uint64_t ticket) {
+  if (!member || !member->store_done) {
+    throw std::invalid_argument("no store completion callback: call derecho_store_on_done before derecho_member_start");
+  }
+  return [fn = member->store_done, context = member->store_context, ticket](const StoreError* error, const T& result) {
+    if (error) {
+      fn(context, ticket, static_cast<int>(error->code()), error->what(), nullptr);
+      return;
+    }
+    const derecho_store_result c = to_c(result);
+    fn(context, ticket, 0, "", &c);
+  };
+}
+
+}  // namespace
 
 extern "C" {
 
@@ -155,7 +268,7 @@ derecho_member* derecho_member_create(const derecho_group_config* config, uint32
   try {
     if (!config || !callbacks || !callbacks->deliver) throw std::invalid_argument("config and deliver callback are required");
     auto handle = std::make_unique<derecho_member>(*callbacks);
-    handle->member = std::make_unique<derecho::Member>(to_config(*config), self, handle->sink);
+    handle->member = std::make_unique<derecho::Member>(to_config(*config), self, handle->sink, to_options(*config));
     if (callbacks->writable) {
       handle->member->on_writable([cb = *callbacks](std::uint32_t subgroup) { cb.writable(cb.context, subgroup); });
     }
@@ -292,6 +405,105 @@ void derecho_member_destroy(derecho_member* member) {
   if (!member) return;
   member->member->stop();
   std::unique_ptr<derecho_member> owned(member);
+}
+
+int derecho_store_on_done(derecho_member* member, derecho_store_done_fn done, void* context) {
+  if (!member || !done) return -1;
+  member->store_done = done;
+  member->store_context = context;
+  return 0;
+}
+
+int derecho_store_put(derecho_member* member, uint32_t subgroup, const void* key, size_t key_length, const void* value,
+                      size_t value_length, uint64_t after_hlc, uint64_t ticket, char* error, size_t error_len) {
+  return store_call(error, error_len, [&] {
+    auto& store = store_of(member, subgroup);
+    if (!value && value_length > 0) throw std::invalid_argument("value must not be NULL when value_length > 0");
+    store.put(key_of(key, key_length), {static_cast<const std::byte*>(value), value_length}, after_hlc,
+              done_for<derecho::store::Stamp>(member, ticket));
+  });
+}
+
+int derecho_store_remove(derecho_member* member, uint32_t subgroup, const void* key, size_t key_length,
+                         uint64_t after_hlc, uint64_t ticket, char* error, size_t error_len) {
+  return store_call(error, error_len, [&] {
+    store_of(member, subgroup).remove(key_of(key, key_length), after_hlc, done_for<derecho::store::Stamp>(member, ticket));
+  });
+}
+
+int derecho_store_get_by_time(derecho_member* member, uint32_t subgroup, const void* key, size_t key_length,
+                              uint64_t t, uint64_t ticket, char* error, size_t error_len) {
+  return store_call(error, error_len, [&] {
+    store_of(member, subgroup).get_by_time(key_of(key, key_length), t,
+                                           done_for<derecho::store::ReadResult>(member, ticket));
+  });
+}
+
+int derecho_store_version_at_time(derecho_member* member, uint32_t subgroup, uint64_t t, uint64_t ticket,
+                                  char* error, size_t error_len) {
+  return store_call(error, error_len, [&] {
+    store_of(member, subgroup).version_at_time(t, done_for<std::uint64_t>(member, ticket));
+  });
+}
+
+int derecho_store_ordered_get(derecho_member* member, uint32_t subgroup, const void* key, size_t key_length,
+                              uint64_t ticket, char* error, size_t error_len) {
+  return store_call(error, error_len, [&] {
+    store_of(member, subgroup).ordered_get(key_of(key, key_length), done_for<derecho::store::ReadResult>(member, ticket));
+  });
+}
+
+int derecho_store_wait_persisted(derecho_member* member, uint32_t subgroup, uint64_t version, uint64_t ticket,
+                                 char* error, size_t error_len) {
+  return store_call(error, error_len, [&] {
+    store_of(member, subgroup).wait_global_persisted(version, done_for<std::uint64_t>(member, ticket));
+  });
+}
+
+int derecho_store_get(derecho_member* member, uint32_t subgroup, const void* key, size_t key_length, uint64_t version,
+                      derecho_store_read_fn visit, void* context, char* error, size_t error_len) {
+  return store_call(error, error_len, [&] {
+    if (!visit) throw std::invalid_argument("visit must not be NULL");
+    const auto& store = store_of(member, subgroup);
+    const std::string_view k = key_of(key, key_length);
+    const auto read = version == DERECHO_STORE_LATEST ? store.get(k) : store.get(k, version);
+    const derecho_store_result c = to_c(read);
+    visit(context, &c);
+  });
+}
+
+int derecho_store_list_keys(derecho_member* member, uint32_t subgroup, uint64_t version, derecho_store_key_fn visit,
+                            void* context, char* error, size_t error_len) {
+  return store_call(error, error_len, [&] {
+    if (!visit) throw std::invalid_argument("visit must not be NULL");
+    const auto& store = store_of(member, subgroup);
+    const auto keys = store.list_keys(version == DERECHO_STORE_LATEST ? store.frontier().delivered : version);
+    for (const auto& key : keys) visit(context, reinterpret_cast<const std::uint8_t*>(key.data()), key.size());
+  });
+}
+
+int derecho_store_frontier(derecho_member* member, uint32_t subgroup, derecho_store_frontier_info* out, char* error,
+                           size_t error_len) {
+  return store_call(error, error_len, [&] {
+    if (!out) throw std::invalid_argument("out must not be NULL");
+    const auto f = store_of(member, subgroup).frontier();
+    *out = {f.first_retained, f.delivered, f.persisted, f.global_persisted, f.stable_hlc, f.log_full ? 1 : 0, {}};
+    write_error(out->log_error, sizeof out->log_error, f.log_error);
+  });
+}
+
+int derecho_store_truncate(derecho_member* member, uint32_t subgroup, uint64_t version, char* error, size_t error_len) {
+  return store_call(error, error_len, [&] { store_of(member, subgroup).truncate_below(version); });
+}
+
+int derecho_store_repairs(derecho_member* member, uint32_t subgroup, derecho_store_repair_fn visit, void* context,
+                          char* error, size_t error_len) {
+  return store_call(error, error_len, [&] {
+    if (!visit) throw std::invalid_argument("visit must not be NULL");
+    for (const auto& r : store_of(member, subgroup).repairs()) {
+      visit(context, r.file.c_str(), r.offset, r.bytes_dropped, r.reason.c_str());
+    }
+  });
 }
 
 }  // extern "C"

@@ -9,7 +9,7 @@
 extern "C" {
 #endif
 
-#define DERECHO_C_API_VERSION 3
+#define DERECHO_C_API_VERSION 4
 
 typedef struct derecho_member derecho_member;
 
@@ -20,6 +20,20 @@ typedef struct {
   const char* host;
   uint16_t port;
 } derecho_member_address;
+
+/* A subgroup that is a replicated, versioned key-value store (docs/store.md). 0 in a numeric
+ * field: the engine's default (window 100000, max_key_bytes 256, max_value_bytes 16384,
+ * segment_bytes 64 MiB, max_log_bytes 0 = no quota). */
+typedef enum { DERECHO_STORE_VOLATILE = 0, DERECHO_STORE_PERSISTENT = 1 } derecho_storage_kind;
+
+typedef struct {
+  uint32_t storage;         /* derecho_storage_kind */
+  uint64_t window;          /* volatile: versions kept for reads by version or time */
+  uint32_t max_key_bytes;   /* 1..65535 */
+  uint32_t max_value_bytes;
+  uint64_t segment_bytes;   /* persistent: log segment file size */
+  uint64_t max_log_bytes;   /* persistent: a quota on the log's segments */
+} derecho_store_config;
 
 typedef struct {
   const char* name;
@@ -39,7 +53,16 @@ typedef struct {
   const uint32_t* reserved_counts;
   size_t reserved_shard_count;
   const uint32_t* reserved;
+  /* NULL: a plain multicast subgroup. Otherwise a store: senders must list the same ids as
+   * members, and the engine consumes the subgroup's deliveries itself (version 4). */
+  const derecho_store_config* store;
 } derecho_subgroup_config;
+
+typedef enum {
+  DERECHO_FLUSH_AUTOMATIC = 0, /* pmem_persist on DAX-mapped persistent memory, msync otherwise */
+  DERECHO_FLUSH_PMEM_PERSIST = 1,
+  DERECHO_FLUSH_MSYNC = 2
+} derecho_flush_mode;
 
 typedef struct {
   const char* group;
@@ -54,6 +77,10 @@ typedef struct {
   uint32_t initial_members;  /* the first member starts the group once the first this-many configured
                                 members are up and in no view; 0: all of them */
   uint32_t state_chunk_bytes; /* state transfer chunk size: a multiple of 64, >= 4096; 0: the default (65536) */
+  /* This member's own options (version 4), not the group's: */
+  const char* data_dir;    /* persistent stores keep their logs in data_dir/<subgroup name>; NULL or "": none */
+  uint32_t flush_mode;     /* derecho_flush_mode */
+  int64_t clock_offset_ns; /* added to the wall clock under the stores' hybrid clock (tests skew members) */
 } derecho_group_config;
 
 typedef struct {
@@ -178,8 +205,98 @@ int derecho_member_provide_snapshot(derecho_member* member, uint32_t subgroup, u
  * derecho_member_destroy afterwards). A view of two cannot lose one (no majority): there it
  * times out. 0: left; 1: timed out (error filled in); -1: error. */
 int derecho_member_leave(derecho_member* member, uint32_t timeout_ms, char* error, size_t error_len);
-/* Stops the engine thread and the transport; no callback runs after it returns. */
+/* Stops the engine thread and the transport; no callback runs after it returns. Store
+ * operations still pending complete with DERECHO_STORE_STOPPED before it returns. */
 void derecho_member_destroy(derecho_member* member);
+
+/* ---- Versioned key-value stores (version 4; docs/c-api.md, docs/store.md) ----
+ *
+ * Return convention of every derecho_store_* call below: 0 accepted (async) or done (sync); a
+ * positive derecho_store_error when refused at once (error filled in; an async call then reports
+ * no completion); -1 for other errors (an unknown subgroup, a subgroup with no store or without
+ * this member, NULL arguments; error filled in). Keys are bytes (1..max_key_bytes). */
+typedef enum {
+  DERECHO_STORE_INVALID_ARGUMENT = 1, /* a key or value over the configured maximum, an empty key */
+  DERECHO_STORE_UNKNOWN_VERSION = 2,  /* a version this shard has not reached */
+  DERECHO_STORE_NOT_RETAINED = 3,     /* a version or time below what the log still holds */
+  DERECHO_STORE_FUTURE_TIME = 4,      /* a time after this member's clock */
+  DERECHO_STORE_LOG_FULL = 5,         /* the log cannot grow: puts are refused, reads go on */
+  DERECHO_STORE_BUSY = 6,             /* too many operations queued for sending */
+  DERECHO_STORE_STOPPED = 7           /* the member stopped or left before the operation completed */
+} derecho_store_error;
+
+/* What an operation produced; the pointers are valid only during the call that passes it.
+ * put, remove: version and hlc of the write. get, get_by_time, ordered_get: at_version (the
+ * version the read ran at), found, and when found the version and hlc of the write that set the
+ * value and the value. version_at_time: version. wait_persisted: version (the one waited for). */
+typedef struct {
+  uint64_t version;
+  uint64_t hlc;
+  uint64_t at_version;
+  int found;
+  const uint8_t* value;
+  size_t value_length;
+} derecho_store_result;
+
+/* Completion of an async store operation: on the engine thread, or on the caller's thread
+ * before the derecho_store_* call returns when the answer is already known. error_code 0: done,
+ * `result` set; otherwise a derecho_store_error, `error` says why and `result` is NULL. */
+typedef void (*derecho_store_done_fn)(void* context, uint64_t ticket, int error_code, const char* error,
+                                      const derecho_store_result* result);
+typedef void (*derecho_store_read_fn)(void* context, const derecho_store_result* result);
+typedef void (*derecho_store_key_fn)(void* context, const uint8_t* key, size_t length);
+typedef void (*derecho_store_repair_fn)(void* context, const char* file, uint64_t offset, uint64_t bytes_dropped,
+                                        const char* reason);
+
+typedef struct {
+  uint64_t first_retained;   /* the oldest version reads can ask for (0: everything) */
+  uint64_t delivered;        /* the latest version here */
+  uint64_t persisted;        /* durable here (volatile: delivered) */
+  uint64_t global_persisted; /* durable at every member of the shard */
+  uint64_t stable_hlc;       /* reads at times up to here are final */
+  int log_full;              /* the log cannot grow: puts are refused */
+  char log_error[256];       /* why, "" otherwise (cut to fit) */
+} derecho_store_frontier_info;
+
+/* The one completion callback of every async store call of this member; set it before
+ * derecho_member_start. 0; -1 when `done` is NULL. */
+int derecho_store_on_done(derecho_member* member, derecho_store_done_fn done, void* context);
+
+/* Async: each takes a caller-chosen `ticket` that its completion carries back.
+ * after_hlc: the latest time the caller has seen (e.g. a read's hlc); the write is stamped after
+ * it (0: no constraint). */
+int derecho_store_put(derecho_member* member, uint32_t subgroup, const void* key, size_t key_length, const void* value,
+                      size_t value_length, uint64_t after_hlc, uint64_t ticket, char* error, size_t error_len);
+int derecho_store_remove(derecho_member* member, uint32_t subgroup, const void* key, size_t key_length,
+                         uint64_t after_hlc, uint64_t ticket, char* error, size_t error_len);
+/* The value of `key` at time t (the state at the last version stamped at or before t), once t
+ * is stable here; refused with DERECHO_STORE_FUTURE_TIME for a t after this member's clock. */
+int derecho_store_get_by_time(derecho_member* member, uint32_t subgroup, const void* key, size_t key_length,
+                              uint64_t t, uint64_t ticket, char* error, size_t error_len);
+int derecho_store_version_at_time(derecho_member* member, uint32_t subgroup, uint64_t t, uint64_t ticket,
+                                  char* error, size_t error_len);
+/* A read ordered with the writes: it is multicast and runs where it is delivered. */
+int derecho_store_ordered_get(derecho_member* member, uint32_t subgroup, const void* key, size_t key_length,
+                              uint64_t ticket, char* error, size_t error_len);
+/* Completes once `version` is durable at every member of the shard. */
+int derecho_store_wait_persisted(derecho_member* member, uint32_t subgroup, uint64_t version, uint64_t ticket,
+                                 char* error, size_t error_len);
+
+/* Sync, any thread. version DERECHO_STORE_LATEST: the latest delivered version. */
+#define DERECHO_STORE_LATEST UINT64_MAX
+/* Calls visit(context, result) once, before returning 0. */
+int derecho_store_get(derecho_member* member, uint32_t subgroup, const void* key, size_t key_length, uint64_t version,
+                      derecho_store_read_fn visit, void* context, char* error, size_t error_len);
+/* Calls visit once per key present at `version`, in byte order, before returning 0. */
+int derecho_store_list_keys(derecho_member* member, uint32_t subgroup, uint64_t version, derecho_store_key_fn visit,
+                            void* context, char* error, size_t error_len);
+int derecho_store_frontier(derecho_member* member, uint32_t subgroup, derecho_store_frontier_info* out, char* error,
+                           size_t error_len);
+/* Versions below `version` are no longer readable (a persistent log frees their segments). */
+int derecho_store_truncate(derecho_member* member, uint32_t subgroup, uint64_t version, char* error, size_t error_len);
+/* Calls visit once per damage the persistent log cut when it was opened, before returning 0. */
+int derecho_store_repairs(derecho_member* member, uint32_t subgroup, derecho_store_repair_fn visit, void* context,
+                          char* error, size_t error_len);
 
 #ifdef __cplusplus
 }
