@@ -409,6 +409,7 @@ void VersionedStore::restore(std::span<const std::byte> bytes) {
     last_hlc_ = base_hlc_;
     if (persistent()) save_checkpoint_locked();
   }
+  const std::uint64_t had = last_;
   for (auto& r : s.records) {
     if (r.version <= last_) continue;  // we hold it already: the source checked our digest
     if (r.version != last_ + 1) {
@@ -421,8 +422,12 @@ void VersionedStore::restore(std::span<const std::byte> bytes) {
   persisted_ = std::max(base_, log_->persist());
   publish_locked();
   sst_.push();
-  derecho::log(LogLevel::info, "store", "store '" + name_ + "': restored up to version " + std::to_string(last_) +
-                         (s.base ? " from a base at " + std::to_string(base_) : std::string{}));
+  if (!s.base && last_ == had) return;
+  derecho::log(LogLevel::info, "store", "store '" + name_ + "': " +
+                                   (s.base ? "started over from the base at version " + std::to_string(base_) + ", then "
+                                           : std::string{}) +
+                                   "took versions " + std::to_string(had + 1) + ".." + std::to_string(last_) +
+                                   " by state transfer");
 }
 
 void VersionedStore::fail_pending(const std::string& why) {
