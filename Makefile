@@ -52,6 +52,7 @@ test: setup build
 	ctest --test-dir $(NATIVE_DIR) --output-on-failure || status=1; \
 	echo "verbs device tests:"; ctest --test-dir $(NATIVE_DIR) -R '^VerbsDevice' -V 2>&1 | grep -E 'no RDMA device|Skipped' | sort -u; \
 	echo "partition test (network namespaces):"; ctest --test-dir $(NATIVE_DIR) -R '^Partition' -V 2>&1 | grep -E 'skipped|Passed|Failed' | sort -u; \
+	echo "full-disk test (a small tmpfs in a private mount namespace):"; ctest --test-dir $(NATIVE_DIR) -R '^PersistentLogFullDisk' -V 2>&1 | grep -E 'Skipped|needs root|Passed|Failed' | sort -u; \
 	ctest --test-dir $(NATIVE_ASAN_DIR) --output-on-failure || status=1; \
 	npm run --silent typecheck || status=1; \
 	npm test || status=1; \
