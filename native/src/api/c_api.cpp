@@ -477,7 +477,7 @@ int derecho_store_list_keys(derecho_member* member, uint32_t subgroup, uint64_t 
   return store_call(error, error_len, [&] {
     if (!visit) throw std::invalid_argument("visit must not be NULL");
     const auto& store = store_of(member, subgroup);
-    const auto keys = store.list_keys(version == DERECHO_STORE_LATEST ? store.frontier().delivered : version);
+    const auto keys = version == DERECHO_STORE_LATEST ? store.list_keys() : store.list_keys(version);
     for (const auto& key : keys) visit(context, reinterpret_cast<const std::uint8_t*>(key.data()), key.size());
   });
 }

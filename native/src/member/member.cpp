@@ -109,6 +109,8 @@ void Member::create_stores(const Options& options) {
       so.dir = options.data_dir / sg.name;
     }
     so.flush = options.flush;
+    // Beyond the multicast's own queue, a few rings' worth: enough to ride out a view change.
+    so.max_outbox_bytes = std::max<std::size_t>(64u << 10, 4 * std::size_t{sg.ring_bytes});
     store::VersionedStore::Host host;
     host.send = [this, s](std::span<const std::byte> op) {
       const bool accepted = subgroups_[s]->send(op);
@@ -118,9 +120,15 @@ void Member::create_stores(const Options& options) {
     host.wake = [this] { predicates_->wake(); };
     stores_[s] = std::make_unique<store::VersionedStore>(
         sg.name, self_, *sg.store, std::move(so), *sst_,
-        store::VersionedStore::Columns{layout_.store_persisted_column(s), layout_.store_digest_column(s)}, clock_,
+        store::VersionedStore::Columns{layout_.store_persisted_column(s), layout_.store_digest_column(s),
+                                       layout_.store_lineage_column(s)},
+        clock_,
         std::move(host));
   }
+}
+
+std::uint64_t Member::lineage_of(std::size_t subgroup, std::size_t shard) const {
+  return config_.subgroups[subgroup].sharding ? shard + 1 : 1;
 }
 
 void Member::fail_store_operations(const std::string& why) {
@@ -143,34 +151,45 @@ std::vector<std::uint64_t> Member::plan_layout(std::uint64_t members, std::uint6
   const auto decoded = plan_.decode(words, members);
   for (std::size_t s = 0; s < config_.subgroups.size(); ++s) {
     const auto& sg = config_.subgroups[s];
-    std::vector<std::vector<MemberId>> groups;
+    // As install() groups them: per shard (or the whole subgroup), and who carries its state on.
+    std::vector<std::vector<MemberId>> groups, carriers;
     if (sg.sharding) {
       groups = decoded.now[s];
+      carriers = decoded.before[s];
     } else {
       groups.emplace_back();
+      carriers.emplace_back(sg.members);
       for (MemberId m : sg.members) {
         if (members & (std::uint64_t{1} << member_rank(config_, m))) groups.back().push_back(m);
       }
     }
-    words.push_back(sg.store ? restart_sources(s, groups, carried_on) : 0);
+    words.push_back(sg.store ? restart_sources(s, groups, carriers, carried_on) : 0);
   }
   return words;
 }
 
 std::uint64_t Member::restart_sources(std::size_t subgroup, const std::vector<std::vector<MemberId>>& groups,
+                                      const std::vector<std::vector<MemberId>>& carriers,
                                       std::uint64_t carried_on) const {
   // A store group that nobody carries on into the view (a total restart, or every member of a
-  // shard came back) starts from the most advanced log among its members, as their SST rows
-  // show it to the leader now; the others take their state from that member (docs/store.md).
+  // shard came back) starts from the most advanced log of this group's history among its
+  // members, as their SST rows show it to the leader now; the others take their state from
+  // that member (docs/store.md).
   std::uint64_t sources = 0;
-  for (const auto& group : groups) {
+  for (std::size_t i = 0; i < groups.size(); ++i) {
+    const auto& group = groups[i];
     bool carried = false;
-    for (MemberId m : group) carried = carried || (carried_on & (std::uint64_t{1} << member_rank(config_, m)));
+    for (MemberId m : group) {
+      carried = carried || (i < carriers.size() && contains(carriers[i], m) &&
+                            (carried_on & (std::uint64_t{1} << member_rank(config_, m))));
+    }
     if (carried) continue;
     std::optional<MemberId> best;
     std::uint64_t best_version = 0;
     for (MemberId m : group) {
-      const std::uint64_t v = sst_->read(sst_->row_of(m), layout_.store_persisted_column(subgroup));
+      const std::size_t row = sst_->row_of(m);
+      if (sst_->read(row, layout_.store_lineage_column(subgroup)) != lineage_of(subgroup, i)) continue;
+      const std::uint64_t v = sst_->read(row, layout_.store_persisted_column(subgroup));
       if (v > best_version) {
         best = m;
         best_version = v;
@@ -204,7 +223,7 @@ membership::ViewManager::Host Member::view_host() {
       if (!subgroups_[s]) continue;
       if (edge.empty()) {
         dropped += subgroups_[s]->drop_pending();
-        if (stores_[s]) stores_[s]->fail_pending("removed from the group with no ragged edge: unsent operations were dropped");
+        if (stores_[s]) stores_[s]->writes_dropped();
       } else {
         dropped += subgroups_[s]->requeue_cut_off(edge.subspan(layout_.edge_base[s], config_.subgroups[s].senders.size()));
       }
@@ -323,7 +342,11 @@ void Member::install(membership::View view, std::span<const std::uint64_t> layou
     if (stores_[s]) {
       std::vector<std::size_t> rows;
       for (MemberId m : shape.members) rows.push_back(sst_->row_of(m));
-      stores_[s]->enter_view(std::move(rows));
+      std::size_t shard = 0;
+      for (std::size_t i = 0; i < groups_[s].size(); ++i) {
+        if (contains(groups_[s][i], self_)) shard = i;
+      }
+      stores_[s]->enter_view(std::move(rows), lineage_of(s, shard));
     }
   }
   {
@@ -366,7 +389,12 @@ void Member::plan_state_transfer(std::uint64_t vid) {
         }
         if (source) std::erase(newcomers, *source);
       }
-      if (!source) continue;  // the group starts afresh: there is no state to hand over
+      if (!source) {
+        // The group starts afresh: there is no state to hand over, and none to keep from
+        // another shard's history.
+        if (stores_[s] && contains(group, self_)) stores_[s]->start_over_if_foreign();
+        continue;
+      }
       if (*source == self_) {
         newcomer_rows_[s].clear();
         for (MemberId j : newcomers) newcomer_rows_[s].push_back(sst_->row_of(j));

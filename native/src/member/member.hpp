@@ -132,7 +132,9 @@ class Member {
   std::vector<std::uint64_t> plan_layout(std::uint64_t members, std::uint64_t carried_on,
                                          std::span<const std::uint64_t> current) const;
   std::uint64_t restart_sources(std::size_t subgroup, const std::vector<std::vector<MemberId>>& groups,
-                                std::uint64_t carried_on) const;
+                                const std::vector<std::vector<MemberId>>& carriers, std::uint64_t carried_on) const;
+  // Which history a store group holds: its shard index + 1 (1 when not sharded).
+  std::uint64_t lineage_of(std::size_t subgroup, std::size_t shard) const;
   void create_stores(const Options& options);
   void fail_store_operations(const std::string& why);
   void install(membership::View view, std::span<const std::uint64_t> layout_words);

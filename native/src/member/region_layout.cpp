@@ -18,7 +18,7 @@ RegionLayout RegionLayout::compute(const GroupConfig& config) {
     edge += sg.senders.size();
   }
   layout.store_first_column = column;
-  column += 2 * config.subgroups.size();
+  column += kStoreColumns * config.subgroups.size();
   // The decided layout words: the shard layout, then per subgroup the store restart sources.
   layout.membership = {config.members.size(), edge, column, LayoutPlan::words_for(config) + config.subgroups.size()};
   layout.state_first_column = layout.membership.end();

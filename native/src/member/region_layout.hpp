@@ -19,12 +19,14 @@ struct RegionLayout {
   std::vector<multicast::SubgroupPlacement> subgroups;
   // Where each subgroup's sender slots start in a ragged edge (membership::MembershipColumns).
   std::vector<std::size_t> edge_base;
-  // Versioned stores: two SST columns per configured subgroup (persisted version, history
-  // digest), before the membership block, so a row seen with its membership columns (a joiner,
-  // a restarted member) is seen with them too.
+  // Versioned stores: three SST columns per configured subgroup (persisted version, history
+  // digest, lineage), before the membership block, so a row seen with its membership columns
+  // (a joiner, a restarted member) is seen with them too.
+  static constexpr std::size_t kStoreColumns = 3;
   std::size_t store_first_column = 0;
-  std::size_t store_persisted_column(std::size_t subgroup) const { return store_first_column + 2 * subgroup; }
-  std::size_t store_digest_column(std::size_t subgroup) const { return store_first_column + 2 * subgroup + 1; }
+  std::size_t store_persisted_column(std::size_t subgroup) const { return store_first_column + kStoreColumns * subgroup; }
+  std::size_t store_digest_column(std::size_t subgroup) const { return store_persisted_column(subgroup) + 1; }
+  std::size_t store_lineage_column(std::size_t subgroup) const { return store_persisted_column(subgroup) + 2; }
   membership::MembershipColumns membership;
   // State transfer: four SST columns after the membership block, and after the rings one area
   // per configured member (in member order) of a chunk header and state_buffer_bytes of data.

@@ -14,4 +14,10 @@ constexpr std::uint64_t roll_digest(std::uint64_t previous, std::uint64_t versio
   return z ^ (z >> 31);
 }
 
+// The digest at version 0 of a shard's history: histories of different shards (lineages)
+// differ from the start, so a member moved between shards never passes for a prefix.
+constexpr std::uint64_t lineage_seed(std::uint64_t lineage) {
+  return lineage == 0 ? 0 : roll_digest(0, 0, static_cast<std::uint32_t>(lineage));
+}
+
 }  // namespace derecho::store

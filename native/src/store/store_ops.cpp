@@ -62,6 +62,10 @@ std::optional<Op> decode_op(std::span<const std::byte> bytes, std::string& why) 
   op.kind = static_cast<OpKind>(kind);
   op.request = get_at<std::uint64_t>(bytes, 8);
   op.hlc = get_at<std::uint64_t>(bytes, 16);
+  if (op.hlc > kMaxHlc) {
+    why = "store operation stamped " + std::to_string(op.hlc) + ", beyond any clock";
+    return std::nullopt;
+  }
   op.key = {reinterpret_cast<const char*>(bytes.data() + kOpHeaderBytes), key_bytes};
   op.value = bytes.subspan(kOpHeaderBytes + key_bytes, value_bytes);
   return op;
@@ -73,6 +77,9 @@ std::vector<std::byte> encode_change(const Change& change) {
   put_at<std::uint8_t>(out, 1, 0);
   put_at<std::uint16_t>(out, 2, static_cast<std::uint16_t>(change.key.size()));
   put_at<std::uint32_t>(out, 4, static_cast<std::uint32_t>(change.value.size()));
+  put_at<std::uint32_t>(out, 8, change.sender);
+  put_at<std::uint32_t>(out, 12, 0);
+  put_at<std::uint64_t>(out, 16, change.request);
   std::memcpy(out.data() + kRecordBodyHeaderBytes, change.key.data(), change.key.size());
   if (!change.value.empty()) {
     std::memcpy(out.data() + kRecordBodyHeaderBytes + change.key.size(), change.value.data(), change.value.size());
@@ -90,6 +97,8 @@ Change decode_change(std::span<const std::byte> body) {
   }
   Change change;
   change.kind = static_cast<OpKind>(kind);
+  change.sender = get_at<std::uint32_t>(body, 8);
+  change.request = get_at<std::uint64_t>(body, 16);
   change.key = {reinterpret_cast<const char*>(body.data() + kRecordBodyHeaderBytes), key_bytes};
   change.value = body.subspan(kRecordBodyHeaderBytes + key_bytes, value_bytes);
   return change;

@@ -29,12 +29,20 @@ std::vector<std::byte> encode_op(const Op& op);
 // nullopt, with `why` set, for bytes that are not a well-formed operation.
 std::optional<Op> decode_op(std::span<const std::byte> bytes, std::string& why);
 
-// What a version holds in the log: u8 kind, u8 zero, u16 key length, u32 value length, key,
-// value. The version and its hlc are the log record's own.
-inline constexpr std::size_t kRecordBodyHeaderBytes = 8;
+// Stamps above this are refused as malformed: no clock reaches them, and the stamp rule
+// (previous + 1) never wraps.
+inline constexpr std::uint64_t kMaxHlc = std::uint64_t{1} << 62;
+
+// What a version holds in the log (format 1): u8 kind, u8 zero, u16 key length, u32 value
+// length, u32 sender, u32 zero, u64 request, key, value. The version and its hlc are the log
+// record's own; the sender and request let a member that missed the delivery of its own
+// operation (it was removed) find it in the state it gets back.
+inline constexpr std::size_t kRecordBodyHeaderBytes = 24;
 
 struct Change {
   OpKind kind = OpKind::put;  // put, remove or tick
+  std::uint32_t sender = 0;
+  std::uint64_t request = 0;
   std::string_view key;
   std::span<const std::byte> value;
 };

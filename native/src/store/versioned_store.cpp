@@ -16,11 +16,12 @@
 namespace derecho::store {
 namespace {
 
-// Operations waiting for room in the subgroup's send queue; past this, puts are refused (busy).
-constexpr std::size_t kMaxOutboxBytes = 16u << 20;
 // How often a log that could not grow is tried again.
 constexpr std::chrono::milliseconds kLogRetry{100};
 constexpr std::uint32_t kCheckpointFormat = 1;
+// How far ahead of this member's physical clock a caller's `after` may be: more is a bug (or a
+// peer's clock far off), and taking it would stamp every later version in the future.
+constexpr std::uint64_t kMaxAfterAheadNs = 60'000'000'000ull;
 
 std::uint64_t random_request_base() {
   std::random_device rd;
@@ -98,17 +99,14 @@ void VersionedStore::load() {
                              " (" + r.reason + "), " + std::to_string(r.bytes_dropped) + " bytes dropped");
     }
     log_ = std::move(log);
-    if (const auto checkpoint = persistence::load_checkpoint(options_.dir / "checkpoint")) {
-      const std::span<const std::byte> bytes = checkpoint->bytes;
-      if (bytes.size() < 32 || read_pod<std::uint32_t>(bytes, 0) != kCheckpointFormat) {
-        throw std::runtime_error("store '" + name_ + "': checkpoint " + (options_.dir / "checkpoint").string() +
-                                 " is not format " + std::to_string(kCheckpointFormat));
-      }
-      base_ = read_pod<std::uint64_t>(bytes, 8);
-      base_hlc_ = read_pod<std::uint64_t>(bytes, 16);
-      base_digest_ = read_pod<std::uint64_t>(bytes, 24);
-      index_.load_base(bytes.subspan(32));
+    try {
+      if (const auto lineage = persistence::load_checkpoint(options_.dir / "lineage")) lineage_ = lineage->version;
+    } catch (const std::runtime_error& e) {
+      // Unknown history: the state transfer at the join replaces it.
+      derecho::log(LogLevel::warn, "store", "store '" + name_ + "': " + e.what() + "; its log counts as foreign");
     }
+    base_digest_ = lineage_seed(lineage_);
+    load_checkpoint_locked();
   } else {
     // One more than the window: the store folds the oldest version into its base before the
     // log would drop it by itself.
@@ -116,6 +114,57 @@ void VersionedStore::load() {
   }
   rebuild_history();
   persisted_ = std::max(base_, log_->persisted_version());
+}
+
+void VersionedStore::load_checkpoint_locked() {
+  const auto path = options_.dir / "checkpoint";
+  try {
+    const auto checkpoint = persistence::load_checkpoint(path);
+    if (!checkpoint) return;
+    const std::span<const std::byte> bytes = checkpoint->bytes;
+    if (bytes.size() < 32 || read_pod<std::uint32_t>(bytes, 0) != kCheckpointFormat) {
+      throw std::runtime_error("checkpoint " + path.string() + " is not format " + std::to_string(kCheckpointFormat));
+    }
+    index_.load_base(bytes.subspan(32));
+    base_ = read_pod<std::uint64_t>(bytes, 8);
+    base_hlc_ = read_pod<std::uint64_t>(bytes, 16);
+    base_digest_ = read_pod<std::uint64_t>(bytes, 24);
+  } catch (const std::runtime_error& e) {
+    // Without its base the log cannot be replayed: both go, and the member takes the whole
+    // state from the group when it joins.
+    const auto size = std::filesystem::exists(path) ? std::filesystem::file_size(path) : 0;
+    std::filesystem::rename(path, options_.dir / "checkpoint.damaged");
+    log_->reset();
+    index_.clear();
+    lineage_ = 0;
+    base_digest_ = 0;
+    repairs_.push_back({path, 0, size, std::string(e.what()) + "; the log was dropped with it, the state comes from the group"});
+    derecho::log(LogLevel::error, "store", "store '" + name_ + "': " + repairs_.back().reason);
+  }
+}
+
+void VersionedStore::adopt_lineage_locked(std::uint64_t lineage) {
+  lineage_ = lineage;
+  if (persistent()) persistence::save_checkpoint(options_.dir / "lineage", lineage, {});
+}
+
+void VersionedStore::clear_locked() {
+  log_->reset();
+  unlogged_.clear();
+  index_.clear();
+  digests_.clear();
+  base_ = base_hlc_ = last_ = last_hlc_ = persisted_ = 0;
+  base_digest_ = lineage_seed(view_lineage_);
+  if (persistent()) std::filesystem::remove(options_.dir / "checkpoint");
+}
+
+void VersionedStore::reset_frontiers_locked(const std::string& why, std::vector<Completion>& out) {
+  global_ = stable_hlc_ = tick_covers_ = 0;
+  const StoreError e(ErrorCode::stopped, "store '" + name_ + "': " + why);
+  for (auto& [version, d] : persist_waits_) out.push_back([d = std::move(d), e] { d(&e, 0); });
+  for (auto& w : time_waits_) out.push_back([d = std::move(w.done), e] { d(&e, 0); });
+  persist_waits_.clear();
+  time_waits_.clear();
 }
 
 void VersionedStore::rebuild_history() {
@@ -157,7 +206,6 @@ void VersionedStore::deliver(std::span<const multicast::Delivery> batch) {
       }
       apply_locked(*op, d.sender, done);
     }
-    if (!persistent() && last_ - base_ > config_.window) fold_below_locked(last_ - config_.window + 1);
   }
   for (auto& c : done) c();
 }
@@ -176,21 +224,27 @@ void VersionedStore::apply_locked(const Op& op, MemberId sender, std::vector<Com
   const std::uint64_t version = last_ + 1;
   const std::uint64_t hlc = std::max(last_hlc_ + 1, op.hlc);
   clock_.observe(hlc);
-  add_version_locked(version, hlc, encode_change({op.kind, op.key, op.value}));
-  if (!mine) return;
-  const auto it = pending_writes_.find(op.request);
-  if (it == pending_writes_.end()) return;
-  out.push_back([done = std::move(it->second), stamp = Stamp{version, hlc}] { done(nullptr, stamp); });
-  pending_writes_.erase(it);
+  add_version_locked(version, hlc, encode_change({op.kind, sender, op.request, op.key, op.value}), out);
 }
 
-void VersionedStore::add_version_locked(std::uint64_t version, std::uint64_t hlc, std::vector<std::byte> body) {
+void VersionedStore::add_version_locked(std::uint64_t version, std::uint64_t hlc, std::vector<std::byte> body,
+                                        std::vector<Completion>& out) {
+  // A volatile log keeps `window` versions: the oldest is folded into the base before it goes.
+  if (!persistent() && version - base_ > config_.window) fold_below_locked(version - config_.window + 1);
   const Change change = decode_change(body);
   if (change.kind != OpKind::tick) index_.apply(change.key, {version, hlc, change.kind == OpKind::remove}, change.value);
+  const std::uint32_t sender = change.sender;
+  const std::uint64_t request = change.request;
+  const bool ours = change.kind != OpKind::tick && sender == self_;
   digests_.push_back(roll_digest(digest_at_locked(last_), version, record_checksum(hlc, body)));
   append_locked(version, hlc, std::move(body));
   last_ = version;
   last_hlc_ = hlc;
+  if (!ours) return;
+  const auto it = pending_writes_.find(request);
+  if (it == pending_writes_.end()) return;
+  out.push_back([done = std::move(it->second.done), stamp = Stamp{version, hlc}] { done(nullptr, stamp); });
+  pending_writes_.erase(it);
 }
 
 void VersionedStore::append_locked(std::uint64_t version, std::uint64_t hlc, std::vector<std::byte> body) {
@@ -252,6 +306,7 @@ void VersionedStore::fold_below_locked(std::uint64_t version) {
   if (version <= base_ + 1) return;
   for (std::uint64_t v = base_ + 1; v < version; ++v) {
     const auto record = log_->read(v);
+    if (!record) throw std::logic_error("store '" + name_ + "': folding version " + std::to_string(v) + ", which the log no longer holds");
     const Change change = decode_change(record->body);
     if (change.kind != OpKind::tick) {
       index_.fold(change.key, {v, record->hlc, change.kind == OpKind::remove}, change.value);
@@ -279,6 +334,7 @@ void VersionedStore::save_checkpoint_locked() {
 
 void VersionedStore::publish_locked() {
   const std::uint64_t digest = digest_at_locked(persisted_);
+  sst_.write_own(columns_.lineage, lineage_);
   sst_.write_own(columns_.digest, digest);
   sst_.write_own(columns_.persisted, persisted_);
   published_ = persisted_;
@@ -327,7 +383,7 @@ bool VersionedStore::step() {
     }
     // Nobody writes, so nothing moves the frontier past t: a tick, a version that changes no
     // key, stamped now (after t), does.
-    if (waiting_for > tick_covers_) {
+    if (waiting_for > tick_covers_ && outbox_.empty()) {
       Op tick;
       tick.kind = OpKind::tick;
       tick.hlc = clock_.now();
@@ -347,7 +403,7 @@ bool VersionedStore::step() {
 
 void VersionedStore::send_locked(std::vector<std::byte> op) {
   if (outbox_.empty() && host_.send(op)) return;
-  if (outbox_bytes_ + op.size() > kMaxOutboxBytes) {
+  if (outbox_bytes_ + op.size() > options_.max_outbox_bytes) {
     throw StoreError(ErrorCode::busy, "store '" + name_ + "': " + std::to_string(outbox_bytes_) +
                                           " bytes of operations wait for the send queue; try again later");
   }
@@ -356,18 +412,73 @@ void VersionedStore::send_locked(std::vector<std::byte> op) {
   host_.wake();
 }
 
-void VersionedStore::enter_view(std::vector<std::size_t> group_rows) {
+void VersionedStore::enter_view(std::vector<std::size_t> group_rows, std::uint64_t lineage) {
   std::lock_guard lock(mutex_);
   group_rows_ = std::move(group_rows);
   open_ = false;
+  view_lineage_ = lineage;
+  if (lineage_ != lineage && lineage_ == 0 && last_ == 0 && base_ == 0) {
+    adopt_lineage_locked(lineage);
+    base_digest_ = lineage_seed(lineage);
+    publish_locked();
+    sst_.push();
+  }
+}
+
+std::uint64_t VersionedStore::lineage() const {
+  std::lock_guard lock(mutex_);
+  return lineage_;
+}
+
+void VersionedStore::start_over_if_foreign() {
+  std::vector<Completion> done;
+  {
+    std::lock_guard lock(mutex_);
+    if (lineage_ == view_lineage_) return;
+    derecho::log(LogLevel::warn, "store", "store '" + name_ + "': drops versions up to " + std::to_string(last_) +
+                                              " of another history (lineage " + std::to_string(lineage_) +
+                                              "): this shard (lineage " + std::to_string(view_lineage_) + ") starts afresh");
+    clear_locked();
+    adopt_lineage_locked(view_lineage_);
+    reset_frontiers_locked("this member moved to another shard", done);
+    publish_locked();
+    sst_.push();
+  }
+  for (auto& c : done) c();
 }
 
 void VersionedStore::open() {
+  std::vector<Completion> done;
   {
     std::lock_guard lock(mutex_);
     open_ = true;
+    // The state transfer of the rejoin would have shown every dropped write the group applied.
+    const StoreError e(ErrorCode::stopped, "store '" + name_ +
+                                               "': the write was dropped when this member was removed, and the "
+                                               "group never applied it");
+    for (auto it = pending_writes_.begin(); it != pending_writes_.end();) {
+      if (!it->second.dropped) {
+        ++it;
+        continue;
+      }
+      done.push_back([d = std::move(it->second.done), e] { d(&e, Stamp{}); });
+      it = pending_writes_.erase(it);
+    }
   }
+  for (auto& c : done) c();
   host_.wake();
+}
+
+void VersionedStore::writes_dropped() {
+  std::vector<Completion> done;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& [request, w] : pending_writes_) w.dropped = true;
+    const StoreError e(ErrorCode::stopped, "store '" + name_ + "': the query was dropped when this member was removed");
+    for (auto& [request, q] : pending_queries_) done.push_back([d = std::move(q.second), e] { d(&e, ReadResult{}); });
+    pending_queries_.clear();
+  }
+  for (auto& c : done) c();
 }
 
 std::vector<std::byte> VersionedStore::snapshot(std::span<const std::size_t> newcomer_rows) {
@@ -396,7 +507,12 @@ std::vector<std::byte> VersionedStore::snapshot(std::span<const std::size_t> new
 
 void VersionedStore::restore(std::span<const std::byte> bytes) {
   StoreSnapshot s = decode_snapshot(bytes);
-  std::lock_guard lock(mutex_);
+  std::vector<Completion> done;
+  std::unique_lock lock(mutex_);
+  const bool moved = lineage_ != view_lineage_;
+  if (moved && !s.base) {
+    throw std::runtime_error("store '" + name_ + "': a state transfer without a base into a member whose log holds another history");
+  }
   if (s.base) {
     log_->reset();
     unlogged_.clear();
@@ -409,6 +525,10 @@ void VersionedStore::restore(std::span<const std::byte> bytes) {
     last_hlc_ = base_hlc_;
     if (persistent()) save_checkpoint_locked();
   }
+  if (moved) {
+    adopt_lineage_locked(view_lineage_);
+    reset_frontiers_locked("this member moved to another shard", done);
+  }
   const std::uint64_t had = last_;
   for (auto& r : s.records) {
     if (r.version <= last_) continue;  // we hold it already: the source checked our digest
@@ -416,12 +536,19 @@ void VersionedStore::restore(std::span<const std::byte> bytes) {
       throw std::runtime_error("store '" + name_ + "': state transfer starts at version " + std::to_string(r.version) +
                                " but this member holds only up to " + std::to_string(last_));
     }
-    add_version_locked(r.version, r.hlc, std::move(r.body));
+    add_version_locked(r.version, r.hlc, std::move(r.body), done);
   }
   clock_.observe(last_hlc_);
   persisted_ = std::max(base_, log_->persist());
+  // What the group had durable everywhere is at most what this member holds now.
+  if (global_ > last_ || global_ < base_) {
+    global_ = std::min(global_, last_);
+    stable_hlc_ = global_ >= base_ ? hlc_of_locked(global_) : 0;
+  }
   publish_locked();
   sst_.push();
+  lock.unlock();
+  for (auto& c : done) c();
   if (!s.base && last_ == had) return;
   derecho::log(LogLevel::info, "store", "store '" + name_ + "': " +
                                    (s.base ? "started over from the base at version " + std::to_string(base_) + ", then "
@@ -435,7 +562,7 @@ void VersionedStore::fail_pending(const std::string& why) {
   {
     std::lock_guard lock(mutex_);
     const StoreError e(ErrorCode::stopped, "store '" + name_ + "': " + why);
-    for (auto& [request, d] : pending_writes_) done.push_back([d = std::move(d), e] { d(&e, Stamp{}); });
+    for (auto& [request, w] : pending_writes_) done.push_back([d = std::move(w.done), e] { d(&e, Stamp{}); });
     for (auto& [request, q] : pending_queries_) done.push_back([d = std::move(q.second), e] { d(&e, ReadResult{}); });
     for (auto& [version, d] : persist_waits_) done.push_back([d = std::move(d), e] { d(&e, 0); });
     for (auto& w : time_waits_) done.push_back([d = std::move(w.done), e] { d(&e, 0); });
@@ -445,6 +572,7 @@ void VersionedStore::fail_pending(const std::string& why) {
     time_waits_.clear();
     outbox_.clear();
     outbox_bytes_ = 0;
+    stopped_ = true;
   }
   for (auto& c : done) c();
 }
@@ -466,8 +594,14 @@ void VersionedStore::submit(OpKind kind, std::string_view key, std::span<const s
                                                       std::to_string(config_.max_value_bytes) + ")");
   }
   std::lock_guard lock(mutex_);
+  check_running_locked();
   if (!unlogged_.empty()) {
     throw StoreError(ErrorCode::log_full, "store '" + name_ + "' refuses writes while its log cannot grow: " + log_error_);
+  }
+  if (after_hlc > clock_.physical() + kMaxAfterAheadNs) {
+    throw StoreError(ErrorCode::future_time, "store '" + name_ + "': `after` " + std::to_string(after_hlc) +
+                                                 " is more than 60 s after this member's clock (" +
+                                                 std::to_string(clock_.physical()) + ")");
   }
   clock_.observe(after_hlc);
   Op op;
@@ -476,7 +610,7 @@ void VersionedStore::submit(OpKind kind, std::string_view key, std::span<const s
   op.hlc = clock_.now();
   op.key = key;
   op.value = value;
-  pending_writes_.emplace(op.request, std::move(done));
+  pending_writes_.emplace(op.request, PendingWrite{std::move(done)});
   try {
     send_locked(encode_op(op));
   } catch (...) {
@@ -534,6 +668,15 @@ ReadResult VersionedStore::get(std::string_view key, std::uint64_t version) cons
   return read_locked(key, version);
 }
 
+std::vector<std::string> VersionedStore::list_keys() const {
+  std::lock_guard lock(mutex_);
+  return index_.keys_at(last_);
+}
+
+void VersionedStore::check_running_locked() const {
+  if (stopped_) throw StoreError(ErrorCode::stopped, "store '" + name_ + "': the member stopped or left the group");
+}
+
 std::vector<std::string> VersionedStore::list_keys(std::uint64_t version) const {
   std::lock_guard lock(mutex_);
   check_version_locked(version);
@@ -559,6 +702,7 @@ void VersionedStore::version_at_time(std::uint64_t t, Done<std::uint64_t> done) 
   std::optional<std::uint64_t> now_answer;
   {
     std::lock_guard lock(mutex_);
+    check_running_locked();
     const std::uint64_t now = clock_.now();
     if (t > now) {
       throw StoreError(ErrorCode::future_time, "store '" + name_ + "': time " + std::to_string(t) +
@@ -596,6 +740,7 @@ void VersionedStore::get_by_time(std::string_view key, std::uint64_t t, Done<Rea
 void VersionedStore::ordered_get(std::string_view key, Done<ReadResult> done) {
   check_key(key);
   std::lock_guard lock(mutex_);
+  check_running_locked();
   Op op;
   op.kind = OpKind::query;
   op.request = next_request_++;
@@ -614,6 +759,7 @@ void VersionedStore::wait_global_persisted(std::uint64_t version, Done<std::uint
   bool now = false;
   {
     std::lock_guard lock(mutex_);
+    check_running_locked();
     if (version > last_) {
       throw StoreError(ErrorCode::unknown_version, "store '" + name_ + "': version " + std::to_string(version) +
                                                        " is beyond this shard's latest, " + std::to_string(last_));

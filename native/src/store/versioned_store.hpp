@@ -64,10 +64,13 @@ class VersionedStore final : public multicast::DeliverySink {
   struct Options {
     std::filesystem::path dir;  // persistent: the log's directory
     persistence::FlushMode flush = persistence::FlushMode::automatic;
+    // Operations waiting for room in the subgroup's send queue; past this, puts are refused (busy).
+    std::size_t max_outbox_bytes = 4u << 20;
   };
   struct Columns {
     std::size_t persisted;  // this member's durable version
     std::size_t digest;     // the history digest at that version (state transfer checks it)
+    std::size_t lineage;    // which history the log holds (shard index + 1; 0: none yet)
   };
   struct Host {
     std::function<bool(std::span<const std::byte>)> send;  // multicast in the subgroup; false: queue full
@@ -88,13 +91,24 @@ class VersionedStore final : public multicast::DeliverySink {
   // The members this one multicasts with in the installed view (SST rows), and whether the
   // view is open: the global frontier is taken over them only then, after every joiner's
   // state arrived.
-  void enter_view(std::vector<std::size_t> group_rows);
+  // `lineage` names the shard (index + 1; 1 when not sharded): a member whose log holds
+  // another shard's history gets this one's by state transfer, or starts over when it has
+  // no source (start_over).
+  void enter_view(std::vector<std::size_t> group_rows, std::uint64_t lineage);
   void open();
+  // The group starts afresh without a source: a log of another shard's history is dropped.
+  void start_over_if_foreign();
+  std::uint64_t lineage() const;
   // State transfer: what newcomers (their SST rows) need, and taking it in.
   std::vector<std::byte> snapshot(std::span<const std::size_t> newcomer_rows);
   void restore(std::span<const std::byte> snapshot);
-  // Every pending operation fails with `why` (the member left the group or stopped).
+  // Every pending operation fails with `why` and later calls are refused (the member stopped
+  // or left the group).
   void fail_pending(const std::string& why);
+  // The member was removed and its unsent operations dropped: a write among them may still have
+  // been delivered by the others. Each completes when the state transfer at the rejoin shows
+  // it, or fails once the rejoined view opens without it.
+  void writes_dropped();
 
   // --- any thread ---
   // Throws StoreError (invalid_argument, log_full, busy) without sending anything; `after_hlc`:
@@ -104,6 +118,7 @@ class VersionedStore final : public multicast::DeliverySink {
   ReadResult get(std::string_view key) const;
   ReadResult get(std::string_view key, std::uint64_t version) const;  // throws unknown_version, not_retained
   std::vector<std::string> list_keys(std::uint64_t version) const;
+  std::vector<std::string> list_keys() const;  // latest
   // The version current at time t, once t is stable here (throws future_time, not_retained).
   void version_at_time(std::uint64_t t, Done<std::uint64_t> done);
   void get_by_time(std::string_view key, std::uint64_t t, Done<ReadResult> done);
@@ -132,9 +147,14 @@ class VersionedStore final : public multicast::DeliverySink {
   using Completion = std::function<void()>;
 
   void load();
+  void load_checkpoint_locked();
+  void adopt_lineage_locked(std::uint64_t lineage);
+  void clear_locked();
+  void reset_frontiers_locked(const std::string& why, std::vector<Completion>& out);
   void rebuild_history();
   void apply_locked(const Op& op, MemberId sender, std::vector<Completion>& out);
-  void add_version_locked(std::uint64_t version, std::uint64_t hlc, std::vector<std::byte> body);
+  void add_version_locked(std::uint64_t version, std::uint64_t hlc, std::vector<std::byte> body,
+                          std::vector<Completion>& out);
   void append_locked(std::uint64_t version, std::uint64_t hlc, std::vector<std::byte> body);
   void retry_unlogged_locked();
   void fold_below_locked(std::uint64_t version);
@@ -146,6 +166,7 @@ class VersionedStore final : public multicast::DeliverySink {
   std::uint64_t version_at_locked(std::uint64_t t) const;
   void check_version_locked(std::uint64_t version) const;
   void check_key(std::string_view key) const;
+  void check_running_locked() const;
   void send_locked(std::vector<std::byte> op);
   void submit(OpKind kind, std::string_view key, std::span<const std::byte> value, std::uint64_t after_hlc,
               Done<Stamp> done);
@@ -181,9 +202,16 @@ class VersionedStore final : public multicast::DeliverySink {
   std::uint64_t stable_hlc_ = 0;
   std::vector<std::size_t> group_rows_;
   bool open_ = false;
+  std::uint64_t lineage_ = 0;       // the history this store holds
+  std::uint64_t view_lineage_ = 0;  // the history of the group it is in now
+  bool stopped_ = false;
 
   std::uint64_t next_request_;
-  std::map<std::uint64_t, Done<Stamp>> pending_writes_;
+  struct PendingWrite {
+    Done<Stamp> done;
+    bool dropped = false;  // its message was dropped at a removal: applied only if the others had it
+  };
+  std::map<std::uint64_t, PendingWrite> pending_writes_;
   std::map<std::uint64_t, std::pair<std::string, Done<ReadResult>>> pending_queries_;
   std::multimap<std::uint64_t, Done<std::uint64_t>> persist_waits_;
   std::vector<TimeWait> time_waits_;
