@@ -109,6 +109,7 @@ void Member::create_stores(const Options& options) {
       so.dir = options.data_dir / sg.name;
     }
     so.flush = options.flush;
+    so.background_persist = options.background_persist;
     // Beyond the multicast's own queue, a few rings' worth: enough to ride out a view change.
     so.max_outbox_bytes = std::max<std::size_t>(64u << 10, 4 * std::size_t{sg.ring_bytes});
     store::VersionedStore::Host host;

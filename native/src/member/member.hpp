@@ -60,6 +60,9 @@ class Member {
     // is in one.
     std::filesystem::path data_dir;
     persistence::FlushMode flush = persistence::FlushMode::automatic;
+    // Persistent stores flush on a thread of their own; false: on the engine thread, in each
+    // pass (a harness that drives every pass itself).
+    bool background_persist = true;
     // The physical time under the stores' hybrid clock (tests skew it).
     persistence::HybridClock::Physical physical_clock = persistence::HybridClock::wall_ns;
   };

@@ -112,13 +112,37 @@ std::optional<AppendResult> PersistentLog::start_segment(std::uint64_t version) 
 }
 
 std::uint64_t PersistentLog::persist() {
+  const FlushJob job = prepare_persist();
+  run(job);
+  finish_persist(job);
+  return persisted_version_;
+}
+
+PersistentLog::FlushJob PersistentLog::prepare_persist() const {
   // Unflushed bytes are always in a suffix of the segments: appends go to the newest one, and
   // truncate_after(), the one operation that rewrites an older segment, persists first.
+  FlushJob job;
   std::size_t first = segments_.size();
   while (first > 0 && segments_[first - 1].has_unflushed()) --first;
-  for (std::size_t i = first; i < segments_.size(); ++i) segments_[i].flush();
-  persisted_version_ = last_version();
-  return persisted_version_;
+  for (std::size_t i = first; i < segments_.size(); ++i) {
+    const SegmentFile& s = segments_[i];
+    job.ranges.push_back({&s, s.first_version(), s.flushed_end(), s.write_end()});
+  }
+  job.version = last_version();
+  return job;
+}
+
+void PersistentLog::run(const FlushJob& job) {
+  for (const auto& r : job.ranges) r.segment->flush_range(r.from, r.to);
+}
+
+void PersistentLog::finish_persist(const FlushJob& job) {
+  for (const auto& r : job.ranges) {
+    for (auto& s : segments_) {
+      if (s.first_version() == r.first_version) s.mark_flushed(r.to);
+    }
+  }
+  persisted_version_ = std::max(persisted_version_, std::min(job.version, last_version()));
 }
 
 std::optional<RecordRef> PersistentLog::read(std::uint64_t version) const {

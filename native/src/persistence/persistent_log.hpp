@@ -36,6 +36,24 @@ class PersistentLog final : public VersionLog {
   void truncate_after(std::uint64_t version) override;
   void reset() override;
 
+  // persist() in three steps, so the flush itself (msync: milliseconds on a disk) runs without
+  // the caller's lock while appends go on: prepare_persist() and finish_persist() under the
+  // lock, run() without it. Meanwhile nothing may truncate or reset the log (that unmaps the
+  // segments a job points into).
+  struct FlushJob {
+    struct Range {
+      const SegmentFile* segment;
+      std::uint64_t first_version;
+      std::size_t from, to;
+    };
+    std::vector<Range> ranges;
+    std::uint64_t version = 0;  // persisted once the ranges are
+  };
+  FlushJob prepare_persist() const;
+  static void run(const FlushJob& job);
+  void finish_persist(const FlushJob& job);
+  bool has_unflushed() const { return !segments_.empty() && segments_.back().has_unflushed(); }
+
   // What open() found damaged and cut, in the order found.
   const std::vector<Repair>& repairs() const { return repairs_; }
   // Whether the newest segment is DAX-mapped persistent memory; false while there is none.

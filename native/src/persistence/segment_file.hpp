@@ -1,4 +1,5 @@
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -57,6 +58,11 @@ class SegmentFile {
 
   bool has_unflushed() const { return flushed_end_ < write_end_; }
   void flush();  // the bytes appended since the last flush
+  // The two halves of flush() for a flush run outside the log's owner's lock: flushing a range
+  // changes nothing here, and marking it afterwards records it.
+  std::size_t flushed_end() const { return flushed_end_; }
+  void flush_range(std::size_t from, std::size_t to) const { mapping_.flush(from, to - from, mode_); }
+  void mark_flushed(std::size_t to) { flushed_end_ = std::max(flushed_end_, std::min(to, write_end_)); }
 
  private:
   SegmentFile(PmemMapping mapping, std::filesystem::path path, std::uint64_t first_version, FlushMode mode);

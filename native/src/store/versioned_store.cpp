@@ -1,7 +1,5 @@
 #include "store/versioned_store.hpp"
 
-#include <zlib.h>
-
 #include <algorithm>
 #include <cstring>
 #include <limits>
@@ -9,6 +7,7 @@
 
 #include "common/log.hpp"
 #include "persistence/checkpoint_file.hpp"
+#include "persistence/record_format.hpp"
 #include "persistence/volatile_log.hpp"
 #include "store/history_digest.hpp"
 #include "store/store_snapshot.hpp"
@@ -28,12 +27,6 @@ std::uint64_t random_request_base() {
   return ((std::uint64_t{rd()} << 32) | rd()) | 1;
 }
 
-// What names a record in the history digest: its time and bytes (the version is rolled in
-// separately), the same at every member whether or not its log took the record yet.
-std::uint32_t record_checksum(std::uint64_t hlc, std::span<const std::byte> body) {
-  uLong crc = crc32(0L, reinterpret_cast<const Bytef*>(&hlc), sizeof hlc);
-  return static_cast<std::uint32_t>(crc32(crc, reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size())));
-}
 
 template <typename T>
 void append_pod(std::vector<std::byte>& out, T value) {
@@ -75,12 +68,36 @@ VersionedStore::VersionedStore(std::string name, MemberId self, const StoreConfi
       clock_(clock),
       host_(std::move(host)),
       next_request_(random_request_base()) {
-  std::lock_guard lock(mutex_);
-  load();
-  publish_locked();
+  {
+    std::lock_guard lock(mutex_);
+    load();
+    publish_locked();
+  }
+  if (persistent_log_ && options_.background_persist) persister_ = std::jthread([this](std::stop_token stop) { persist_loop(stop); });
 }
 
 VersionedStore::~VersionedStore() = default;
+
+void VersionedStore::persist_loop(std::stop_token stop) {
+  std::unique_lock lock(mutex_);
+  while (!stop.stop_requested()) {
+    if (!persist_wanted_.wait(lock, stop, [this] { return persistent_log_->has_unflushed(); })) return;
+    const auto job = persistent_log_->prepare_persist();
+    flushing_ = true;
+    lock.unlock();
+    persistence::PersistentLog::run(job);
+    lock.lock();
+    persistent_log_->finish_persist(job);
+    ++flushes_;
+    flushing_ = false;
+    flush_done_.notify_all();
+    host_.wake();  // the engine publishes the new persisted version
+  }
+}
+
+void VersionedStore::wait_until_not_flushing(std::unique_lock<std::mutex>& lock) {
+  flush_done_.wait(lock, [this] { return !flushing_; });
+}
 
 void VersionedStore::load() {
   if (persistent()) {
@@ -93,6 +110,7 @@ void VersionedStore::load() {
     lo.flush = options_.flush;
     lo.max_bytes = config_.max_log_bytes;
     auto log = persistence::PersistentLog::open(lo);
+    persistent_log_ = log.get();
     repairs_ = log->repairs();
     for (const auto& r : repairs_) {
       derecho::log(LogLevel::warn, "store", "store '" + name_ + "': repaired " + r.file.string() + " at offset " + std::to_string(r.offset) +
@@ -183,7 +201,7 @@ void VersionedStore::rebuild_history() {
     if (change.kind != OpKind::tick) {
       index_.apply(change.key, {v, record->hlc, change.kind == OpKind::remove}, change.value);
     }
-    digest = roll_digest(digest, v, record_checksum(record->hlc, record->body));
+    digest = roll_digest(digest, v, record->crc);
     digests_.push_back(digest);
     last_ = v;
     last_hlc_ = record->hlc;
@@ -207,6 +225,7 @@ void VersionedStore::deliver(std::span<const multicast::Delivery> batch) {
       apply_locked(*op, d.sender, done);
     }
   }
+  if (persistent_log_) persist_wanted_.notify_one();
   for (auto& c : done) c();
 }
 
@@ -236,8 +255,8 @@ void VersionedStore::add_version_locked(std::uint64_t version, std::uint64_t hlc
   const std::uint32_t sender = change.sender;
   const std::uint64_t request = change.request;
   const bool ours = change.kind != OpKind::tick && sender == self_;
-  digests_.push_back(roll_digest(digest_at_locked(last_), version, record_checksum(hlc, body)));
-  append_locked(version, hlc, std::move(body));
+  const std::uint64_t previous = digest_at_locked(last_);
+  digests_.push_back(roll_digest(previous, version, append_locked(version, hlc, std::move(body))));
   last_ = version;
   last_hlc_ = hlc;
   if (!ours) return;
@@ -247,10 +266,10 @@ void VersionedStore::add_version_locked(std::uint64_t version, std::uint64_t hlc
   pending_writes_.erase(it);
 }
 
-void VersionedStore::append_locked(std::uint64_t version, std::uint64_t hlc, std::vector<std::byte> body) {
+std::uint32_t VersionedStore::append_locked(std::uint64_t version, std::uint64_t hlc, std::vector<std::byte> body) {
   if (unlogged_.empty()) {
     const auto result = log_->append(version, hlc, body);
-    if (result.status == persistence::AppendResult::Status::ok) return;
+    if (result.status == persistence::AppendResult::Status::ok) return log_->read(version)->crc;
     if (result.status == persistence::AppendResult::Status::too_large) {
       throw std::logic_error("store '" + name_ + "': " + result.error);
     }
@@ -259,7 +278,9 @@ void VersionedStore::append_locked(std::uint64_t version, std::uint64_t hlc, std
     next_log_retry_ = std::chrono::steady_clock::now() + kLogRetry;
   }
   // Delivered is delivered: the version is kept here until the log takes it.
+  const std::uint32_t crc = persistence::record_crc(version, hlc, body);
   unlogged_.push_back({version, hlc, std::move(body)});
+  return crc;
 }
 
 void VersionedStore::retry_unlogged_locked() {
@@ -273,6 +294,7 @@ void VersionedStore::retry_unlogged_locked() {
     }
     unlogged_.pop_front();
   }
+  if (persistent_log_) persist_wanted_.notify_one();
   derecho::log(LogLevel::info, "store", "store '" + name_ + "': the log grows again; accepting puts");
   log_error_.clear();
 }
@@ -346,7 +368,9 @@ bool VersionedStore::step() {
   {
     std::lock_guard lock(mutex_);
     if (!unlogged_.empty() && std::chrono::steady_clock::now() >= next_log_retry_) retry_unlogged_locked();
-    persisted_ = std::max(base_, log_->persist());
+    const bool flushed_elsewhere = persistent_log_ && options_.background_persist;
+    if (persistent_log_ && !flushed_elsewhere && persistent_log_->has_unflushed()) ++flushes_;
+    persisted_ = std::max(base_, flushed_elsewhere ? persistent_log_->persisted_version() : log_->persist());
     if (persisted_ != published_) {
       publish_locked();
       sst_.push();
@@ -381,9 +405,9 @@ bool VersionedStore::step() {
       }
       it = time_waits_.erase(it);
     }
-    // Nobody writes, so nothing moves the frontier past t: a tick, a version that changes no
-    // key, stamped now (after t), does.
-    if (waiting_for > tick_covers_ && outbox_.empty()) {
+    // No version stamped at or after t is delivered yet (nobody writes), so nothing will move
+    // the frontier past t: a tick, a version that changes no key, stamped now (after t), does.
+    if (waiting_for > std::max(tick_covers_, last_hlc_) && outbox_.empty()) {
       Op tick;
       tick.kind = OpKind::tick;
       tick.hlc = clock_.now();
@@ -433,8 +457,9 @@ std::uint64_t VersionedStore::lineage() const {
 void VersionedStore::start_over_if_foreign() {
   std::vector<Completion> done;
   {
-    std::lock_guard lock(mutex_);
+    std::unique_lock lock(mutex_);
     if (lineage_ == view_lineage_) return;
+    wait_until_not_flushing(lock);
     derecho::log(LogLevel::warn, "store", "store '" + name_ + "': drops versions up to " + std::to_string(last_) +
                                               " of another history (lineage " + std::to_string(lineage_) +
                                               "): this shard (lineage " + std::to_string(view_lineage_) + ") starts afresh");
@@ -509,6 +534,7 @@ void VersionedStore::restore(std::span<const std::byte> bytes) {
   StoreSnapshot s = decode_snapshot(bytes);
   std::vector<Completion> done;
   std::unique_lock lock(mutex_);
+  wait_until_not_flushing(lock);
   const bool moved = lineage_ != view_lineage_;
   if (moved && !s.base) {
     throw std::runtime_error("store '" + name_ + "': a state transfer without a base into a member whose log holds another history");
@@ -776,11 +802,12 @@ void VersionedStore::wait_global_persisted(std::uint64_t version, Done<std::uint
 
 Frontier VersionedStore::frontier() const {
   std::lock_guard lock(mutex_);
-  return {base_, last_, persisted_, global_, stable_hlc_, !unlogged_.empty(), log_error_};
+  return {base_, last_, persisted_, global_, stable_hlc_, !unlogged_.empty(), log_error_, flushes_};
 }
 
 void VersionedStore::truncate_below(std::uint64_t version) {
-  std::lock_guard lock(mutex_);
+  std::unique_lock lock(mutex_);
+  wait_until_not_flushing(lock);
   if (version > persisted_) {
     throw StoreError(ErrorCode::unknown_version, "store '" + name_ + "': cannot truncate below version " +
                                                      std::to_string(version) + ": only versions up to " +

@@ -1,5 +1,6 @@
 #pragma once
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -12,6 +13,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "common/group_config.hpp"
@@ -46,6 +48,7 @@ struct Frontier {
   std::uint64_t stable_hlc = 0;        // reads at times up to here are final
   bool log_full = false;
   std::string log_error;
+  std::uint64_t flushes = 0;  // persistent: flushes that made something durable
 };
 
 // Completions run on the engine thread (or at once on the caller's, when already decided).
@@ -66,6 +69,8 @@ class VersionedStore final : public multicast::DeliverySink {
     persistence::FlushMode flush = persistence::FlushMode::automatic;
     // Operations waiting for room in the subgroup's send queue; past this, puts are refused (busy).
     std::size_t max_outbox_bytes = 4u << 20;
+    // Flush on a thread of its own (false: in step(), for a harness that drives every step).
+    bool background_persist = true;
   };
   struct Columns {
     std::size_t persisted;  // this member's durable version
@@ -147,6 +152,8 @@ class VersionedStore final : public multicast::DeliverySink {
   using Completion = std::function<void()>;
 
   void load();
+  void persist_loop(std::stop_token stop);
+  void wait_until_not_flushing(std::unique_lock<std::mutex>& lock);
   void load_checkpoint_locked();
   void adopt_lineage_locked(std::uint64_t lineage);
   void clear_locked();
@@ -155,7 +162,8 @@ class VersionedStore final : public multicast::DeliverySink {
   void apply_locked(const Op& op, MemberId sender, std::vector<Completion>& out);
   void add_version_locked(std::uint64_t version, std::uint64_t hlc, std::vector<std::byte> body,
                           std::vector<Completion>& out);
-  void append_locked(std::uint64_t version, std::uint64_t hlc, std::vector<std::byte> body);
+  // Returns the record's checksum, which the history digest rolls in.
+  std::uint32_t append_locked(std::uint64_t version, std::uint64_t hlc, std::vector<std::byte> body);
   void retry_unlogged_locked();
   void fold_below_locked(std::uint64_t version);
   void save_checkpoint_locked();
@@ -184,6 +192,12 @@ class VersionedStore final : public multicast::DeliverySink {
 
   mutable std::mutex mutex_;
   std::unique_ptr<persistence::VersionLog> log_;
+  persistence::PersistentLog* persistent_log_ = nullptr;  // log_, when persistent
+  // The persistence thread flushes appended versions while the engine goes on delivering
+  // (Derecho's persistence thread); `flushing_` while a flush runs outside the lock.
+  std::condition_variable_any persist_wanted_;
+  std::condition_variable flush_done_;
+  bool flushing_ = false;
   std::vector<persistence::Repair> repairs_;
   KeyIndex index_;
   // The base: the state at version base_ (everything older is folded into the index's base).
@@ -219,6 +233,8 @@ class VersionedStore final : public multicast::DeliverySink {
   std::deque<std::vector<std::byte>> outbox_;
   std::size_t outbox_bytes_ = 0;
   std::uint64_t bad_operations_ = 0;
+  std::uint64_t flushes_ = 0;
+  std::jthread persister_;  // last: stopped and joined first
 };
 
 }  // namespace derecho::store

@@ -104,6 +104,7 @@ class Group {
     options.clock = [this] { return now_; };
     options.boot = 1000 + id + 100 * (++incarnations_[id]);
     if (!data_root_.empty()) options.data_dir = data_root_ / std::to_string(id);
+    options.background_persist = false;  // the test drives every pass, flushes included
     if (const auto it = skew_.find(id); it != skew_.end()) {
       options.physical_clock = [ns = it->second] {
         return static_cast<std::uint64_t>(static_cast<std::int64_t>(persistence::HybridClock::wall_ns()) + ns);
