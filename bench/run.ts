@@ -1,7 +1,9 @@
 // `npm run bench`: runs the native engine benchmark (member processes running the C++ engine,
-// plus a raw loopback TCP baseline measured in the same run) and writes its JSON to
-// bench/results/, adding the issue's targets and whether this run met them.
-import { execFileSync } from 'node:child_process';
+// plus a raw loopback TCP baseline measured in the same run), the view-change bench and the
+// replicated store bench (persistent puts/s against a raw pmem append + flush baseline on the
+// same file system), and writes their JSON to bench/results/, adding the issue's targets and
+// whether this run met them.
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -52,6 +54,32 @@ const viewChange = JSON.parse(
   }),
 ) as { viewChange: unknown[] };
 
+// Replicated store: 3 members putting into one persistent store subgroup, a volatile one for
+// comparison, and a raw append + pmem_persist/msync baseline in the same directory
+// (bench/README.md). STORE_BENCH_DIR picks the file system (default: a fresh dir under /tmp);
+// STORE_BENCH_TRANSPORTS the transports (default: shm,tcp).
+interface StoreRun {
+  ok: boolean;
+  transport: string;
+  persistent: { putsPerSec: number; globalPersistedPerSec: number; versionsPerFlush: number };
+  ratios: Record<string, number | null>;
+}
+const storeBinary = join(root, 'build', 'native', 'derecho_store_bench');
+const storeTransports = (process.env.STORE_BENCH_TRANSPORTS ?? 'shm,tcp').split(',').filter((t) => t !== '');
+const store: (StoreRun | { ok: false; transport: string; error: string })[] = storeTransports.map((transport) => {
+  const args = ['--transport', transport, '--seconds', seconds];
+  if (process.env.STORE_BENCH_DIR) args.push('--dir', process.env.STORE_BENCH_DIR);
+  // A failed run still prints what it measured ("ok": false), so stdout is read either way.
+  const run = spawnSync(storeBinary, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    return JSON.parse(run.stdout) as StoreRun;
+  } catch {
+    const why = run.error?.message ?? `exit status ${run.status ?? run.signal}`;
+    return { ok: false as const, transport, error: `derecho_store_bench printed no JSON (${why})` };
+  }
+});
+const storeOk = store.every((s) => s.ok);
+
 const targets = suite.runs
   .filter((r) => r.group.messageBytes === 100 && r.group.members === 3)
   .map((r) => ({
@@ -68,8 +96,10 @@ const report = {
   secondsPerRun: Number(seconds),
   ...suite,
   ...viewChange,
+  store,
   targets,
   sameOrderEverywhere: orderOk,
+  storeOk,
 };
 
 const outDir = join(root, 'bench', 'results');
@@ -78,6 +108,6 @@ const file = join(outDir, `engine-${report.date.replace(/[:.]/g, '-')}.json`);
 writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
 process.stdout.write(JSON.stringify(report, null, 2) + '\n');
 process.stderr.write(`written to ${file}\n`);
-if (!orderOk) {
+if (!orderOk || !storeOk) {
   process.exitCode = 1;
 }
