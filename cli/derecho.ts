@@ -19,6 +19,7 @@ import {
 import { runMemberUnderLauncher, runStandaloneMember } from '../sidecar/member-process.js';
 import type { LogLevel, TransportKind } from '../native/index.js';
 import { MIN_BYTES_TO_JOIN, runLocal } from './local-command.js';
+import { DEFAULT_STORE_RATE } from '../sidecar/store-workload.js';
 
 export const EXIT_USAGE = 2;
 
@@ -89,6 +90,17 @@ function deliveryLogDir(given: string): string {
   return dir;
 }
 
+/** The store's data directory of `derecho local`: created if missing; what is in it is the store's state, kept across runs. */
+function storeDataDir(given: string): string {
+  const dir = resolve(given);
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (err) {
+    throw new UsageError(`--data-dir ${dir}: cannot create the directory (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  return dir;
+}
+
 function fail(message: string, code: number): never {
   process.stderr.write(`${message}\n`);
   process.exit(code);
@@ -118,14 +130,18 @@ export function buildProgram(): Command {
     .option('--heartbeat-millis <ms>', 'failure detection: heartbeat period (default 50)', integer('--heartbeat-millis', 1, MAX_HEARTBEAT_MILLIS))
     .option('--suspect-after-millis <ms>', 'failure detection: a silent member is suspected after this (default 1000)', integer('--suspect-after-millis', 1, MAX_SUSPECT_AFTER_MILLIS))
     .option('--delivery-log <dir>', 'every member writes DIR/member-<id>.jsonl: each view and each delivery (docs/delivery-log.md)')
+    .option('--no-store', 'no store workload: no "readings" subgroup, no sensor readings, no store check')
+    .option('--store-rate <puts>', `every member writes this many sensor readings per second into the store (0: none, the store is still opened and read)`, integer('--store-rate', 0, 1_000_000), DEFAULT_STORE_RATE)
+    .option('--data-dir <dir>', 'members keep their stores\' logs in DIR/member-<id>, kept after the run: a later run on the same DIR restarts from them (default: a temporary directory)')
     .addOption(logLevelOption('warn'))
     .addHelpText('after', '\nWhile the group runs, commands on stdin: kill <id>, leave <id>, start <id>, views, help (docs/delivery-log.md).')
     .action(async (opts: {
       members: number; spare: number; transport: TransportKind; duration?: number; messages?: number; minBytes?: number; maxBytes?: number;
       basePort?: number; spinMicros?: number; drainTimeout: number; stallTimeout: number; logLevel: LogLevel; rate?: number;
-      heartbeatMillis?: number; suspectAfterMillis?: number; deliveryLog?: string;
+      heartbeatMillis?: number; suspectAfterMillis?: number; deliveryLog?: string; store: boolean; storeRate: number; dataDir?: string;
     }) => {
       if (opts.duration !== undefined && opts.messages !== undefined) fail('give --duration or --messages, not both', EXIT_USAGE);
+      if (!opts.store && opts.dataDir !== undefined) fail('--data-dir is where the store keeps its logs: it cannot go with --no-store', EXIT_USAGE);
       const minBytes = opts.minBytes ?? Math.min(100, opts.maxBytes ?? 100);
       const maxBytes = opts.maxBytes ?? Math.max(100, minBytes);
       checkMessageSize('--min-bytes', minBytes);
@@ -161,6 +177,9 @@ export function buildProgram(): Command {
         drainTimeoutSec: opts.drainTimeout,
         stallTimeoutSec: opts.stallTimeout,
         logLevel: opts.logLevel,
+        store: opts.store,
+        storeRatePerSec: opts.storeRate,
+        dataDir: opts.dataDir === undefined ? undefined : storeDataDir(opts.dataDir),
       });
     });
 

@@ -1,13 +1,17 @@
 // `derecho local`: a whole group on this machine, a workload in which every member sends, and a
 // check that every member delivered the same messages in the same order. It prints every view
 // as it is installed and, while the group runs, takes commands on stdin (group-commands.ts):
-// members can be killed and started, and the verdict then judges view by view.
+// members can be killed and started, and the verdict then judges view by view. Unless turned
+// off, every member also writes sensor readings into a persistent versioned store
+// (store-workload.ts), and at the end all of them read it at one stable time and must agree.
 import { createInterface, type Interface } from 'node:readline';
 import type { LogLevel, TransportKind } from '../native/index.js';
 import { describeView, formatMB, formatRate, logLevelAtLeast } from '../sidecar/format.js';
 import { judgeGroup } from '../sidecar/group-verdict.js';
 import { LocalGroup, type LocalGroupOptions, type MemberProgress, type StallWatch } from '../sidecar/local-group.js';
 import type { MemberReport } from '../sidecar/member-protocol.js';
+import { judgeStore, storeSummaryLines } from '../sidecar/store-verdict.js';
+import { DEFAULT_STORE_RATE, READINGS_SUBGROUP_NAME, type StoreOpened } from '../sidecar/store-workload.js';
 import type { WorkloadLimits } from '../sidecar/workload-sender.js';
 import { COMMAND_HELP, runGroupCommand, type CommandContext } from './group-commands.js';
 
@@ -41,10 +45,18 @@ export interface LocalRunOptions {
   deliveryLogDir?: string | undefined;
   /** Where commands come from (default: stdin); null: none. */
   commands?: NodeJS.ReadableStream | null;
+  /** The store workload: off with false (default on). */
+  store?: boolean;
+  /** Puts per second per member (default DEFAULT_STORE_RATE); 0: the store is opened and read, not written. */
+  storeRatePerSec?: number;
+  /** Members keep their stores' logs in DIR/member-<id>, kept after the run (a later run restarts from them). */
+  dataDir?: string | undefined;
 }
 
 export const EXIT_FAILED = 1;
 export const EXIT_INTERRUPTED = 130;
+/** How long each member may take to read the store at the final time (it waits for that time to be stable). */
+const STORE_CHECK_TIMEOUT_MS = 15_000;
 
 type Print = (line: string) => void;
 
@@ -71,6 +83,46 @@ function progressLine(runStart: number, progress: Map<number, MemberProgress>, l
   }
   const sent = [...progress.values()].reduce((sum, p) => sum + p.sent, 0);
   return `${elapsedSec(runStart).toFixed(0).padStart(4)}s  delivered: ${rates.join(' | ')}  (sent ${sent})`;
+}
+
+/** What the previous store progress line saw: when (the launcher's clock) and each member's puts. */
+interface StoreTick {
+  atMs: number;
+  puts: Map<number, number>;
+}
+
+/**
+ * The store's progress line under it: the latest version any member delivered and knows durable
+ * at every member, and the puts members reported since the previous line, per second. A member
+ * whose JavaScript thread was too busy to report counts in a later line.
+ */
+function storeProgressLine(progress: Map<number, MemberProgress>, last: StoreTick): string | undefined {
+  let delivered = 0;
+  let globalPersisted = 0;
+  let puts = 0;
+  let any = false;
+  for (const [id, p] of progress) {
+    if (!p.store) continue;
+    any = true;
+    delivered = Math.max(delivered, p.store.delivered);
+    globalPersisted = Math.max(globalPersisted, p.store.globalPersisted);
+    // A member started again counts its puts from 0.
+    const before = last.puts.get(id) ?? 0;
+    puts += p.store.puts >= before ? p.store.puts - before : p.store.puts;
+    last.puts.set(id, p.store.puts);
+  }
+  const now = Date.now();
+  const seconds = (now - last.atMs) / 1000;
+  last.atMs = now;
+  if (!any) return undefined;
+  return `       store: version ${delivered} delivered, ${globalPersisted} persisted at every member, ${formatRate(seconds > 0 ? puts / seconds : 0)} puts/s`;
+}
+
+/** `m0 120  m1 120 ...` with the own log's count where the state transfer added to it. */
+function recoveredText(opened: Map<number, StoreOpened>): string {
+  return [...opened]
+    .map(([id, o]) => `m${id} ${o.recovered}${o.logVersions !== o.recovered ? ` (its log ${o.logVersions})` : ''}`)
+    .join('  ');
 }
 
 /** Runs the local demo; resolves to the process exit code. */
@@ -109,7 +161,17 @@ export async function runLocal(options: LocalRunOptions, print: Print = (l) => p
       if (stopping) return;
       if (kind !== 'wedged' || logLevelAtLeast('info', options.logLevel)) print(`member ${member}: ${kind}: ${reason}`);
     },
+    // Members started during the run (`start <id>`): what they found in their data directory, and after catching up.
+    onStoreOpened: (member, opened) => {
+      if (!storesOpened || stopping) return;
+      print(`member ${member}: store: ${opened.logVersions} versions in its log, ${opened.recovered} after catching up with the group`);
+    },
   };
+  const storeRate = options.storeRatePerSec ?? DEFAULT_STORE_RATE;
+  if (options.store !== false) {
+    groupOptions.store = { ratePerSec: storeRate, ...(options.dataDir !== undefined ? { dataDir: options.dataDir } : {}) };
+  }
+  let storesOpened = false;
   if (options.basePort !== undefined) groupOptions.basePort = options.basePort;
   if (options.spinMicros !== undefined) groupOptions.spinMicros = options.spinMicros;
   if (options.heartbeatMillis !== undefined) groupOptions.heartbeatMillis = options.heartbeatMillis;
@@ -155,6 +217,11 @@ export async function runLocal(options: LocalRunOptions, print: Print = (l) => p
     print(
       `derecho local: ${options.members} members${spareText} over ${options.transport}, every member sending ${sizes} messages${rateText} for ${limitText}`,
     );
+    if (groupOptions.store) {
+      const where = options.dataDir !== undefined ? `${options.dataDir}/member-<id>` : "the launcher's temporary directory";
+      const writes = storeRate > 0 ? `every member writing sensor readings at up to ${storeRate} puts/s` : 'no writes (--store-rate 0)';
+      print(`store: "${READINGS_SUBGROUP_NAME}", a persistent versioned store, ${writes}; logs in ${where}`);
+    }
     const launchedAt = Date.now();
     group = await LocalGroup.launch(groupOptions);
     const g = group;
@@ -164,6 +231,10 @@ export async function runLocal(options: LocalRunOptions, print: Print = (l) => p
       return EXIT_INTERRUPTED;
     }
     print(`members connected in ${elapsedSec(launchedAt).toFixed(1)} s (group ${g.config.group})`);
+    // After the first view's state transfer: a total restart has brought every member up to the most advanced log.
+    const opened = groupOptions.store ? await g.openStores((options.stallTimeoutSec + 5) * 1000) : new Map<number, StoreOpened>();
+    storesOpened = true;
+    if (options.dataDir !== undefined) print(`store: recovered from the logs: ${recoveredText(opened)} versions`);
 
     const input = options.commands === undefined ? process.stdin : options.commands;
     if (input) {
@@ -197,7 +268,13 @@ export async function runLocal(options: LocalRunOptions, print: Print = (l) => p
 
     // Rates come from the members' own timestamps, so they do not jitter with report timing.
     const last = new Map([...g.progress()].map(([id, p]) => [id, { ...p, atMs: runStart }]));
-    ticker = setInterval(() => print(progressLine(runStart, g.progress(), last)), 1000);
+    const lastStore: StoreTick = { atMs: runStart, puts: new Map() };
+    ticker = setInterval(() => {
+      const progress = g.progress();
+      print(progressLine(runStart, progress, last));
+      const store = storeProgressLine(progress, lastStore);
+      if (store) print(store);
+    }, 1000);
     stall = g.watchForStall(options.stallTimeoutSec * 1000, '--stall-timeout');
 
     // Members stop on their own at the duration or message limit; a stall ends the run sooner.
@@ -205,6 +282,9 @@ export async function runLocal(options: LocalRunOptions, print: Print = (l) => p
     const sentBy = await Promise.race([g.sendingFinished(sendLimitMs), stall.stalled]);
     if (commandContext) commandContext.workloadOver = true;
     const sendEnd = Date.now();
+    // The store writes stop with the multicast workload; each member's puts in flight settle.
+    const written = groupOptions.store ? await Promise.race([g.stopStoreWrites(options.stallTimeoutSec * 1000), stall.stalled]) : undefined;
+    const writeEnd = Date.now();
     const totalSent = [...sentBy.values()].reduce((a, b) => a + b, 0);
     // Every member reached the total (or, after members were killed or started, every member
     // delivered all it sent and all agree on the view and its count) and then delivered nothing
@@ -218,6 +298,16 @@ export async function runLocal(options: LocalRunOptions, print: Print = (l) => p
     stall.stop();
     clearInterval(ticker);
     ticker = undefined;
+
+    // Every running member reads the store at one time that is stable: the last put any of them
+    // saw acknowledged (or now, when none wrote), before any of them leaves.
+    let storeVerdict: ReturnType<typeof judgeStore> | undefined;
+    if (written) {
+      const lastPut = [...written.values()].reduce((t, w) => (BigInt(w.lastHlc) > t ? BigInt(w.lastHlc) : t), 0n);
+      const t = lastPut > 0n ? lastPut : BigInt(Date.now()) * 1_000_000n;
+      const checks = await g.checkStores(t.toString(), STORE_CHECK_TIMEOUT_MS);
+      storeVerdict = judgeStore({ t, opened, written, checks, writeSeconds: (writeEnd - runStart) / 1000 });
+    }
 
     // Judged on the reports members send once their engines stopped: a delivery that came after
     // the total was reached (a duplicate, say) is in them.
@@ -240,6 +330,7 @@ export async function runLocal(options: LocalRunOptions, print: Print = (l) => p
     }
     const verdict = judgeGroup(reports, sentBy, { membershipChanged });
     problems.unshift(...verdict.problems);
+    problems.push(...(storeVerdict?.problems ?? []));
     problems.push(...g.viewDisagreements());
     problems.push(...g.badExits().map((b) => `${b} after shutdown`));
 
@@ -279,6 +370,7 @@ export async function runLocal(options: LocalRunOptions, print: Print = (l) => p
     } else {
       for (const line of viewDigestLines(reports)) print(`  ${line}`);
     }
+    if (storeVerdict) for (const line of storeSummaryLines(storeVerdict, options.dataDir)) print(`  ${line}`);
 
     if (problems.length > 0) {
       print('MISMATCH:');

@@ -2,8 +2,10 @@
 // loopback, forks one member process each (`derecho member`, commanded over IPC), and drives
 // the workload. Members can be killed (SIGKILL), stopped (SIGTERM: they leave the group
 // gracefully) and started again (or spares started) while it runs; every member reports the
-// views it installs. At the end members leave one at a time, so the others see clean
-// departures. Used by `derecho local` and by the process tests.
+// views it installs. With `store`, the config has a second subgroup, a persistent store every
+// member writes sensor readings into (store-workload.ts), each member with its own data
+// directory. At the end members leave one at a time, so the others see clean departures. Used
+// by `derecho local` and by the process tests.
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -27,6 +29,15 @@ import {
   type MemberReport,
   type MemberView,
 } from './member-protocol.js';
+import {
+  DEFAULT_MAX_IN_FLIGHT,
+  READINGS_SUBGROUP_NAME,
+  readingsSubgroup,
+  type StoreCheck,
+  type StoreOpened,
+  type StoreProgress,
+  type StoreWritten,
+} from './store-workload.js';
 import type { WorkloadLimits } from './workload-sender.js';
 import type { PayloadShape } from './workload-payload.js';
 
@@ -63,7 +74,27 @@ export interface LocalGroupOptions {
   onView?: (member: number, view: MemberView) => void;
   /** Membership events (wedged, removed, minority) a member reports. */
   onMembership?: (member: number, kind: MembershipEventKind, reason: string) => void;
+  /** A store workload in a second subgroup (see LocalStoreOptions); absent: none. */
+  store?: LocalStoreOptions;
+  /** What a member process found when it opened its store (once per process, members started later included). */
+  onStoreOpened?: (member: number, opened: StoreOpened) => void;
 }
+
+/** The store workload of a local group (store-workload.ts). */
+export interface LocalStoreOptions {
+  /** Puts per second each member writes while the workload runs; 0: none (the store is still opened and read). */
+  ratePerSec: number;
+  /** Puts a member has in flight at most (default DEFAULT_MAX_IN_FLIGHT). */
+  maxInFlight?: number;
+  /**
+   * Member `id` keeps its store's log in DIR/member-<id>, kept after the run, so that a later run
+   * on the same DIR restarts from it; default: under the launcher's temporary directory.
+   */
+  dataDir?: string;
+}
+
+/** A member's answer to the final read of the store, or why it has none. */
+export type StoreCheckOutcome = { check: StoreCheck } | { error: string };
 
 export interface MemberProgress {
   delivered: number;
@@ -73,6 +104,8 @@ export interface MemberProgress {
   atMs: number;
   /** When the launcher received them (its clock); 0 before the first report. */
   receivedAtMs: number;
+  /** The store workload's counts and frontier, in a group with a store. */
+  store?: StoreProgress;
 }
 
 /** Watches a running group for a stall; see LocalGroup.watchForStall. */
@@ -105,6 +138,11 @@ interface MemberSlot {
   settled: { reached: boolean; report: MemberReport } | undefined;
   /** The report a member sends once its engine stopped (shutdown). */
   finalReport: MemberReport | undefined;
+  storeOpened: StoreOpened | undefined;
+  storeWritten: StoreWritten | undefined;
+  storeChecked: StoreCheckOutcome | undefined;
+  /** Why opening its store failed. */
+  storeOpenFailure: string | undefined;
   failure: string | undefined;
   exit: ExitStatus | undefined;
   /** The process exited and its pipes and IPC channel are closed: every message it sent arrived. */
@@ -190,6 +228,8 @@ export class LocalGroup {
   private workload: RunningWorkload | undefined;
   private memberScript = '';
   private shuttingDown = false;
+  /** The store workload writes (between startWorkload and stopStoreWrites). */
+  private storeWriting = false;
   private stopped: Promise<Map<number, MemberReport>> | undefined;
   private readonly files = { removeFiles: (): void => this.removeFiles() };
 
@@ -238,6 +278,7 @@ export class LocalGroup {
             ringBytes: options.ringBytes ?? defaultRingBytes(maxMessageBytes),
             maxMessageBytes,
           },
+          ...(options.store ? [readingsSubgroup(ids)] : []),
         ],
         spinMicros: options.spinMicros ?? DEFAULT_SPIN_MICROS,
         ...(options.heartbeatMillis !== undefined ? { heartbeatMillis: options.heartbeatMillis } : {}),
@@ -284,6 +325,7 @@ export class LocalGroup {
       '--work-dir', this.workDir,
     ];
     if (this.options.deliveryLogDir !== undefined) args.push('--delivery-log', this.options.deliveryLogDir);
+    if (this.options.store) args.push('--data-dir', this.dataDirOf(id));
     const child = fork(this.memberScript, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], execArgv: [] });
     liveChildren.add(child);
     const slot: MemberSlot = {
@@ -300,6 +342,10 @@ export class LocalGroup {
       delivered: undefined,
       settled: undefined,
       finalReport: undefined,
+      storeOpened: undefined,
+      storeWritten: undefined,
+      storeChecked: undefined,
+      storeOpenFailure: undefined,
       failure: undefined,
       exit: undefined,
       closed: false,
@@ -314,6 +360,17 @@ export class LocalGroup {
   /** Member processes running now (not killed, not stopped, not exited), one per member id. */
   private live(): MemberSlot[] {
     return this.slots.filter((s) => !s.killed && !s.departing && !s.exit);
+  }
+
+  /** The data directory of member `id` (its store's log is in a folder of it named after the subgroup). */
+  dataDirOf(id: number): string {
+    return join(this.options.store?.dataDir ?? join(this.workDir, 'data'), `member-${id}`);
+  }
+
+  /** The store subgroup's index in the config; undefined in a group without a store. */
+  get storeSubgroup(): number | undefined {
+    const index = this.config.subgroups.findIndex((sg) => sg.name === READINGS_SUBGROUP_NAME && sg.store !== undefined);
+    return this.options.store && index >= 0 ? index : undefined;
   }
 
   /** Ids of the members running now. */
@@ -407,6 +464,60 @@ export class LocalGroup {
       if (limits.durationMs !== undefined) limits.durationMs = Math.max(0, workload.startedAtMs + limits.durationMs - Date.now());
       this.command(slot, { type: 'run', ...limits });
     }
+    // It reopens its data directory and catches up with the others; onStoreOpened says how far.
+    const subgroup = this.storeSubgroup;
+    if (subgroup !== undefined) this.command(slot, this.storeCommand(subgroup, this.storeWriting));
+  }
+
+  /** storeRun (open, then write at the configured rate) or storeOpen (open only). */
+  private storeCommand(subgroup: number, write: boolean): MemberCommand {
+    const timeoutMs = (this.options.startTimeoutMs ?? 20_000) + 15_000;
+    const store = this.options.store;
+    if (write && store && store.ratePerSec > 0) {
+      return { type: 'storeRun', subgroup, ratePerSec: store.ratePerSec, maxInFlight: store.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT, timeoutMs };
+    }
+    return { type: 'storeOpen', subgroup, timeoutMs };
+  }
+
+  /**
+   * Has every running member open its store: resolves, per member, with the versions its own
+   * log held and what it has after the view's state transfer (a total restart's, from the most
+   * advanced log). Rejects when a member cannot open it.
+   */
+  async openStores(timeoutMs: number): Promise<Map<number, StoreOpened>> {
+    const subgroup = this.storeSubgroup;
+    if (subgroup === undefined) throw new LocalGroupError('this group has no store');
+    for (const slot of this.live()) this.command(slot, { type: 'storeOpen', subgroup, timeoutMs });
+    await this.waitAll((s) => s.storeOpened !== undefined || s.storeOpenFailure !== undefined, timeoutMs + 5000, 'open their stores');
+    const failed = this.live().flatMap((s) => (s.storeOpenFailure !== undefined ? [`member ${s.id}: ${s.storeOpenFailure}`] : []));
+    if (failed.length > 0) throw new LocalGroupError(`could not open the store: ${failed.join('; ')}`);
+    return new Map(this.live().map((s) => [s.id, s.storeOpened as StoreOpened]));
+  }
+
+  /** Stops the store workload's writes; resolves, per running member, with what it wrote in this process. */
+  async stopStoreWrites(timeoutMs: number): Promise<Map<number, StoreWritten>> {
+    this.storeWriting = false;
+    for (const slot of this.live()) {
+      slot.storeWritten = undefined;
+      this.command(slot, { type: 'storeStop' });
+    }
+    await this.waitAll((s) => s.storeWritten !== undefined, timeoutMs, 'stop writing to the store');
+    return new Map(this.live().map((s) => [s.id, s.storeWritten as StoreWritten]));
+  }
+
+  /**
+   * Has every running member read the store at time `t` (decimal ns since the epoch): the version
+   * there, its keys and fingerprint (store-workload.ts). A member that cannot answer says why.
+   */
+  async checkStores(t: string, timeoutMs: number): Promise<Map<number, StoreCheckOutcome>> {
+    const subgroup = this.storeSubgroup;
+    if (subgroup === undefined) throw new LocalGroupError('this group has no store');
+    for (const slot of this.live()) {
+      slot.storeChecked = undefined;
+      this.command(slot, { type: 'storeCheck', subgroup, t, timeoutMs });
+    }
+    await this.waitAll((s) => s.storeChecked !== undefined, timeoutMs + 5000, 'read the store at a time');
+    return new Map(this.live().map((s) => [s.id, s.storeChecked as StoreCheckOutcome]));
   }
 
   /**
@@ -484,6 +595,7 @@ export class LocalGroup {
           sent: event.sent,
           atMs: event.atMs,
           receivedAtMs: Date.now(),
+          ...(event.store ? { store: event.store } : {}),
         };
         break;
       case 'sendDone':
@@ -524,6 +636,25 @@ export class LocalGroup {
         break;
       case 'stopped':
         slot.finalReport = event.report;
+        break;
+      case 'storeOpened':
+        if (slot.storeOpened === undefined) this.options.onStoreOpened?.(slot.id, event.opened);
+        slot.storeOpened = event.opened;
+        break;
+      case 'storeWritten':
+        slot.storeWritten = event.written;
+        break;
+      case 'storeChecked':
+        slot.storeChecked = { check: event.check };
+        break;
+      case 'storeFailed':
+        if (event.what === 'open') {
+          slot.storeOpenFailure = event.message;
+          // A member started during the run: nothing waits for its store, so the failure is shown here.
+          this.options.onLog?.(slot.id, 'error', 'store', `could not open the store: ${event.message}`);
+        } else {
+          slot.storeChecked = { error: event.message };
+        }
         break;
     }
   }
@@ -673,9 +804,13 @@ export class LocalGroup {
   /** Tells every running member to start sending its share of the workload. */
   startWorkload(limits: WorkloadLimits): void {
     this.workload = { limits, startedAtMs: Date.now() };
+    const subgroup = this.storeSubgroup;
+    this.storeWriting = subgroup !== undefined && (this.options.store?.ratePerSec ?? 0) > 0;
     for (const slot of this.live()) {
       slot.sendDone = undefined;
       this.command(slot, { type: 'run', ...limits });
+      // Until stopStoreWrites: the store workload does not end with the multicast one by itself.
+      if (subgroup !== undefined && this.storeWriting) this.command(slot, this.storeCommand(subgroup, true));
     }
   }
 

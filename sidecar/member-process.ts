@@ -19,6 +19,7 @@ import { describeView, formatMB, formatRate, logLevelAtLeast } from './format.js
 import { MIN_VIEW_TO_LEAVE, memberCommandSchema, type MemberCommand, type MemberEvent, type MemberReport } from './member-protocol.js';
 import { WorkloadSender, type WorkloadLimits } from './workload-sender.js';
 import type { PayloadShape } from './workload-payload.js';
+import { StoreWorkload, type StoreProgress } from './store-workload.js';
 
 /** The subgroup the built-in workload uses. */
 export const WORKLOAD_SUBGROUP = 0;
@@ -61,6 +62,9 @@ export class MemberHost {
   private lastDeliveryAt = 0;
   /** The engine's stats taken just before it stopped (stats() is gone afterwards). */
   private finalStats: MemberStats | null | undefined;
+  /** Per store subgroup this member is in: the versions its own log held when it was created. */
+  private readonly logVersions = new Map<number, bigint>();
+  private storeWorkload: { subgroup: number; workload: StoreWorkload } | undefined;
 
   constructor(
     private readonly options: MemberProcessOptions,
@@ -135,7 +139,42 @@ export class MemberHost {
     if (this.options.deliveryLogDir !== undefined) {
       this.log = new DeliveryLogWriter(deliveryLogPath(this.options.deliveryLogDir, this.options.id), this.options.id);
     }
+    // What a persistent store's log held at open, before the group's state transfer adds to it.
+    this.config.subgroups.forEach((sg, subgroup) => {
+      if (sg.store && sg.members.includes(this.options.id)) this.logVersions.set(subgroup, member.store(subgroup).frontier().delivered);
+    });
     await member.start(this.options.startTimeoutMs);
+  }
+
+  /** The store workload (store-workload.ts) in store subgroup `subgroup`; one per member. */
+  storeWorkloadOf(subgroup: number): StoreWorkload {
+    if (this.storeWorkload) {
+      if (this.storeWorkload.subgroup !== subgroup) {
+        throw new Error(`the store workload runs in subgroup ${this.storeWorkload.subgroup}, not ${subgroup}`);
+      }
+      return this.storeWorkload.workload;
+    }
+    if (!this.member) throw new Error('the member has not started');
+    const logVersions = this.logVersions.get(subgroup);
+    if (logVersions === undefined) throw new Error(`subgroup ${subgroup} is no store this member is in`);
+    const workload = new StoreWorkload(this.member.store(subgroup), this.options.id, logVersions);
+    this.storeWorkload = { subgroup, workload };
+    return workload;
+  }
+
+  /** The store workload, once a command created it. */
+  get runningStoreWorkload(): StoreWorkload | undefined {
+    return this.storeWorkload?.workload;
+  }
+
+  /** The store workload's counts and frontier; undefined without one, or once the member stopped. */
+  storeProgress(): StoreProgress | undefined {
+    if (!this.storeWorkload || this.stopping) return undefined;
+    try {
+      return this.storeWorkload.workload.progress();
+    } catch {
+      return undefined; // the engine stopped meanwhile
+    }
   }
 
   private installed(view: NativeView): void {
@@ -290,6 +329,8 @@ export class MemberHost {
     if (!this.stopping) {
       this.stopping = (async () => {
         this.sender?.stop();
+        // Puts still in flight settle (as `stopped`) when the engine stops.
+        void this.storeWorkload?.workload.stopWriting(true);
         if (this.sending) await this.sending.catch(() => 0);
         if (this.member) {
           const view = this.currentView;
@@ -426,12 +467,14 @@ export async function runMemberUnderLauncher(options: LauncherMemberOptions): Pr
   const member = host;
 
   const progress = setInterval(() => {
+    const store = member.storeProgress();
     send({
       type: 'progress',
       delivered: member.checker.delivered,
       deliveredBytes: member.checker.deliveredBytes,
       sent: member.sent,
       atMs: Date.now(),
+      ...(store ? { store } : {}),
     });
   }, 500);
   progress.unref();
@@ -466,6 +509,31 @@ export async function runMemberUnderLauncher(options: LauncherMemberOptions): Pr
       case 'shutdown':
         clearInterval(progress);
         void exit(0);
+        return;
+      case 'storeOpen':
+      case 'storeRun': {
+        const workload = member.storeWorkloadOf(command.subgroup);
+        if (command.type === 'storeRun') {
+          workload.startWriting({ ratePerSec: command.ratePerSec, maxInFlight: command.maxInFlight }, command.timeoutMs);
+        }
+        try {
+          send({ type: 'storeOpened', opened: await workload.open(command.timeoutMs) });
+        } catch (err) {
+          send({ type: 'storeFailed', what: 'open', message: errorText(err) });
+        }
+        return;
+      }
+      case 'storeStop': {
+        const written = (await member.runningStoreWorkload?.stopWriting()) ?? { puts: 0, lastVersion: 0, lastHlc: '0', retries: 0 };
+        send({ type: 'storeWritten', written });
+        return;
+      }
+      case 'storeCheck':
+        try {
+          send({ type: 'storeChecked', check: await member.storeWorkloadOf(command.subgroup).checkAt(command.t, command.timeoutMs) });
+        } catch (err) {
+          send({ type: 'storeFailed', what: 'check', message: errorText(err) });
+        }
         return;
     }
   };

@@ -10,6 +10,8 @@ export const MIN_VIEW_TO_LEAVE = 2;
 
 const count = z.number().int().min(0);
 const ids = z.array(count);
+/** A hybrid-clock time (ns since the epoch) as a decimal string: it does not fit a JSON number. */
+const hlc = z.string().regex(/^\d+$/);
 
 export const viewSchema = z.object({
   vid: count,
@@ -51,6 +53,17 @@ export const memberCommandSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('runSettled') }),
   /** Stop sending and the engine, reply `stopped` with the final report, exit. */
   z.object({ type: z.literal('shutdown') }),
+  /**
+   * The store workload (store-workload.ts) in store subgroup `subgroup`: reply `storeOpened` once
+   * an ordered read came back (after the view's state transfer), with what the member recovered.
+   */
+  z.object({ type: z.literal('storeOpen'), subgroup: count, timeoutMs: count }),
+  /** Open the store (replying `storeOpened` as above) and write readings until storeStop. */
+  z.object({ type: z.literal('storeRun'), subgroup: count, ratePerSec: z.number().positive(), maxInFlight: count.min(1), timeoutMs: count }),
+  /** Stop writing, wait for the puts in flight, reply `storeWritten`. */
+  z.object({ type: z.literal('storeStop') }),
+  /** Read the store at time `t` (once stable), reply `storeChecked`. */
+  z.object({ type: z.literal('storeCheck'), subgroup: count, t: hlc, timeoutMs: count }),
 ]);
 export type MemberCommand = z.infer<typeof memberCommandSchema>;
 
@@ -94,10 +107,43 @@ export const memberReportSchema = z.object({
 });
 export type MemberReport = z.infer<typeof memberReportSchema>;
 
+const storeProgressSchema = z.object({
+  /** Puts of this member acknowledged (ordered) in this run. */
+  puts: count,
+  /** The store's frontier here: latest version delivered, and durable at every member. */
+  delivered: count,
+  globalPersisted: count,
+});
+
+export const storeOpenedSchema = z.object({
+  /** Versions in this member's own log when it started. */
+  logVersions: count,
+  /** Versions it has after joining (its log plus the state transfer). */
+  recovered: count,
+});
+
+export const storeWrittenSchema = z.object({
+  puts: count,
+  lastVersion: count,
+  lastHlc: hlc,
+  retries: count,
+  failure: z.string().optional(),
+});
+
+export const storeCheckSchema = z.object({
+  t: hlc,
+  version: count,
+  keys: count,
+  sha256: z.string(),
+  delivered: count,
+  globalPersisted: count,
+  lostWrites: z.array(z.string()),
+});
+
 export const memberEventSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('ready') }),
-  /** atMs: the member's clock (ms since the epoch) when it took these counts. */
-  z.object({ type: z.literal('progress'), delivered: count, deliveredBytes: count, sent: count, atMs: count }),
+  /** atMs: the member's clock (ms since the epoch) when it took these counts; `store` while it has a store workload. */
+  z.object({ type: z.literal('progress'), delivered: count, deliveredBytes: count, sent: count, atMs: count, store: storeProgressSchema.optional() }),
   z.object({ type: z.literal('sendDone'), sent: count }),
   z.object({ type: z.literal('delivered'), reached: z.boolean(), report: memberReportSchema }),
   z.object({ type: z.literal('settled'), reached: z.boolean(), report: memberReportSchema }),
@@ -111,6 +157,11 @@ export const memberEventSchema = z.discriminatedUnion('type', [
     message: z.string(),
   }),
   z.object({ type: z.literal('failed'), message: z.string() }),
+  /** The store workload: opened (what it recovered), written (what it wrote), checked (the read at a time), or failed. */
+  z.object({ type: z.literal('storeOpened'), opened: storeOpenedSchema }),
+  z.object({ type: z.literal('storeWritten'), written: storeWrittenSchema }),
+  z.object({ type: z.literal('storeChecked'), check: storeCheckSchema }),
+  z.object({ type: z.literal('storeFailed'), what: z.enum(['open', 'check']), message: z.string() }),
   /** The member stopped; `report` (taken after its engine stopped) is absent if it never ran one. */
   z.object({ type: z.literal('stopped'), report: memberReportSchema.optional() }),
 ]);
