@@ -31,7 +31,7 @@ std::vector<std::byte> encode_op(const Op& op) {
   put_at<std::uint64_t>(out, 8, op.request);
   put_at<std::uint64_t>(out, 16, op.hlc);
   put_at<std::uint64_t>(out, 24, 0);
-  std::memcpy(out.data() + kOpHeaderBytes, op.key.data(), op.key.size());
+  if (!op.key.empty()) std::memcpy(out.data() + kOpHeaderBytes, op.key.data(), op.key.size());
   if (!op.value.empty()) std::memcpy(out.data() + kOpHeaderBytes + op.key.size(), op.value.data(), op.value.size());
   return out;
 }
@@ -80,7 +80,7 @@ std::vector<std::byte> encode_change(const Change& change) {
   put_at<std::uint32_t>(out, 8, change.sender);
   put_at<std::uint32_t>(out, 12, 0);
   put_at<std::uint64_t>(out, 16, change.request);
-  std::memcpy(out.data() + kRecordBodyHeaderBytes, change.key.data(), change.key.size());
+  if (!change.key.empty()) std::memcpy(out.data() + kRecordBodyHeaderBytes, change.key.data(), change.key.size());
   if (!change.value.empty()) {
     std::memcpy(out.data() + kRecordBodyHeaderBytes + change.key.size(), change.value.data(), change.value.size());
   }
