@@ -1,14 +1,9 @@
 // What the persistent log costs over the least a program can do with the same kind of mapping.
-// The baseline copies each record body into one pmem_map_file'd file and flushes every batch
-// (pmem_persist on DAX, pmem_msync elsewhere); the log phase runs PersistentLog::append() and
+// The baseline (raw_append.hpp) copies each record body into pmem_map_file'd files and flushes
+// every batch (pmem_persist on DAX, pmem_msync elsewhere); the log phase runs PersistentLog::append() and
 // persist() with the same body size and batch. Prints one JSON object on stdout.
-#include <libpmem.h>
-#include <stdlib.h>
-#include <sys/vfs.h>
-
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <stdexcept>
 #include <string>
@@ -16,11 +11,14 @@
 
 #include "persistence/persistent_log.hpp"
 #include "persistence/pmem_mapping.hpp"
+#include "raw_append.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 namespace dp = derecho::persistence;
+using derecho::bench::fs_type;
+using derecho::bench::ScratchDir;
 using clock_type = std::chrono::steady_clock;
 
 constexpr std::size_t kFileBytes = 64u << 20;  // the baseline file, and each log segment
@@ -32,38 +30,6 @@ struct Options {
   double seconds = 1.0;
 };
 
-// A scratch directory under the measured one, removed with everything in it.
-class ScratchDir {
- public:
-  explicit ScratchDir(const fs::path& parent) {
-    std::string pattern = (parent / "derecho-log-bench-XXXXXX").string();
-    if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("cannot create a directory under " + parent.string());
-    path_ = pattern;
-  }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-  ~ScratchDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
-std::string fs_type(const fs::path& dir) {
-  struct statfs st {};
-  if (statfs(dir.c_str(), &st) != 0) return "unknown";
-  switch (static_cast<unsigned long>(st.f_type)) {
-    case 0xEF53: return "ext4";
-    case 0x58465342: return "xfs";
-    case 0x01021994: return "tmpfs";
-    case 0x9123683E: return "btrfs";
-    case 0x794C7630: return "overlay";
-    default: return "unknown";
-  }
-}
 
 struct Rate {
   double records_per_sec;
@@ -71,32 +37,14 @@ struct Rate {
 };
 
 Rate run_baseline(const Options& o, std::size_t batch) {
-  const ScratchDir scratch(o.dir);
-  const auto mapping = dp::PmemMapping::create(scratch.path() / "baseline", kFileBytes);
-  const std::vector<std::byte> body(o.size, std::byte{0x5a});
-  const std::size_t batch_bytes = batch * o.size;
-  if (batch_bytes > mapping.size()) throw std::invalid_argument("a batch does not fit the baseline file");
-  std::size_t offset = 0;
-  std::uint64_t records = 0;
-  const auto start = clock_type::now();
-  const auto end = start + std::chrono::duration<double>(o.seconds);
-  while (clock_type::now() < end) {
-    if (offset + batch_bytes > mapping.size()) offset = 0;
-    std::byte* first = mapping.data() + offset;
-    for (std::size_t i = 0; i < batch; ++i, offset += o.size) std::memcpy(mapping.data() + offset, body.data(), o.size);
-    if (mapping.is_pmem()) {
-      pmem_persist(first, batch_bytes);
-    } else if (pmem_msync(first, batch_bytes) != 0) {
-      throw std::runtime_error("baseline msync failed");
-    }
-    records += batch;
-  }
-  const double elapsed = std::chrono::duration<double>(clock_type::now() - start).count();
-  return {static_cast<double>(records) / elapsed, mapping.is_pmem()};
+  const ScratchDir scratch(o.dir, "derecho-log-bench");
+  const auto r = derecho::bench::raw_append(scratch.path(), "baseline", kFileBytes, o.size, batch, o.seconds,
+                                            dp::FlushMode::automatic);
+  return {r.records_per_sec, r.is_pmem};
 }
 
 Rate run_log(const Options& o, std::size_t batch) {
-  const ScratchDir scratch(o.dir);
+  const ScratchDir scratch(o.dir, "derecho-log-bench");
   dp::LogOptions options;
   options.dir = scratch.path() / "log";
   options.segment_bytes = kFileBytes;

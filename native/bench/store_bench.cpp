@@ -8,9 +8,7 @@
 // records of the store's log record size to one pmem_map_file'd file in the same directory and
 // flushes each batch (pmem_persist on DAX, pmem_msync elsewhere), at batch 1 and at the batch
 // the store achieved. Prints one JSON object on stdout.
-#include <stdlib.h>
 #include <sys/mman.h>
-#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -31,6 +29,7 @@
 #include "common/log.hpp"
 #include "member/member.hpp"
 #include "persistence/pmem_mapping.hpp"
+#include "raw_append.hpp"
 #include "store/store_ops.hpp"
 
 namespace {
@@ -72,43 +71,6 @@ dp::FlushMode flush_mode(const std::string& name) {
   throw std::invalid_argument("--flush must be auto, persist or msync, found '" + name + "'");
 }
 
-// A scratch directory under the measured one, removed with everything in it.
-class ScratchDir {
- public:
-  explicit ScratchDir(const fs::path& parent) {
-    std::string pattern = (parent / "derecho-store-bench-XXXXXX").string();
-    if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("cannot create a directory under " + parent.string());
-    path_ = pattern;
-  }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-  ~ScratchDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
-std::string fs_type(const fs::path& dir) {
-  struct statfs st {};
-  if (statfs(dir.c_str(), &st) != 0) return "unknown";
-  switch (static_cast<unsigned long>(st.f_type)) {
-    case 0xEF53: return "ext4";
-    case 0x58465342: return "xfs";
-    case 0x01021994: return "tmpfs";
-    case 0x9123683E: return "btrfs";
-    case 0x794C7630: return "overlay";
-    case 0x2FC12FC1: return "zfs";
-    default: {
-      char hex[32];
-      std::snprintf(hex, sizeof hex, "0x%lx", static_cast<unsigned long>(st.f_type));
-      return hex;
-    }
-  }
-}
 
 // Per-member results, written by the child into memory shared with the parent.
 struct MemberResult {
@@ -529,38 +491,9 @@ struct BaselineRun {
 // creates its segments), so every flush covers freshly allocated space, as the log's do.
 BaselineRun run_baseline(const Options& o, const fs::path& dir, std::size_t record_bytes, std::size_t batch,
                          const std::string& tag = "") {
-  const dp::FlushMode mode = flush_mode(o.flush);
-  const std::size_t batch_bytes = batch * record_bytes;
-  if (batch_bytes > kBaselineFileBytes) throw std::invalid_argument("a batch does not fit the baseline file");
-  const std::vector<std::byte> record(record_bytes, std::byte{0x5a});
-  std::size_t files = 0;
-  const auto next_file = [&] { return dir / ("baseline-" + std::to_string(batch) + tag + "-" + std::to_string(files++)); };
-  fs::path file = next_file();
-  auto mapping = std::make_unique<dp::PmemMapping>(dp::PmemMapping::create(file, kBaselineFileBytes));
-  const bool is_pmem = mapping->is_pmem();
-  std::size_t offset = 0;
-  std::uint64_t records = 0;
-  const auto start = clock_type::now();
-  const auto end = start + std::chrono::duration<double>(o.baseline_seconds);
-  while (clock_type::now() < end) {
-    if (offset + batch_bytes > mapping->size()) {
-      mapping.reset();
-      fs::remove(file);
-      file = next_file();
-      mapping = std::make_unique<dp::PmemMapping>(dp::PmemMapping::create(file, kBaselineFileBytes));
-      offset = 0;
-    }
-    const std::size_t first = offset;
-    for (std::size_t i = 0; i < batch; ++i, offset += record_bytes) {
-      std::memcpy(mapping->data() + offset, record.data(), record_bytes);
-    }
-    mapping->flush(first, batch_bytes, mode);  // pmem_persist or pmem_msync, as the log does
-    records += batch;
-  }
-  const double elapsed = std::chrono::duration<double>(clock_type::now() - start).count();
-  mapping.reset();
-  fs::remove(file);
-  return {static_cast<double>(records) / elapsed, is_pmem};
+  const auto r = derecho::bench::raw_append(dir, "baseline-" + std::to_string(batch) + tag, kBaselineFileBytes,
+                                            record_bytes, batch, o.baseline_seconds, flush_mode(o.flush));
+  return {r.records_per_sec, r.is_pmem};
 }
 
 // The same baseline in `processes` processes at once, each with its own file: what the members
@@ -647,7 +580,7 @@ int main(int argc, char** argv) {
   try {
     derecho::set_log_level(derecho::LogLevel::warn);
     const Options o = parse(argc, argv);
-    const ScratchDir scratch(o.dir);
+    const derecho::bench::ScratchDir scratch(o.dir, "derecho-store-bench");
     const std::uint16_t base_port = o.base_port ? o.base_port : pick_base_port();
     // A log record: its header, then the body (the change's header, key, value), padded to 8
     // (docs/log-format.md, docs/store.md).
@@ -690,7 +623,7 @@ int main(int argc, char** argv) {
         "\"flush\":\"%s\",\"flushCall\":\"%s\",\"members\":%zu,\"transport\":\"%s\",\"valueBytes\":%zu,"
         "\"keyBytes\":%zu,\"logRecordBytes\":%zu,\"inFlightPerMember\":%zu,\"keysPerMember\":%zu,"
         "\"volatileWindow\":%llu,\"seconds\":%.1f,\"warmupSeconds\":%.1f,\"baselineSeconds\":%.1f,",
-        ok ? "true" : "false", std::thread::hardware_concurrency(), o.dir.c_str(), fs_type(scratch.path()).c_str(),
+        ok ? "true" : "false", std::thread::hardware_concurrency(), o.dir.c_str(), derecho::bench::fs_type(scratch.path()).c_str(),
         at_one.is_pmem ? "true" : "false", o.flush.c_str(), flush_call, o.members, o.transport.c_str(), o.size,
         key_bytes, record_bytes, o.in_flight, o.keys, static_cast<unsigned long long>(o.window), o.seconds,
         o.seconds * 0.2, o.baseline_seconds);

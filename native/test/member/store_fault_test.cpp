@@ -3,78 +3,15 @@
 // removes, a full send queue when a tick is due, bad times, and calls after stop.
 #include <gtest/gtest.h>
 
-#include <filesystem>
 #include <fstream>
 #include <limits>
-#include <memory>
-#include <random>
 #include <string>
 #include <thread>
 
-#include "group_harness.hpp"
+#include "store_harness.hpp"
 
 namespace derecho::testing {
 namespace {
-
-namespace fs = std::filesystem;
-using store::ErrorCode;
-using store::StoreError;
-
-struct TempDir {
-  TempDir() {
-    std::random_device rd;
-    path = fs::temp_directory_path() / ("derecho-store-fault-" + std::to_string(rd()) + std::to_string(rd()));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  fs::path path;
-};
-
-StoreConfig volatile_store(std::uint64_t window = 100'000) {
-  StoreConfig c;
-  c.storage = StorageKind::volatile_memory;
-  c.max_key_bytes = 32;
-  c.max_value_bytes = 128;
-  c.window = window;
-  return c;
-}
-
-StoreConfig persistent_store() {
-  StoreConfig c = volatile_store();
-  c.storage = StorageKind::persistent;
-  c.segment_bytes = 8192;
-  return c;
-}
-
-std::span<const std::byte> bytes(const std::string& s) { return std::as_bytes(std::span(s.data(), s.size())); }
-
-template <typename T>
-struct Outcome {
-  bool done = false;
-  std::optional<ErrorCode> error;
-  T value{};
-};
-
-std::shared_ptr<Outcome<store::Stamp>> put(Group& g, MemberId id, const std::string& key, const std::string& value,
-                                           std::uint64_t after = 0) {
-  auto out = std::make_shared<Outcome<store::Stamp>>();
-  g.member(id).store(0).put(key, bytes(value), after, [out](const StoreError* e, const store::Stamp& s) {
-    out->done = true;
-    if (e) out->error = e->code();
-    out->value = s;
-  });
-  return out;
-}
-
-std::shared_ptr<Outcome<std::uint64_t>> version_at(Group& g, MemberId id, std::uint64_t t) {
-  auto out = std::make_shared<Outcome<std::uint64_t>>();
-  g.member(id).store(0).version_at_time(t, [out](const StoreError* e, std::uint64_t v) {
-    out->done = true;
-    if (e) out->error = e->code();
-    out->value = v;
-  });
-  return out;
-}
 
 std::vector<std::string> keys_of(Group& g, MemberId id) { return g.member(id).store(0).list_keys(); }
 
@@ -83,16 +20,6 @@ bool holds_key_starting(Group& g, MemberId id, const std::string& prefix) {
     if (k.starts_with(prefix)) return true;
   }
   return false;
-}
-
-// Every member of `ids` answers the same at every version from `from` on.
-void expect_same_versions(Group& g, const std::vector<MemberId>& ids, std::uint64_t from) {
-  auto& first = g.member(ids[0]).store(0);
-  const auto latest = first.frontier().delivered;
-  for (MemberId id : ids) ASSERT_EQ(g.member(id).store(0).frontier().delivered, latest) << "member " << id;
-  for (std::uint64_t v = from; v <= latest; ++v) {
-    for (MemberId id : ids) EXPECT_EQ(g.member(id).store(0).list_keys(v), first.list_keys(v)) << "member " << id << " version " << v;
-  }
 }
 
 // Delivery batches longer than the window: the oldest versions fold into the base one by one.
@@ -117,7 +44,7 @@ TEST(StoreFault, AVolatileWindowSmallerThanADeliveryBatch) {
       EXPECT_EQ(f.first_retained, 20u - window) << "window " << window;
       EXPECT_EQ(keys_of(g, id).size(), 20u) << "every key keeps its latest value";
     }
-    expect_same_versions(g, {0, 1, 2}, 20 - window);
+    expect_same_state(g, {0, 1, 2}, 20 - window);
   }
 }
 
@@ -164,7 +91,7 @@ TEST(StoreFault, AMemberMovedToAnotherShardDropsTheOldShardsHistory) {
       EXPECT_FALSE(holds_key_starting(g, m, foreign)) << "member " << m << " in shard " << shard;
       EXPECT_EQ(g.member(m).store(0).lineage(), shard + 1);
     }
-    expect_same_versions(g, layout[shard], g.member(layout[shard][0]).store(0).frontier().first_retained);
+    expect_same_state(g, layout[shard], g.member(layout[shard][0]).store(0).frontier().first_retained);
   }
 }
 
@@ -352,7 +279,7 @@ TEST(StoreFault, ADamagedCheckpointIsReportedAndTheStateComesFromTheGroup) {
     EXPECT_EQ(g.member(id).store(0).frontier().delivered, 60u) << "member " << id;
     EXPECT_EQ(g.member(id).store(0).list_keys(), g.member(0).store(0).list_keys());
   }
-  expect_same_versions(g, {0, 1, 2}, 40);
+  expect_same_state(g, {0, 1, 2}, 40);
 }
 
 TEST(StoreFault, CallsAfterStopAreRefused) {
