@@ -235,6 +235,8 @@ export interface NativeStore {
   versionAtTime(t: bigint): Promise<bigint>;
   /** Keys present at `version` (default: the latest here), in byte order. */
   listKeys(version?: bigint): string[];
+  /** Keys present at time `t`, once `t` is stable here: the same cut at every shard read at `t`. */
+  listKeysByTime(t: bigint): Promise<{ atVersion: bigint; keys: string[] }>;
   /** A read ordered with the writes: multicast, run where it is delivered, at that version. */
   orderedGet(key: string | Buffer): Promise<StoreRead>;
   /** Resolves with `version` once it is durable at every member of the shard. */
@@ -461,6 +463,11 @@ class Store implements NativeStore {
 
   listKeys(version?: bigint): string[] {
     return storeSync(() => this.member.storeListKeys(this.subgroup, version)).map((key) => key.toString('utf8'));
+  }
+
+  async listKeysByTime(t: bigint): Promise<{ atVersion: bigint; keys: string[] }> {
+    const atVersion = await this.versionAtTime(t);
+    return { atVersion, keys: this.listKeys(atVersion) };
   }
 
   orderedGet(key: string | Buffer): Promise<StoreRead> {

@@ -185,6 +185,13 @@ describe.each<StorageKind>(['volatile', 'persistent'])('a %s store through the a
     }
     const [a1] = written.filter((w) => w.key === 'a') as [Written];
     expect(store(2).listKeys(a1.stamp.version)).toEqual(['a']);
+    for (const id of ids) {
+      await expect(store(id).listKeysByTime(removed.hlc)).resolves.toEqual({
+        atVersion: removed.version,
+        keys: ['a', 'c', 'd', 'e0', 'e1', 'e2'],
+      });
+      await expect(store(id).listKeysByTime(removed.hlc - 1n)).resolves.toMatchObject({ atVersion: removed.version - 1n });
+    }
     written.push({ key: 'b', value: '', stamp: removed });
   });
 
