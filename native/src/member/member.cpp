@@ -164,41 +164,45 @@ std::vector<std::uint64_t> Member::plan_layout(std::uint64_t members, std::uint6
         if (members & (std::uint64_t{1} << member_rank(config_, m))) groups.back().push_back(m);
       }
     }
-    words.push_back(sg.store ? restart_sources(s, groups, carriers, carried_on) : 0);
+    const std::size_t slots = restart_slots(s);
+    for (std::size_t i = 0; i < slots; ++i) {
+      words.push_back(sg.store && i < groups.size() ? restart_source(s, i, groups[i], carriers, members, carried_on) : 0);
+    }
   }
   return words;
 }
 
-std::uint64_t Member::restart_sources(std::size_t subgroup, const std::vector<std::vector<MemberId>>& groups,
-                                      const std::vector<std::vector<MemberId>>& carriers,
-                                      std::uint64_t carried_on) const {
+std::size_t Member::restart_slots(std::size_t subgroup) const {
+  const auto& sharding = config_.subgroups[subgroup].sharding;
+  return sharding ? sharding->shards : 1;
+}
+
+std::uint64_t Member::restart_source(std::size_t subgroup, std::size_t shard, const std::vector<MemberId>& group,
+                                     const std::vector<std::vector<MemberId>>& carriers, std::uint64_t members,
+                                     std::uint64_t carried_on) const {
   // A store group that nobody carries on into the view (a total restart, or every member of a
-  // shard came back) starts from the most advanced log of this group's history among its
-  // members, as their SST rows show it to the leader now; the others take their state from
-  // that member (docs/store.md).
-  std::uint64_t sources = 0;
-  for (std::size_t i = 0; i < groups.size(); ++i) {
-    const auto& group = groups[i];
-    bool carried = false;
-    for (MemberId m : group) {
-      carried = carried || (i < carriers.size() && contains(carriers[i], m) &&
-                            (carried_on & (std::uint64_t{1} << member_rank(config_, m))));
+  // shard came back) starts from the most advanced log of this group's history (lineage) among
+  // all the view's members, as their SST rows show it to the leader now, wherever the new layout
+  // put that member: the group's members take their state from it (docs/store.md). The word is
+  // the source's rank + 1; 0: none.
+  for (MemberId m : group) {
+    if (shard < carriers.size() && contains(carriers[shard], m) &&
+        (carried_on & (std::uint64_t{1} << member_rank(config_, m)))) {
+      return 0;
     }
-    if (carried) continue;
-    std::optional<MemberId> best;
-    std::uint64_t best_version = 0;
-    for (MemberId m : group) {
-      const std::size_t row = sst_->row_of(m);
-      if (sst_->read(row, layout_.store_lineage_column(subgroup)) != lineage_of(subgroup, i)) continue;
-      const std::uint64_t v = sst_->read(row, layout_.store_persisted_column(subgroup));
-      if (v > best_version) {
-        best = m;
-        best_version = v;
-      }
-    }
-    if (best) sources |= std::uint64_t{1} << member_rank(config_, *best);
   }
-  return sources;
+  std::uint64_t best = 0, best_version = 0;
+  for (std::size_t rank = 0; rank < config_.members.size(); ++rank) {
+    if (!(members & (std::uint64_t{1} << rank))) continue;
+    const std::size_t row = sst_->row_of(config_.members[rank].id);
+    if (sst_->read(row, layout_.store_lineage_column(subgroup)) != lineage_of(subgroup, shard)) continue;
+    const std::uint64_t v = sst_->read(row, layout_.store_persisted_column(subgroup));
+    if (v > best_version) {
+      best = rank + 1;
+      best_version = v;
+    }
+  }
+  return best;
 }
 
 membership::ViewManager::Host Member::view_host() {
@@ -367,8 +371,11 @@ void Member::plan_state_transfer(std::uint64_t vid) {
   // state to every member that is new in it. Everyone computes the same source.
   std::vector<StateTransfer::Send> sends;
   std::vector<StateTransfer::Receive> receives;
+  std::vector<std::size_t> start_over;
+  std::size_t restart_base = 0;
   for (std::size_t s = 0; s < config_.subgroups.size(); ++s) {
     const auto subgroup = static_cast<std::uint32_t>(s);
+    if (s > 0) restart_base += restart_slots(s - 1);
     for (const auto& group : groups_[s]) {
       std::optional<MemberId> source;
       std::vector<MemberId> newcomers;
@@ -383,17 +390,19 @@ void Member::plan_state_transfer(std::uint64_t vid) {
           source = m;
         }
       }
-      if (!source && s < restart_words_.size()) {
-        // Nobody carried the group on: a store restarts from the member the leader chose.
-        for (MemberId m : group) {
-          if (restart_words_[s] & (std::uint64_t{1} << member_rank(config_, m))) source = m;
+      if (!source && stores_[s]) {
+        // Nobody carried the group on: a store restarts from the member the leader chose, which
+        // may sit in another group of this view.
+        const std::uint64_t word = restart_words_.at(restart_base + i);
+        if (word != 0) {
+          source = config_.members.at(word - 1).id;
+          std::erase(newcomers, *source);
         }
-        if (source) std::erase(newcomers, *source);
       }
       if (!source) {
         // The group starts afresh: there is no state to hand over, and none to keep from
-        // another shard's history.
-        if (stores_[s] && contains(group, self_)) stores_[s]->start_over_if_foreign();
+        // another shard's history (once this member's own snapshots are taken, below).
+        if (stores_[s] && contains(group, self_)) start_over.push_back(s);
         continue;
       }
       if (*source == self_) {
@@ -407,6 +416,7 @@ void Member::plan_state_transfer(std::uint64_t vid) {
     }
   }
   state_->begin_view(vid, std::move(sends), std::move(receives));
+  for (std::size_t s : start_over) stores_[s]->start_over_if_foreign();
 }
 
 bool Member::start(std::chrono::milliseconds timeout) {

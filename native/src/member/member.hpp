@@ -134,8 +134,11 @@ class Member {
   std::vector<std::uint64_t> ragged_edge(std::span<const MemberId> survivors) const;
   std::vector<std::uint64_t> plan_layout(std::uint64_t members, std::uint64_t carried_on,
                                          std::span<const std::uint64_t> current) const;
-  std::uint64_t restart_sources(std::size_t subgroup, const std::vector<std::vector<MemberId>>& groups,
-                                const std::vector<std::vector<MemberId>>& carriers, std::uint64_t carried_on) const;
+  std::uint64_t restart_source(std::size_t subgroup, std::size_t shard, const std::vector<MemberId>& group,
+                               const std::vector<std::vector<MemberId>>& carriers, std::uint64_t members,
+                               std::uint64_t carried_on) const;
+  // Decision words for store restart sources: one per shard of each subgroup (1 unsharded).
+  std::size_t restart_slots(std::size_t subgroup) const;
   // Which history a store group holds: its shard index + 1 (1 when not sharded).
   std::uint64_t lineage_of(std::size_t subgroup, std::size_t shard) const;
   void create_stores(const Options& options);

@@ -20,7 +20,7 @@ RegionLayout RegionLayout::compute(const GroupConfig& config) {
   layout.store_first_column = column;
   column += kStoreColumns * config.subgroups.size();
   // The decided layout words: the shard layout, then per subgroup the store restart sources.
-  layout.membership = {config.members.size(), edge, column, LayoutPlan::words_for(config) + config.subgroups.size()};
+  layout.membership = {config.members.size(), edge, column, LayoutPlan::words_for(config) + store_restart_words(config)};
   layout.state_first_column = layout.membership.end();
   layout.sst_columns = layout.state_first_column + 4;
   std::size_t offset =
@@ -37,6 +37,12 @@ RegionLayout RegionLayout::compute(const GroupConfig& config) {
   layout.state_area_bytes = align_up(config.state_chunk_bytes + StateTransfer::kChunkHeaderBytes, kCacheLine);
   layout.region_bytes = align_up(offset + config.members.size() * layout.state_area_bytes, 4096);
   return layout;
+}
+
+std::size_t RegionLayout::store_restart_words(const GroupConfig& config) {
+  std::size_t words = 0;
+  for (const auto& sg : config.subgroups) words += sg.sharding ? sg.sharding->shards : 1;
+  return words;
 }
 
 }  // namespace derecho

@@ -37,6 +37,9 @@ struct RegionLayout {
   std::size_t region_bytes = 0;
 
   static RegionLayout compute(const GroupConfig& config);
+  // The decision carries, after the shard layout, one word per shard of each subgroup (one for
+  // a subgroup that is not sharded): the store restart source of that group.
+  static std::size_t store_restart_words(const GroupConfig& config);
 };
 
 }  // namespace derecho

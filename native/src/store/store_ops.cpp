@@ -30,7 +30,7 @@ std::vector<std::byte> encode_op(const Op& op) {
   put_at<std::uint32_t>(out, 4, static_cast<std::uint32_t>(op.value.size()));
   put_at<std::uint64_t>(out, 8, op.request);
   put_at<std::uint64_t>(out, 16, op.hlc);
-  put_at<std::uint64_t>(out, 24, 0);
+  put_at<std::uint64_t>(out, 24, op.lineage);
   if (!op.key.empty()) std::memcpy(out.data() + kOpHeaderBytes, op.key.data(), op.key.size());
   if (!op.value.empty()) std::memcpy(out.data() + kOpHeaderBytes + op.key.size(), op.value.data(), op.value.size());
   return out;
@@ -43,7 +43,7 @@ std::optional<Op> decode_op(std::span<const std::byte> bytes, std::string& why) 
   }
   const auto format = get_at<std::uint8_t>(bytes, 0);
   if (format != kOpFormat) {
-    why = "store operation format " + std::to_string(format) + " (this member reads format 1)";
+    why = "store operation format " + std::to_string(format) + " (this member reads format 2)";
     return std::nullopt;
   }
   const auto kind = get_at<std::uint8_t>(bytes, 1);
@@ -53,7 +53,7 @@ std::optional<Op> decode_op(std::span<const std::byte> bytes, std::string& why) 
   }
   const std::size_t key_bytes = get_at<std::uint16_t>(bytes, 2);
   const std::size_t value_bytes = get_at<std::uint32_t>(bytes, 4);
-  if (kOpHeaderBytes + key_bytes + value_bytes != bytes.size() || get_at<std::uint64_t>(bytes, 24) != 0) {
+  if (kOpHeaderBytes + key_bytes + value_bytes != bytes.size()) {
     why = "store operation lengths (key " + std::to_string(key_bytes) + ", value " + std::to_string(value_bytes) +
           ") do not match its " + std::to_string(bytes.size()) + " bytes";
     return std::nullopt;
@@ -62,6 +62,7 @@ std::optional<Op> decode_op(std::span<const std::byte> bytes, std::string& why) 
   op.kind = static_cast<OpKind>(kind);
   op.request = get_at<std::uint64_t>(bytes, 8);
   op.hlc = get_at<std::uint64_t>(bytes, 16);
+  op.lineage = get_at<std::uint64_t>(bytes, 24);
   if (op.hlc > kMaxHlc) {
     why = "store operation stamped " + std::to_string(op.hlc) + ", beyond any clock";
     return std::nullopt;

@@ -9,18 +9,21 @@
 
 namespace derecho::store {
 
-// What a store member multicasts (docs/store.md, "Operations"): format 1, a 32-byte header
-// (u8 format, u8 kind, u16 key length, u32 value length, u64 request, u64 hlc, u64 zero) and
+// What a store member multicasts (docs/store.md, "Operations"): format 2, a 32-byte header
+// (u8 format, u8 kind, u16 key length, u32 value length, u64 request, u64 hlc, u64 lineage) and
 // the key and value bytes.
 enum class OpKind : std::uint8_t { put = 1, remove = 2, tick = 3, query = 4 };
 
-inline constexpr std::uint8_t kOpFormat = 1;
+inline constexpr std::uint8_t kOpFormat = 2;
 inline constexpr std::size_t kOpHeaderBytes = 32;
 
 struct Op {
   OpKind kind = OpKind::put;
   std::uint64_t request = 0;  // unique per sender and incarnation, so the sender finds its own
   std::uint64_t hlc = 0;      // the sender's clock when it sent
+  // The shard history it was meant for: a member the layout moved sends what it had queued
+  // into its new shard, where everyone skips it alike.
+  std::uint64_t lineage = 0;
   std::string_view key;
   std::span<const std::byte> value;
 };

@@ -85,12 +85,23 @@ void VersionedStore::persist_loop(std::stop_token stop) {
     const auto job = persistent_log_->prepare_persist();
     flushing_ = true;
     lock.unlock();
-    persistence::PersistentLog::run(job);
+    std::string failure;
+    try {
+      persistence::PersistentLog::run(job);
+    } catch (const std::exception& e) {
+      failure = e.what();
+    }
     lock.lock();
-    persistent_log_->finish_persist(job);
-    ++flushes_;
     flushing_ = false;
     flush_done_.notify_all();
+    if (!failure.empty()) {
+      // Nothing more is made durable here (persisted stops), writes are refused, reads go on.
+      flush_failed_ = "flushing the log failed: " + failure;
+      derecho::log(LogLevel::error, "store", "store '" + name_ + "': " + flush_failed_ + "; refusing writes");
+      return;
+    }
+    persistent_log_->finish_persist(job);
+    ++flushes_;
     host_.wake();  // the engine publishes the new persisted version
   }
 }
@@ -117,14 +128,15 @@ void VersionedStore::load() {
                              " (" + r.reason + "), " + std::to_string(r.bytes_dropped) + " bytes dropped");
     }
     log_ = std::move(log);
+    bool lineage_known = true;
     try {
       if (const auto lineage = persistence::load_checkpoint(options_.dir / "lineage")) lineage_ = lineage->version;
     } catch (const std::runtime_error& e) {
-      // Unknown history: the state transfer at the join replaces it.
-      derecho::log(LogLevel::warn, "store", "store '" + name_ + "': " + e.what() + "; its log counts as foreign");
+      lineage_known = false;
+      drop_history_locked(options_.dir / "lineage", e.what());
     }
     base_digest_ = lineage_seed(lineage_);
-    load_checkpoint_locked();
+    if (lineage_known) load_checkpoint_locked();
   } else {
     // One more than the window: the store folds the oldest version into its base before the
     // log would drop it by itself.
@@ -148,17 +160,26 @@ void VersionedStore::load_checkpoint_locked() {
     base_hlc_ = read_pod<std::uint64_t>(bytes, 16);
     base_digest_ = read_pod<std::uint64_t>(bytes, 24);
   } catch (const std::runtime_error& e) {
-    // Without its base the log cannot be replayed: both go, and the member takes the whole
-    // state from the group when it joins.
-    const auto size = std::filesystem::exists(path) ? std::filesystem::file_size(path) : 0;
-    std::filesystem::rename(path, options_.dir / "checkpoint.damaged");
-    log_->reset();
-    index_.clear();
-    lineage_ = 0;
-    base_digest_ = 0;
-    repairs_.push_back({path, 0, size, std::string(e.what()) + "; the log was dropped with it, the state comes from the group"});
-    derecho::log(LogLevel::error, "store", "store '" + name_ + "': " + repairs_.back().reason);
+    // Without its base the log cannot be replayed.
+    drop_history_locked(path, e.what());
   }
+}
+
+void VersionedStore::drop_history_locked(const std::filesystem::path& damaged, const std::string& why) {
+  // A damaged checkpoint or lineage leaves the log unusable (no base, or no knowing whose
+  // history it is): it goes too, and the member takes the whole state from the group when it
+  // joins. The damaged file is kept aside for whoever investigates.
+  const auto size = std::filesystem::exists(damaged) ? std::filesystem::file_size(damaged) : 0;
+  std::filesystem::rename(damaged, damaged.string() + ".damaged");
+  std::filesystem::remove(options_.dir / "checkpoint");
+  std::filesystem::remove(options_.dir / "lineage");
+  log_->reset();
+  index_.clear();
+  base_ = base_hlc_ = 0;
+  lineage_ = 0;
+  base_digest_ = 0;
+  repairs_.push_back({damaged, 0, size, why + "; the log was dropped with it, the state comes from the group"});
+  derecho::log(LogLevel::error, "store", "store '" + name_ + "': " + repairs_.back().reason);
 }
 
 void VersionedStore::adopt_lineage_locked(std::uint64_t lineage) {
@@ -230,6 +251,9 @@ void VersionedStore::deliver(std::span<const multicast::Delivery> batch) {
 }
 
 void VersionedStore::apply_locked(const Op& op, MemberId sender, std::vector<Completion>& out) {
+  // Sent for another shard's history (queued by a member before the layout moved it): every
+  // member of this group skips it alike, and its sender failed it when it moved.
+  if (op.lineage != view_lineage_) return;
   const bool mine = sender == self_;
   if (op.kind == OpKind::query) {
     if (!mine) return;
@@ -410,6 +434,7 @@ bool VersionedStore::step() {
     if (waiting_for > std::max(tick_covers_, last_hlc_) && outbox_.empty()) {
       Op tick;
       tick.kind = OpKind::tick;
+      tick.lineage = view_lineage_;
       tick.hlc = clock_.now();
       tick_covers_ = tick.hlc;
       send_locked(encode_op(tick));
@@ -437,16 +462,39 @@ void VersionedStore::send_locked(std::vector<std::byte> op) {
 }
 
 void VersionedStore::enter_view(std::vector<std::size_t> group_rows, std::uint64_t lineage) {
-  std::lock_guard lock(mutex_);
-  group_rows_ = std::move(group_rows);
-  open_ = false;
-  view_lineage_ = lineage;
-  if (lineage_ != lineage && lineage_ == 0 && last_ == 0 && base_ == 0) {
-    adopt_lineage_locked(lineage);
-    base_digest_ = lineage_seed(lineage);
-    publish_locked();
-    sst_.push();
+  std::vector<Completion> done;
+  {
+    std::lock_guard lock(mutex_);
+    group_rows_ = std::move(group_rows);
+    open_ = false;
+    const bool moved = view_lineage_ != 0 && view_lineage_ != lineage;
+    view_lineage_ = lineage;
+    if (moved) {
+      // What this member still had queued was meant for its old shard: sent now, the new one
+      // skips it (its lineage tag), so it fails here, unapplied.
+      const StoreError e(ErrorCode::stopped, "store '" + name_ +
+                                                 "': this member moved to another shard before the operation was "
+                                                 "applied; it was not applied");
+      for (auto& [request, w] : pending_writes_) done.push_back([d = std::move(w.done), e] { d(&e, Stamp{}); });
+      for (auto& [request, q] : pending_queries_) done.push_back([d = std::move(q.second), e] { d(&e, ReadResult{}); });
+      pending_writes_.clear();
+      pending_queries_.clear();
+      outbox_.clear();
+      outbox_bytes_ = 0;
+    }
+    if (lineage_ != lineage && lineage_ == 0 && last_ == 0 && base_ == 0) {
+      adopt_lineage_locked(lineage);
+      base_digest_ = lineage_seed(lineage);
+      publish_locked();
+      sst_.push();
+    } else if (lineage_ != lineage) {
+      // Another shard's history: nothing here answers for this shard until its state arrives
+      // (restore) or it starts afresh (start_over_if_foreign).
+      awaiting_state_ = true;
+      reset_frontiers_locked("this member moved to another shard", done);
+    }
   }
+  for (auto& c : done) c();
 }
 
 std::uint64_t VersionedStore::lineage() const {
@@ -465,6 +513,7 @@ void VersionedStore::start_over_if_foreign() {
                                               "): this shard (lineage " + std::to_string(view_lineage_) + ") starts afresh");
     clear_locked();
     adopt_lineage_locked(view_lineage_);
+    awaiting_state_ = false;
     reset_frontiers_locked("this member moved to another shard", done);
     publish_locked();
     sst_.push();
@@ -477,10 +526,14 @@ void VersionedStore::open() {
   {
     std::lock_guard lock(mutex_);
     open_ = true;
-    // The state transfer of the rejoin would have shown every dropped write the group applied.
-    const StoreError e(ErrorCode::stopped, "store '" + name_ +
-                                               "': the write was dropped when this member was removed, and the "
-                                               "group never applied it");
+    // The state transfer of the rejoin would have shown every dropped write the group applied,
+    // unless it came as a base that folded such writes in.
+    const StoreError e(ErrorCode::stopped,
+                       "store '" + name_ + "': the write was dropped when this member was removed, and " +
+                           (dropped_outcome_unknown_ ? std::string("whether the group applied it is unknown (the state "
+                                                                   "came back as a base that may hold it)")
+                                                     : std::string("the group never applied it")));
+    dropped_outcome_unknown_ = false;
     for (auto it = pending_writes_.begin(); it != pending_writes_.end();) {
       if (!it->second.dropped) {
         ++it;
@@ -498,6 +551,19 @@ void VersionedStore::writes_dropped() {
   std::vector<Completion> done;
   {
     std::lock_guard lock(mutex_);
+    // Still in our outbox: never handed to the multicast, so never sent. They go now, failed.
+    const StoreError unsent(ErrorCode::stopped, "store '" + name_ + "': the write was dropped unsent when this member was removed; it was not applied");
+    for (const auto& op : outbox_) {
+      std::string why;
+      const auto decoded = decode_op(op, why);
+      if (!decoded) continue;
+      if (const auto it = pending_writes_.find(decoded->request); it != pending_writes_.end()) {
+        done.push_back([d = std::move(it->second.done), unsent] { d(&unsent, Stamp{}); });
+        pending_writes_.erase(it);
+      }
+    }
+    outbox_.clear();
+    outbox_bytes_ = 0;
     for (auto& [request, w] : pending_writes_) w.dropped = true;
     const StoreError e(ErrorCode::stopped, "store '" + name_ + "': the query was dropped when this member was removed");
     for (auto& [request, q] : pending_queries_) done.push_back([d = std::move(q.second), e] { d(&e, ReadResult{}); });
@@ -536,12 +602,17 @@ void VersionedStore::restore(std::span<const std::byte> bytes) {
   std::unique_lock lock(mutex_);
   wait_until_not_flushing(lock);
   const bool moved = lineage_ != view_lineage_;
+  const std::uint64_t had_before = last_;
   if (moved && !s.base) {
     throw std::runtime_error("store '" + name_ + "': a state transfer without a base into a member whose log holds another history");
   }
   if (s.base) {
     log_->reset();
     unlogged_.clear();
+    if (persistent()) std::filesystem::remove(options_.dir / "checkpoint");
+    // The lineage first: a crash before the checkpoint below leaves an empty log of the new
+    // shard, never the new shard's base under the old shard's name.
+    if (moved) adopt_lineage_locked(view_lineage_);
     index_.load_base(s.base->keys);
     base_ = s.base->version;
     base_hlc_ = s.base->hlc;
@@ -551,10 +622,10 @@ void VersionedStore::restore(std::span<const std::byte> bytes) {
     last_hlc_ = base_hlc_;
     if (persistent()) save_checkpoint_locked();
   }
-  if (moved) {
-    adopt_lineage_locked(view_lineage_);
-    reset_frontiers_locked("this member moved to another shard", done);
-  }
+  if (moved) reset_frontiers_locked("this member moved to another shard", done);
+  awaiting_state_ = false;
+  // A dropped write of ours may be folded into that base, where no record names it.
+  if (s.base && s.base->version > had_before) dropped_outcome_unknown_ = true;
   const std::uint64_t had = last_;
   for (auto& r : s.records) {
     if (r.version <= last_) continue;  // we hold it already: the source checked our digest
@@ -624,6 +695,7 @@ void VersionedStore::submit(OpKind kind, std::string_view key, std::span<const s
   if (!unlogged_.empty()) {
     throw StoreError(ErrorCode::log_full, "store '" + name_ + "' refuses writes while its log cannot grow: " + log_error_);
   }
+  if (!flush_failed_.empty()) throw StoreError(ErrorCode::log_full, "store '" + name_ + "' refuses writes: " + flush_failed_);
   if (after_hlc > clock_.physical() + kMaxAfterAheadNs) {
     throw StoreError(ErrorCode::future_time, "store '" + name_ + "': `after` " + std::to_string(after_hlc) +
                                                  " is more than 60 s after this member's clock (" +
@@ -632,6 +704,7 @@ void VersionedStore::submit(OpKind kind, std::string_view key, std::span<const s
   clock_.observe(after_hlc);
   Op op;
   op.kind = kind;
+  op.lineage = view_lineage_;
   op.request = next_request_++;
   op.hlc = clock_.now();
   op.key = key;
@@ -681,21 +754,30 @@ ReadResult VersionedStore::read_locked(std::string_view key, std::uint64_t versi
   return r;
 }
 
+void VersionedStore::check_serving_locked() const {
+  if (awaiting_state_) {
+    throw StoreError(ErrorCode::busy, "store '" + name_ + "': this member moved to another shard and is taking its state; try again");
+  }
+}
+
 ReadResult VersionedStore::get(std::string_view key) const {
   check_key(key);
   std::lock_guard lock(mutex_);
+  check_serving_locked();
   return read_locked(key, last_);
 }
 
 ReadResult VersionedStore::get(std::string_view key, std::uint64_t version) const {
   check_key(key);
   std::lock_guard lock(mutex_);
+  check_serving_locked();
   check_version_locked(version);
   return read_locked(key, version);
 }
 
 std::vector<std::string> VersionedStore::list_keys() const {
   std::lock_guard lock(mutex_);
+  check_serving_locked();
   return index_.keys_at(last_);
 }
 
@@ -705,6 +787,7 @@ void VersionedStore::check_running_locked() const {
 
 std::vector<std::string> VersionedStore::list_keys(std::uint64_t version) const {
   std::lock_guard lock(mutex_);
+  check_serving_locked();
   check_version_locked(version);
   return index_.keys_at(version);
 }
@@ -729,6 +812,7 @@ void VersionedStore::version_at_time(std::uint64_t t, Done<std::uint64_t> done) 
   {
     std::lock_guard lock(mutex_);
     check_running_locked();
+    check_serving_locked();
     const std::uint64_t now = clock_.now();
     if (t > now) {
       throw StoreError(ErrorCode::future_time, "store '" + name_ + "': time " + std::to_string(t) +
@@ -769,6 +853,7 @@ void VersionedStore::ordered_get(std::string_view key, Done<ReadResult> done) {
   check_running_locked();
   Op op;
   op.kind = OpKind::query;
+  op.lineage = view_lineage_;
   op.request = next_request_++;
   op.hlc = clock_.now();
   op.key = key;
@@ -802,7 +887,8 @@ void VersionedStore::wait_global_persisted(std::uint64_t version, Done<std::uint
 
 Frontier VersionedStore::frontier() const {
   std::lock_guard lock(mutex_);
-  return {base_, last_, persisted_, global_, stable_hlc_, !unlogged_.empty(), log_error_, flushes_};
+  const bool full = !unlogged_.empty() || !flush_failed_.empty();
+  return {base_, last_, persisted_, global_, stable_hlc_, full, flush_failed_.empty() ? log_error_ : flush_failed_, flushes_};
 }
 
 void VersionedStore::truncate_below(std::uint64_t version) {

@@ -175,6 +175,8 @@ class VersionedStore final : public multicast::DeliverySink {
   void check_version_locked(std::uint64_t version) const;
   void check_key(std::string_view key) const;
   void check_running_locked() const;
+  void check_serving_locked() const;
+  void drop_history_locked(const std::filesystem::path& damaged, const std::string& why);
   void send_locked(std::vector<std::byte> op);
   void submit(OpKind kind, std::string_view key, std::span<const std::byte> value, std::uint64_t after_hlc,
               Done<Stamp> done);
@@ -219,6 +221,9 @@ class VersionedStore final : public multicast::DeliverySink {
   std::uint64_t lineage_ = 0;       // the history this store holds
   std::uint64_t view_lineage_ = 0;  // the history of the group it is in now
   bool stopped_ = false;
+  bool awaiting_state_ = false;          // moved to another shard; its state has not arrived
+  bool dropped_outcome_unknown_ = false;  // a rejoin's state came as a base past our position
+  std::string flush_failed_;             // the persistence thread stopped on an error
 
   std::uint64_t next_request_;
   struct PendingWrite {

@@ -84,6 +84,8 @@ class Group {
     for (auto& sg : config_.subgroups) sg.store = store;
     data_root_ = root;
   }
+  // The send queue of members created from now on (small: a store's own outbox fills).
+  void max_queued(std::size_t bytes) { max_queued_ = bytes; }
   // Skews a member's physical clock (before it is created).
   void skew(MemberId id, std::int64_t ns) { skew_[id] = ns; }
 
@@ -105,6 +107,7 @@ class Group {
     options.boot = 1000 + id + 100 * (++incarnations_[id]);
     if (!data_root_.empty()) options.data_dir = data_root_ / std::to_string(id);
     options.background_persist = false;  // the test drives every pass, flushes included
+    options.max_queued_bytes = max_queued_;
     if (const auto it = skew_.find(id); it != skew_.end()) {
       options.physical_clock = [ns = it->second] {
         return static_cast<std::uint64_t>(static_cast<std::int64_t>(persistence::HybridClock::wall_ns()) + ns);
@@ -240,6 +243,7 @@ class Group {
   std::map<MemberId, int> incarnations_;
   std::filesystem::path data_root_;
   std::map<MemberId, std::int64_t> skew_;
+  std::size_t max_queued_ = Member::Options{}.max_queued_bytes;
 };
 
 inline ShardingConfig shards(std::uint32_t count, std::uint32_t min, std::uint32_t max) {
