@@ -38,8 +38,11 @@ void without(const std::string& list, derecho::sim::Options::Features& f) {
     else if (name == "packed") f.packed = false;
     else if (name == "empty") f.empty = false;
     else if (name == "spares") f.spares = false;
+    else if (name == "stores") f.stores = false;
+    else if (name == "store-early") f.store_early = false;
     else throw std::invalid_argument("--without: unknown feature '" + name +
-                                     "' (shards, leave, late-snapshots, big-states, packed, empty, spares)");
+                                     "' (shards, leave, late-snapshots, big-states, packed, empty, spares, stores, "
+                                     "store-early)");
     at = end + 1;
   }
 }
@@ -85,7 +88,9 @@ int main(int argc, char** argv) {
     ull passed = 0, failed = 0, delivered = 0, sent = 0, views = 0, breaks = 0, partitions = 0, crashes = 0,
         restarts = 0, joins = 0, freezes = 0, jumps = 0, lost = 0, majority_lost = 0, converged = 0,
         transitions = 0, restores = 0, leaves = 0, left = 0, late = 0, unanswered = 0, packed = 0, empty = 0,
-        inadequate = 0, shard_restores = 0, sharded = 0;
+        inadequate = 0, shard_restores = 0, sharded = 0, stores = 0, stores_sharded = 0, store_ops = 0, store_completed = 0,
+        store_failed = 0, store_never = 0, store_refused = 0, store_versions = 0, store_reads = 0, store_times = 0,
+        store_epochs = 0;
     for (std::uint64_t seed = args.first; seed < args.first + args.seeds; ++seed) {
       const auto out = derecho::sim::run({seed, args.steps, args.trace, args.liveness, args.dump_every, args.features});
       delivered += out.delivered;
@@ -112,6 +117,17 @@ int main(int argc, char** argv) {
       inadequate += out.inadequate_views;
       shard_restores += out.shard_restores;
       sharded += out.sharded;
+      stores += out.store;
+      stores_sharded += out.store_sharded;
+      store_ops += out.store_ops;
+      store_completed += out.store_completed;
+      store_failed += out.store_failed;
+      store_never += out.store_never_applied;
+      store_refused += out.store_refused;
+      store_versions += out.store_versions;
+      store_reads += out.store_reads;
+      store_times += out.store_time_answers;
+      store_epochs += out.store_epochs;
       if (!out.ok) {
         ++failed;
         std::printf("seed %llu FAILED: %s\nscenario: %s\ntrace (last steps, [step t=simulated time]):\n",
@@ -138,6 +154,11 @@ int main(int argc, char** argv) {
     std::printf("%llu runs sharded (%llu inadequate views, %llu state transfers into shards); %llu leaves asked, %llu "
                 "left; snapshots: %llu answered late, %llu never; %llu packed sends, %llu empty messages\n",
                 sharded, inadequate, shard_restores, leaves, left, late, unanswered, packed, empty);
+    std::printf("%llu runs with a store (%llu sharded, %llu histories): %llu store operations, %llu completed, %llu failed "
+                "(%llu never applied), %llu refused; %llu versions compared across members, %llu reads and %llu "
+                "versionAtTime answers checked\n",
+                stores, stores_sharded, store_epochs, store_ops, store_completed, store_failed, store_never, store_refused,
+                store_versions, store_reads, store_times);
     std::printf("sim: %llu passed, %llu failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
   } catch (const std::exception& e) {

@@ -189,6 +189,13 @@ struct Incarnation {
   std::uint64_t cb_vid = 0;
   std::vector<int> cb_shard;
   bool inadequate_event_due = false;  // installed an inadequate view: MembershipEvent::inadequate must follow
+  // Its versioned store (runs with one): the history (epoch) its content belongs to (-1: none
+  // yet), whether it is a newcomer in its shard still waiting for its state (its content is
+  // then unknown: not read until it announces its view), and how far its versions were compared.
+  std::int64_t store_epoch = -1;
+  bool store_pending = false;
+  std::uint64_t store_scanned = 0;  // versions up to here compared (0: none)
+  std::uint32_t removals = 0;       // times it was removed from a view (MembershipEvent::removed)
   std::string name() const { return "m" + std::to_string(id) + "#" + std::to_string(number); }
 };
 
@@ -198,7 +205,18 @@ struct Failure : std::runtime_error {
 
 class Simulation {
  public:
-  explicit Simulation(const Options& options) : options_(options), rng_(options.seed) {}
+  explicit Simulation(const Options& options)
+      : options_(options), rng_(options.seed), srng_(mix(options.seed ^ 0x73746f7265ull)) {}
+  // Members go first: a store completes its pending operations (stopped) as its member stops,
+  // and the completions must not reach a half-destroyed simulation.
+  ~Simulation() {
+    tearing_down_ = true;
+    for (auto& per_id : incs_) {
+      for (auto& inc : per_id) inc->member.reset();
+    }
+  }
+  Simulation(const Simulation&) = delete;
+  Simulation& operator=(const Simulation&) = delete;
 
   Outcome run() {
     Outcome out;
@@ -214,10 +232,12 @@ class Simulation {
       for (step_ = 0; step_ < options_.steps; ++step_) {
         apply_planned();
         random_step();
+        store_step();
         check();
         if (options_.dump_every && step_ % options_.dump_every == 0) note("own SST rows:\n" + describe_rows());
       }
       settle();
+      final_store_check();
     } catch (const std::exception& e) {
       out.ok = false;
       out.failure = e.what();
@@ -254,6 +274,17 @@ class Simulation {
     for (const auto& [key, n] : lost_by_removal_) out.lost_by_removal += n;
     out.majority_lost = majority_lost_;
     out.converged = converged_;
+    out.store = store_g_.has_value();
+    out.store_sharded = store_g_ && config_.subgroups[*store_g_].sharding.has_value();
+    out.store_ops = scounts_.ops;
+    out.store_completed = scounts_.completed;
+    out.store_failed = scounts_.failed;
+    out.store_never_applied = scounts_.never_applied;
+    out.store_refused = scounts_.refused;
+    out.store_versions = scounts_.versions;
+    out.store_reads = scounts_.reads;
+    out.store_time_answers = scounts_.time_answers;
+    out.store_epochs = epochs_.size();
     return out;
   }
 
@@ -389,6 +420,10 @@ class Simulation {
       sg.max_message_bytes = std::max<std::uint32_t>(kHeaderBytes, (sg.ring_bytes - 64) / 4);
       config_.subgroups.push_back(sg);
     }
+    app_subgroups_ = config_.subgroups.size();
+    // A third of the runs (chosen with an RNG of their own, so runs without a store draw exactly
+    // as before) get one more subgroup: a volatile versioned store with every member in it.
+    if (options_.features.stores && spick(3) == 0) add_store(ids);
     validate(config_);
     plan_ = std::make_unique<LayoutPlan>(config_);
     for (const auto& sg : config_.subgroups) {
@@ -419,6 +454,18 @@ class Simulation {
         scenario_ += " sharded " + std::to_string(sg.sharding->shards) + " x " + std::to_string(sg.sharding->min_per_shard) +
                      ".." + std::to_string(sg.sharding->max_per_shard);
         if (!sg.sharding->reserved.empty()) scenario_ += " reserved " + shards_text(sg.sharding->reserved);
+      }
+      scenario_ += ";";
+    }
+    if (store_g_) {
+      const auto& st = *config_.subgroups[*store_g_].store;
+      scenario_ += " " + config_.subgroups[*store_g_].name + " is a volatile store, window " + std::to_string(st.window) +
+                   ", values up to " + std::to_string(st.max_value_bytes) + " B";
+      bool skewed = false;
+      for (auto k : skew_ns_) skewed = skewed || k != 0;
+      if (skewed) {
+        scenario_ += ", store clocks skewed (us):";
+        for (auto k : skew_ns_) scenario_ += " " + std::to_string(k / 1000);
       }
       scenario_ += ";";
     }
@@ -537,6 +584,12 @@ class Simulation {
     mo.make_transport = [this, id](const transport::TransportOptions&) { return net_->endpoint(id); };
     mo.clock = [this] { return now_; };
     mo.boot = inc->boot;
+    // The stores' hybrid clocks run on the simulated clock too (skewed per member in some runs),
+    // so stamps and reads by time replay with the seed.
+    mo.physical_clock = [this, skew = skew_ns_.empty() ? 0 : skew_ns_[id]] {
+      return static_cast<std::uint64_t>(kEpochNs + std::chrono::duration_cast<std::chrono::nanoseconds>(now_.time_since_epoch()).count() + skew);
+    };
+    mo.background_persist = false;  // the simulator drives every pass
     inc->member = std::make_unique<Member>(config_, id, *inc->sink, mo);
     Incarnation* self = inc.get();
     inc->member->on_view([this, self](const View& v) {
@@ -547,6 +600,7 @@ class Simulation {
       using membership::MembershipEvent;
       if (e == MembershipEvent::removed) {
         self->cb_in_view = false;
+        ++self->removals;
         events_.push_back({Event::removed, self, std::nullopt, why});
       } else if (e == MembershipEvent::left) {
         self->left_from_view = self->cb_in_view;
@@ -830,11 +884,25 @@ class Simulation {
       for (std::size_t i = 0; i < groups.size(); ++i) {
         if (contains(groups[i], inc.id)) shard = static_cast<int>(i);
       }
+      if (store_g_ && g == *store_g_ && inc.store_pending) {
+        // A newcomer that announced the view before (it is not joined now) had its state by then;
+        // one joined again, or in no shard now, may or may not have got it: unknown content.
+        if (!contains(view.joined, inc.id)) {
+          inc.store_pending = false;
+        } else if (shard < 0) {
+          inc.store_pending = false;
+          inc.store_epoch = -1;
+        }
+      }
       if (shard < 0) continue;
       inc.cb_shard[g] = shard;
       const auto stays = [&](MemberId m) {
         return prev && !contains(view.joined, m) && m < prev->track[g].size() && prev->track[g][m] == shard;
       };
+      if (store_g_ && g == *store_g_) {
+        enter_store_shard(inc, view, prev, groups[shard], static_cast<std::uint32_t>(shard), stays);
+        continue;
+      }
       if (stays(inc.id)) {
         held_.push_back({inc.name(), g, view.vid, static_cast<std::uint32_t>(shard), inc.app[g], true});
         continue;
@@ -959,12 +1027,13 @@ class Simulation {
     }
     if (traced && fired) note("pass at " + inc.name());
     scan_commit(inc);
+    if (store_g_) store_touched_.insert({inc.id, inc.number});
   }
 
   // A random sender sends one message (now and then an empty one), or a batch of several,
   // some empty, with send_packed.
   void send_one() {
-    const auto g = static_cast<std::uint32_t>(pick(config_.subgroups.size()));
+    const auto g = static_cast<std::uint32_t>(pick(app_subgroups_));
     const auto& sg = config_.subgroups[g];
     const MemberId sender = sg.senders[pick(sg.senders.size())];
     Incarnation* inc = running(sender);
@@ -1314,6 +1383,7 @@ class Simulation {
     restored_.clear();
     for (const auto& r : held_) check_restore(r);
     held_.clear();
+    if (store_g_) check_store();
   }
 
   // A member that learns of its removal only from a later view (the decision, and so its edge,
@@ -1705,6 +1775,820 @@ class Simulation {
     return inc < list.size() ? list[inc]->first_vid : 0;
   }
 
+  // ---- versioned stores (runs with a store subgroup) -----------------------------------------------
+  //
+  // Every member is in the store subgroup (in its shards when sharded). Members put, remove,
+  // read in order and by time at random steps; the simulator keeps every outcome and checks the
+  // members' stores against each other and against the outcomes. The store's content belongs to
+  // one history (an epoch) of its shard: a shard's history goes on while some member of the view
+  // carries it from the view before (as for the application state, invariant 8); where nobody
+  // does, the shard starts a new one (afresh, or from a restart source's log).
+
+  struct StoreOp {
+    enum Kind { put, remove, query, at_time, by_time } kind = put;
+    Incarnation* inc = nullptr;
+    std::uint32_t key = 0;
+    std::uint32_t size = 0;       // put: value bytes
+    std::uint64_t after = 0;      // put, remove: the caller's latest time
+    std::uint64_t t = 0;          // at_time, by_time
+    std::optional<std::uint64_t> expect;  // a re-asked time: the version answered before
+    std::size_t step = 0;
+    std::uint32_t removals = 0;   // the issuer's removals when it issued it
+    bool before_view = false;     // issued before its member installed any view
+    enum Status { pending, ok, failed, refused } status = pending;
+    int fired = 0;
+    store::ErrorCode code{};
+    std::string error;
+    bool never_applied = false;   // failed saying the group did not apply it
+    std::uint64_t version = 0;    // put, remove: its version; at_time: the answer; query, by_time: at_version
+    std::uint64_t hlc = 0;
+    store::ReadResult read;
+    std::int64_t epoch = -1;      // the issuer's content when it completed (-2: a newcomer before its state came)
+    std::optional<std::uint64_t> applied;  // put: the version reads found it at
+  };
+  // One history of a shard: from the view where it started (afresh, or from a restart source's
+  // log) to the view where none of its members carries it on.
+  struct Epoch {
+    std::uint32_t shard = 0;
+    std::uint64_t from_view = 0;
+    std::map<std::uint64_t, std::uint64_t> stamp;   // version -> hlc, as completions and reads tell
+    std::map<std::uint64_t, std::uint64_t> op_at;   // version -> the put or remove (op id) there
+    std::map<std::uint64_t, std::pair<std::uint64_t, std::string>> state;  // version -> (state fingerprint, who held what)
+    std::map<std::uint64_t, std::pair<std::uint64_t, std::string>> at_time;  // t -> (version answered, by whom)
+    std::vector<std::map<std::uint64_t, std::uint64_t>> key_writes;  // per key: version -> op id
+  };
+
+  std::size_t spick(std::size_t n) { return n == 0 ? 0 : static_cast<std::size_t>(srng_() % n); }
+  bool schance(std::size_t percent) { return spick(100) < percent; }
+
+  void add_store(const std::vector<MemberId>& ids) {
+    const std::size_t n = ids.size();
+    SubgroupConfig sg;
+    sg.name = "store";
+    sg.members = ids;
+    sg.senders = ids;
+    if (options_.features.shards && schance(40)) {
+      ShardingConfig sh;
+      sh.shards = static_cast<std::uint32_t>(1 + spick(std::min<std::size_t>(3, n)));
+      sh.min_per_shard = static_cast<std::uint32_t>(1 + spick(2));
+      sh.max_per_shard = sh.min_per_shard + static_cast<std::uint32_t>(spick(3));
+      if (schance(30)) {
+        // A member is reserved in one shard of the whole group at most.
+        std::set<MemberId> taken;
+        for (const auto& other : config_.subgroups) {
+          if (!other.sharding) continue;
+          for (const auto& list : other.sharding->reserved) taken.insert(list.begin(), list.end());
+        }
+        const MemberId id = ids[spick(n)];
+        if (!taken.contains(id)) {
+          sh.reserved.resize(sh.shards);
+          sh.reserved[spick(sh.shards)].push_back(id);
+        }
+      }
+      sg.sharding = sh;
+      sharded_ = true;
+    }
+    sg.ring_bytes = 512u << spick(3);
+    sg.max_message_bytes = (sg.ring_bytes - 64) / 4;
+    StoreConfig st;
+    st.storage = StorageKind::volatile_memory;
+    st.window = 16 + spick(49);  // small: versions fold into the base during the run
+    st.max_key_bytes = 8;
+    st.max_value_bytes = std::min<std::uint32_t>(64, sg.max_message_bytes - 32 - st.max_key_bytes);
+    sg.store = st;
+    store_g_ = static_cast<std::uint32_t>(config_.subgroups.size());
+    config_.subgroups.push_back(sg);
+    for (std::size_t k = 0; k < 6; ++k) store_keys_.push_back("k" + std::to_string(k));
+    skew_ns_.assign(n, 0);
+    if (schance(50)) {
+      for (auto& skew : skew_ns_) skew = (static_cast<std::int64_t>(spick(4001)) - 2000) * 1000;  // +-2 ms
+    }
+  }
+
+  std::string time_text(std::uint64_t t) const {
+    return t >= static_cast<std::uint64_t>(kEpochNs) ? "T+" + std::to_string(t - static_cast<std::uint64_t>(kEpochNs)) + "ns"
+                                                     : std::to_string(t);
+  }
+
+  std::string epoch_text(std::int64_t e) const {
+    const Epoch& E = epochs_[static_cast<std::size_t>(e)];
+    return "history #" + std::to_string(e) + " (store shard " + std::to_string(E.shard) + " from view " +
+           std::to_string(E.from_view) + ")";
+  }
+
+  std::string describe_op(std::uint64_t id) const {
+    static const char* const kinds[] = {"put", "remove", "orderedGet", "versionAtTime", "getByTime"};
+    const StoreOp& op = sops_[id];
+    std::string s = std::string(kinds[op.kind]) + " #" + std::to_string(id);
+    if (op.kind != StoreOp::at_time) s += " of " + store_keys_[op.key];
+    if (op.kind == StoreOp::at_time || op.kind == StoreOp::by_time) s += " at " + time_text(op.t);
+    return s + " by " + op.inc->name() + " (step " + std::to_string(op.step) + ")";
+  }
+
+  // A put's value names it: 8 bytes (tag, op id), then bytes derived from the id.
+  static constexpr std::uint64_t kValueTag = 0x5354ull << 48;
+  static std::vector<std::byte> store_value(std::uint64_t id, std::size_t size) {
+    std::vector<std::byte> v(size);
+    const std::uint64_t head = kValueTag | id;
+    std::memcpy(v.data(), &head, sizeof head);
+    for (std::size_t i = sizeof head; i < size; ++i) v[i] = static_cast<std::byte>(mix(id * 131 + i) & 0xff);
+    return v;
+  }
+  // The put whose value this is, if any.
+  std::optional<std::uint64_t> value_op(const std::vector<std::byte>& value) const {
+    if (value.size() < sizeof(std::uint64_t)) return std::nullopt;
+    std::uint64_t head;
+    std::memcpy(&head, value.data(), sizeof head);
+    if ((head & (0xffffull << 48)) != kValueTag) return std::nullopt;
+    const std::uint64_t id = head & ((std::uint64_t{1} << 48) - 1);
+    if (id >= sops_.size() || sops_[id].kind != StoreOp::put || sops_[id].size != value.size() ||
+        store_value(id, value.size()) != value) {
+      return std::nullopt;
+    }
+    return id;
+  }
+
+  // Inside the pass that installs `view`, where `inc` is in store shard `shard`: which history its
+  // store holds from now on. A member that stays in the shard keeps its own; a newcomer gets the
+  // shard's by state transfer (unknown until it announces the view); with nobody carrying the shard on,
+  // the group starts a new history.
+  template <typename Stays>
+  void enter_store_shard(Incarnation& inc, const View& view, const Decision* prev, const std::vector<MemberId>& group,
+                         std::uint32_t shard, const Stays& stays) {
+    // A founding view is told apart by the incarnation of member 0 that founded it (after a
+    // restart it may found view 1 again): the founder itself, or the one its decision names.
+    std::uint64_t founder = 0;
+    if (view.vid == 1) {
+      const auto d1 = decided_.find(1);
+      founder = inc.id == 0 ? inc.boot : d1 != decided_.end() ? d1->second.boots[0] : current(0) ? current(0)->boot : 0;
+    }
+    const auto key = std::tuple{view.vid, shard, founder};
+    auto it = view_epoch_.find(key);
+    if (it == view_epoch_.end()) {
+      std::int64_t e = -1;
+      for (MemberId m : group) {
+        if (!stays(m)) continue;
+        for (const auto& c : incs_[m]) {
+          if (c->boot == prev->boots[m] && c->store_epoch >= 0) {
+            if (e >= 0 && c->store_epoch != e) {
+              anomalies_.push_back("simulator model: store shard " + std::to_string(shard) + " in view " +
+                                   std::to_string(view.vid) + " has members that carry different histories (" +
+                                   epoch_text(e) + ", " + epoch_text(c->store_epoch) + ")");
+            }
+            e = c->store_epoch;
+          }
+        }
+      }
+      if (e < 0) {
+        e = static_cast<std::int64_t>(epochs_.size());
+        Epoch& E = epochs_.emplace_back();
+        E.shard = shard;
+        E.from_view = view.vid;
+        E.key_writes.resize(store_keys_.size());
+        note("store shard " + std::to_string(shard) + " starts " + epoch_text(e) + ": nobody carries it into view " +
+             std::to_string(view.vid));
+      }
+      it = view_epoch_.emplace(key, e).first;
+    }
+    const bool carrier = stays(inc.id);
+    if (carrier && inc.store_epoch != it->second) {
+      anomalies_.push_back("simulator model: " + inc.name() + " carries store shard " + std::to_string(shard) +
+                           " into view " + std::to_string(view.vid) + " holding " +
+                           (inc.store_epoch < 0 ? std::string("no known history") : epoch_text(inc.store_epoch)) +
+                           ", not the shard's " + epoch_text(it->second));
+    }
+    inc.store_epoch = it->second;
+    inc.store_pending = !carrier;
+    if (!carrier) inc.store_scanned = 0;
+  }
+
+  // Whether the simulator knows which history `inc`'s store holds (a newcomer: once it has
+  // announced its view, which it does after restoring every state transfer of it).
+  bool store_readable(Incarnation& inc) {
+    if (!inc.alive || !inc.member || inc.store_epoch < 0) return false;
+    if (inc.store_pending) {
+      // It announced the view in its own row: every state it was to receive has been restored.
+      if (!inc.cb_in_view || own_word(inc.id, layout_.membership.vid()) != inc.cb_vid) return false;
+      inc.store_pending = false;
+      inc.store_scanned = 0;
+    }
+    return true;
+  }
+
+  void note_stamp(std::uint64_t h) {
+    max_stamp_ = std::max(max_stamp_, h);
+    if (stamps_seen_.size() < 4096) {
+      stamps_seen_.push_back(h);
+    } else {
+      stamps_seen_[spick(stamps_seen_.size())] = h;
+    }
+  }
+
+  // One member of the shard's store tells: version v of history e is stamped h.
+  void record_stamp(std::int64_t e, std::uint64_t v, std::uint64_t h, const std::string& where) {
+    Epoch& E = epochs_[static_cast<std::size_t>(e)];
+    const auto [it, fresh] = E.stamp.emplace(v, h);
+    if (!fresh) {
+      if (it->second != h) {
+        fail("store (a): in " + epoch_text(e) + " version " + std::to_string(v) + " was stamped " + time_text(it->second) +
+             " but " + where + " says " + time_text(h));
+      }
+      return;
+    }
+    note_stamp(h);
+    if (it != E.stamp.begin() && std::prev(it)->second >= h) {
+      fail("store (b): in " + epoch_text(e) + " version " + std::to_string(std::prev(it)->first) + " is stamped " +
+           time_text(std::prev(it)->second) + " but version " + std::to_string(v) + " (" + where + ") " + time_text(h) +
+           ": stamps must increase with the version");
+    }
+    if (std::next(it) != E.stamp.end() && std::next(it)->second <= h) {
+      fail("store (b): in " + epoch_text(e) + " version " + std::to_string(v) + " (" + where + ") is stamped " +
+           time_text(h) + " but version " + std::to_string(std::next(it)->first) + " " +
+           time_text(std::next(it)->second) + ": stamps must increase with the version");
+    }
+    for (const auto& [t, answer] : E.at_time) {
+      if ((v <= answer.first) != (h <= t)) {
+        fail("store (d): in " + epoch_text(e) + " versionAtTime(" + time_text(t) + ") was answered " +
+             std::to_string(answer.first) + " (" + answer.second + ") but version " + std::to_string(v) + " is stamped " +
+             time_text(h) + " (" + where + ")");
+      }
+    }
+  }
+
+  // Version v of history e holds the put or remove `id` (a completion or a read says so).
+  void record_write(std::int64_t e, std::uint64_t v, std::uint64_t id, std::uint64_t h, const std::string& where) {
+    Epoch& E = epochs_[static_cast<std::size_t>(e)];
+    const auto [it, fresh] = E.op_at.emplace(v, id);
+    if (!fresh && it->second != id) {
+      fail("store (a): in " + epoch_text(e) + " version " + std::to_string(v) + " holds " + describe_op(it->second) +
+           " and, as " + where + " says, " + describe_op(id));
+    }
+    if (fresh) E.key_writes[sops_[id].key][v] = id;
+    record_stamp(e, v, h, where);
+  }
+
+  // versionAtTime(t) in history e is v.
+  void record_time(std::int64_t e, std::uint64_t t, std::uint64_t v, const std::string& who) {
+    ++scounts_.time_answers;
+    Epoch& E = epochs_[static_cast<std::size_t>(e)];
+    const auto [it, fresh] = E.at_time.emplace(t, std::pair{v, who});
+    if (!fresh) {
+      if (it->second.first != v) {
+        fail("store (d): in " + epoch_text(e) + " versionAtTime(" + time_text(t) + ") was answered " +
+             std::to_string(it->second.first) + " by " + it->second.second + ", and now " + std::to_string(v) + " by " + who);
+      }
+      return;
+    }
+    if (it != E.at_time.begin() && std::prev(it)->second.first > v) {
+      fail("store (d): in " + epoch_text(e) + " versionAtTime(" + time_text(std::prev(it)->first) + ") is " +
+           std::to_string(std::prev(it)->second.first) + " (" + std::prev(it)->second.second + ") but at the later " +
+           time_text(t) + " " + std::to_string(v) + " (" + who + ")");
+    }
+    if (std::next(it) != E.at_time.end() && std::next(it)->second.first < v) {
+      fail("store (d): in " + epoch_text(e) + " versionAtTime(" + time_text(t) + ") is " + std::to_string(v) + " (" + who +
+           ") but at the later " + time_text(std::next(it)->first) + " " + std::to_string(std::next(it)->second.first) +
+           " (" + std::next(it)->second.second + ")");
+    }
+    const auto after = E.stamp.upper_bound(v);
+    if (after != E.stamp.end() && after->second <= t) {
+      fail("store (d): in " + epoch_text(e) + " " + who + " answered versionAtTime(" + time_text(t) + ") with " +
+           std::to_string(v) + " but version " + std::to_string(after->first) + " is stamped " + time_text(after->second));
+    }
+    if (after != E.stamp.begin() && std::prev(after)->second > t) {
+      fail("store (d): in " + epoch_text(e) + " " + who + " answered versionAtTime(" + time_text(t) + ") with " +
+           std::to_string(v) + " but version " + std::to_string(std::prev(after)->first) + " is stamped " +
+           time_text(std::prev(after)->second) + ", after t");
+    }
+  }
+
+  // A read of `key` at version `at` (e: the history the reader holds; -1: unknown).
+  void check_read(std::int64_t e, const std::string& who, std::uint32_t key, std::uint64_t at, const store::ReadResult& r,
+                  const std::string& what) {
+    const std::string where = who + "'s " + what + " of " + store_keys_[key] + " at version " + std::to_string(at);
+    if (r.at_version != at) fail("store: " + where + " ran at version " + std::to_string(r.at_version));
+    if (!r.found) return;
+    const auto id = value_op(r.value);
+    if (!id) fail("store: " + where + " found a value nobody put (" + std::to_string(r.value.size()) + " B)");
+    StoreOp& op = sops_[*id];
+    const std::uint64_t w = r.written.version;
+    if (op.key != key) fail("store: " + where + " found the value of " + describe_op(*id) + ", a put of another key");
+    if (w == 0 || w > at) fail("store: " + where + " found " + describe_op(*id) + " written at version " + std::to_string(w));
+    if (op.never_applied) {
+      fail("store (e): " + where + " found " + describe_op(*id) + " (at version " + std::to_string(w) +
+           "), which failed with: " + op.error);
+    }
+    if (op.status == StoreOp::ok && (op.version != w || op.hlc != r.written.hlc)) {
+      fail("store (c): " + where + " found " + describe_op(*id) + " written at version " + std::to_string(w) + " stamped " +
+           time_text(r.written.hlc) + ", but it completed at version " + std::to_string(op.version) + " stamped " +
+           time_text(op.hlc));
+    }
+    if (op.applied && *op.applied != w) {
+      fail("store: " + where + " found " + describe_op(*id) + " at version " + std::to_string(w) +
+           ", an earlier read found it at version " + std::to_string(*op.applied) + " (applied twice?)");
+    }
+    op.applied = w;
+    if (e < 0) return;
+    record_write(e, w, *id, r.written.hlc, where);
+    const auto& writes = epochs_[static_cast<std::size_t>(e)].key_writes[key];
+    const auto later = writes.upper_bound(w);
+    if (later != writes.end() && later->first <= at) {
+      fail("store (a): " + where + " found " + describe_op(*id) + " (version " + std::to_string(w) + ") but in " +
+           epoch_text(e) + " " + describe_op(later->second) + " wrote the key at version " + std::to_string(later->first));
+    }
+  }
+
+  // ---- issuing operations ----
+
+  void store_step() {
+    if (!store_g_ || !schance(14)) return;
+    std::vector<Incarnation*> can;
+    for (MemberId id = 0; id < incs_.size(); ++id) {
+      Incarnation* inc = running(id);
+      if (inc && inc->frozen_until <= step_ && (options_.features.store_early || inc->first_vid)) can.push_back(inc);
+    }
+    if (can.empty()) return;
+    Incarnation& inc = *can[spick(can.size())];
+    store::VersionedStore& st = inc.member->store(*store_g_);
+    const std::size_t roll = spick(100);
+    if (roll < 40) return issue_write(inc, st, StoreOp::put);
+    if (roll < 50) return issue_write(inc, st, StoreOp::remove);
+    if (roll < 58) return issue_query(inc, st);
+    if (roll < 84) return issue_time_read(inc, st, roll < 68 ? 0 : roll < 78 ? 1 : 2);
+    if (roll < 96) return read_at_version(inc, st);
+    if (roll < 98) return truncate(inc, st);
+    return invalid_call(inc, st);
+  }
+
+  std::uint64_t new_op(Incarnation& inc, StoreOp::Kind kind) {
+    const std::uint64_t id = sops_.size();
+    StoreOp& op = sops_.emplace_back();
+    op.kind = kind;
+    op.inc = &inc;
+    op.key = static_cast<std::uint32_t>(spick(store_keys_.size()));
+    op.step = step_;
+    op.removals = inc.removals;
+    op.before_view = inc.first_vid == 0;
+    ++scounts_.ops;
+    pending_ops_.insert(id);
+    return id;
+  }
+
+  // A completion: true when it is the operation's first (a second is an anomaly).
+  bool completed(std::uint64_t id, const store::StoreError* e) {
+    if (tearing_down_) return false;
+    StoreOp& op = sops_[id];
+    if (++op.fired > 1 || op.status != StoreOp::pending) {
+      anomalies_.push_back("store (e): " + describe_op(id) + " completed" +
+                           (e ? std::string(" with ") + store::error_name(e->code()) : std::string()) + " after it " +
+                           (op.status == StoreOp::refused ? "was refused (the call threw)" : "had completed already"));
+      return false;
+    }
+    op.status = e ? StoreOp::failed : StoreOp::ok;
+    if (e) {
+      op.code = e->code();
+      op.error = e->what();
+      // The store says the group did not apply it (not: its fate is unknown, as at a crash).
+      op.never_applied = e->code() == store::ErrorCode::stopped &&
+                         (op.error.find("never applied") != std::string::npos ||
+                          op.error.find("not applied") != std::string::npos) &&
+                         op.error.find("unknown") == std::string::npos;
+    }
+    // A read by time at a newcomer before its state came ran on content the simulator cannot place.
+    const bool by_time = op.kind == StoreOp::at_time || op.kind == StoreOp::by_time;
+    op.epoch = by_time && op.inc->store_pending ? -2 : op.inc->store_epoch;
+    pending_ops_.erase(id);
+    sops_done_.push_back(id);
+    return true;
+  }
+
+  store::Done<store::Stamp> stamp_done(std::uint64_t id) {
+    return [this, id](const store::StoreError* e, const store::Stamp& s) {
+      if (!completed(id, e)) return;
+      sops_[id].version = s.version;
+      sops_[id].hlc = s.hlc;
+    };
+  }
+  store::Done<std::uint64_t> version_done(std::uint64_t id) {
+    return [this, id](const store::StoreError* e, const std::uint64_t& v) {
+      if (!completed(id, e)) return;
+      sops_[id].version = v;
+    };
+  }
+  store::Done<store::ReadResult> read_done(std::uint64_t id) {
+    return [this, id](const store::StoreError* e, const store::ReadResult& r) {
+      if (!completed(id, e)) return;
+      sops_[id].read = r;
+      sops_[id].version = r.at_version;
+    };
+  }
+
+  // The call threw: allowed only for `allowed` codes (and `stopped` at a member on its way out).
+  void refused(std::uint64_t id, const store::StoreError& e, std::initializer_list<store::ErrorCode> allowed) {
+    StoreOp& op = sops_[id];
+    ++scounts_.refused;
+    pending_ops_.erase(id);
+    if (op.status != StoreOp::pending) fail("store (e): " + describe_op(id) + " completed and then its call threw: " + e.what());
+    op.status = StoreOp::refused;
+    op.code = e.code();
+    op.error = e.what();
+    note(describe_op(id) + " refused: " + store::error_name(e.code()) + ": " + e.what());
+    const bool ok = std::find(allowed.begin(), allowed.end(), e.code()) != allowed.end() ||
+                    (e.code() == store::ErrorCode::stopped && op.inc->leaving);
+    if (!ok) fail("store: " + describe_op(id) + " was refused unexpectedly: " + store::error_name(e.code()) + ": " + e.what());
+  }
+
+  void issue_write(Incarnation& inc, store::VersionedStore& st, StoreOp::Kind kind) {
+    const std::uint64_t id = new_op(inc, kind);
+    StoreOp& op = sops_[id];
+    const auto max_value = config_.subgroups[*store_g_].store->max_value_bytes;
+    op.size = kind == StoreOp::put ? static_cast<std::uint32_t>(8 + spick(max_value - 7)) : 0;
+    op.after = schance(30) ? max_stamp_ : 0;
+    try {
+      if (kind == StoreOp::put) {
+        st.put(store_keys_[op.key], store_value(id, op.size), op.after, stamp_done(id));
+      } else {
+        st.remove(store_keys_[op.key], op.after, stamp_done(id));
+      }
+      note(inc.name() + " issues " + describe_op(id) + (kind == StoreOp::put ? " (" + std::to_string(op.size) + " B)" : "") +
+           (op.after ? " after " + time_text(op.after) : ""));
+    } catch (const store::StoreError& e) {
+      refused(id, e, {store::ErrorCode::busy});
+    }
+  }
+
+  void issue_query(Incarnation& inc, store::VersionedStore& st) {
+    const std::uint64_t id = new_op(inc, StoreOp::query);
+    try {
+      st.ordered_get(store_keys_[sops_[id].key], read_done(id));
+      note(inc.name() + " issues " + describe_op(id));
+    } catch (const store::StoreError& e) {
+      refused(id, e, {store::ErrorCode::busy});
+    }
+  }
+
+  // mode 0: versionAtTime at a new time, 1: the same at a time answered before, 2: getByTime.
+  void issue_time_read(Incarnation& inc, store::VersionedStore& st, int mode) {
+    const bool placed = store_readable(inc);
+    std::uint64_t t = 0;
+    std::optional<std::uint64_t> expect;
+    if (mode == 1 && placed && !epochs_[static_cast<std::size_t>(inc.store_epoch)].at_time.empty()) {
+      const auto& answers = epochs_[static_cast<std::size_t>(inc.store_epoch)].at_time;
+      auto it = answers.begin();
+      std::advance(it, static_cast<std::ptrdiff_t>(spick(answers.size())));
+      t = it->first;
+      expect = it->second.first;
+    } else {
+      const std::size_t roll = spick(100);
+      const auto* stamps = placed ? &epochs_[static_cast<std::size_t>(inc.store_epoch)].stamp : nullptr;
+      if (roll < 50 && stamps && !stamps->empty()) {
+        auto it = stamps->begin();
+        std::advance(it, static_cast<std::ptrdiff_t>(spick(stamps->size())));
+        t = it->second - 1 + spick(3);
+      } else if (roll < 75 && !stamps_seen_.empty()) {
+        t = stamps_seen_[spick(stamps_seen_.size())] - 1 + spick(3);
+      } else {
+        t = static_cast<std::uint64_t>(kEpochNs + std::chrono::duration_cast<std::chrono::nanoseconds>(now_.time_since_epoch()).count() +
+                                       skew_ns_[inc.id]) -
+            spick(3'000'000);
+      }
+    }
+    const std::uint64_t id = new_op(inc, mode == 2 ? StoreOp::by_time : StoreOp::at_time);
+    sops_[id].t = t;
+    sops_[id].expect = expect;
+    try {
+      note(inc.name() + " issues " + describe_op(id) + (expect ? " (answered " + std::to_string(*expect) + " before)" : ""));
+      if (mode == 2) {
+        st.get_by_time(store_keys_[sops_[id].key], t, read_done(id));
+      } else {
+        st.version_at_time(t, version_done(id));
+      }
+    } catch (const store::StoreError& e) {
+      refused(id, e, {store::ErrorCode::future_time, store::ErrorCode::not_retained, store::ErrorCode::busy});
+    }
+  }
+
+  void read_at_version(Incarnation& inc, store::VersionedStore& st) {
+    if (!store_readable(inc)) return;
+    const std::int64_t e = inc.store_epoch;
+    const auto f = st.frontier();
+    std::uint64_t v = f.first_retained + spick(f.delivered - f.first_retained + 1);
+    auto key = static_cast<std::uint32_t>(spick(store_keys_.size()));
+    const auto& writes = epochs_[static_cast<std::size_t>(e)].op_at;
+    if (schance(50)) {
+      // At or just after a known write of the history, of its key.
+      const auto it = writes.lower_bound(v);
+      if (it != writes.end() && it->first <= f.delivered) {
+        v = std::min(f.delivered, it->first + spick(2));
+        key = sops_[it->second].key;
+      }
+    }
+    store::ReadResult r;
+    try {
+      r = st.get(store_keys_[key], v);
+    } catch (const store::StoreError& err) {
+      if (err.code() == store::ErrorCode::busy) return;  // moved to another shard, taking its state
+      fail("store: " + inc.name() + "'s get(" + store_keys_[key] + ", " + std::to_string(v) + ") threw " +
+           store::error_name(err.code()) + " (" + err.what() + ") though it retains versions " +
+           std::to_string(f.first_retained) + ".." + std::to_string(f.delivered));
+    }
+    ++scounts_.reads;
+    check_read(e, inc.name(), key, v, r, "get");
+  }
+
+  void truncate(Incarnation& inc, store::VersionedStore& st) {
+    if (!store_readable(inc)) return;
+    const auto f = st.frontier();
+    if (f.persisted <= f.first_retained) return;
+    const std::uint64_t v = f.first_retained + 1 + spick(f.persisted - f.first_retained);
+    try {
+      st.truncate_below(v);
+    } catch (const store::StoreError& err) {
+      fail("store: " + inc.name() + "'s truncateBelow(" + std::to_string(v) + ") threw " + err.what() + " with versions " +
+           std::to_string(f.first_retained) + ".." + std::to_string(f.persisted) + " durable");
+    }
+    const auto g = st.frontier();
+    note(inc.name() + " truncates its store below version " + std::to_string(v));
+    if (g.first_retained != v) {
+      fail("store: " + inc.name() + " truncated below version " + std::to_string(v) + " but now retains from " +
+           std::to_string(g.first_retained));
+    }
+  }
+
+  // Calls that must throw (and send nothing).
+  void invalid_call(Incarnation& inc, store::VersionedStore& st) {
+    const auto max_value = config_.subgroups[*store_g_].store->max_value_bytes;
+    const std::size_t which = spick(4);
+    const char* what = which == 0 ? "a put with an empty key" : which == 1 ? "a put with a 9-byte key"
+                                                            : which == 2 ? "a put with a value over maxValueBytes"
+                                                                         : "a read beyond the latest version";
+    const std::uint64_t id = new_op(inc, StoreOp::put);
+    const store::ErrorCode expected = which == 3 ? store::ErrorCode::unknown_version : store::ErrorCode::invalid_argument;
+    try {
+      if (which == 3) {
+        (void)st.get(store_keys_[0], st.frontier().delivered + 1);
+      } else {
+        const std::string key = which == 0 ? std::string() : which == 1 ? std::string("k23456789") : store_keys_[0];
+        sops_[id].size = which == 2 ? max_value + 1 : 8;
+        st.put(key, store_value(id, sops_[id].size), 0, stamp_done(id));
+      }
+    } catch (const store::StoreError& e) {
+      if (e.code() != expected && !(which == 3 && e.code() == store::ErrorCode::busy)) {
+        fail("store: " + inc.name() + "'s " + what + " threw " + store::error_name(e.code()) + ", expected " +
+             store::error_name(expected) + ": " + e.what());
+      }
+      refused(id, e, {expected, store::ErrorCode::busy});
+      return;
+    }
+    fail("store: " + inc.name() + " accepted " + what);
+  }
+
+  // ---- checking --------------------------------------------------------------------------------------
+
+  void check_store() {
+    for (std::size_t i = 0; i < sops_done_.size(); ++i) finish_op(sops_done_[i]);
+    sops_done_.clear();
+    for (const auto& [id, number] : store_touched_) {
+      Incarnation& inc = *incs_[id][number];
+      scan_store(inc);
+    }
+    store_touched_.clear();
+  }
+
+  void finish_op(std::uint64_t id) {
+    StoreOp& op = sops_[id];
+    const std::string who = op.inc->name();
+    if (op.status == StoreOp::failed) {
+      ++scounts_.failed;
+      if (op.never_applied) ++scounts_.never_applied;
+      note(describe_op(id) + " failed: " + store::error_name(op.code) + ": " + op.error);
+      if (op.never_applied && op.applied) {
+        fail("store (e): " + describe_op(id) + " failed (" + op.error + ") but a read had found it at version " +
+             std::to_string(*op.applied));
+      }
+      const bool by_time = op.kind == StoreOp::at_time || op.kind == StoreOp::by_time;
+      if (op.code != store::ErrorCode::stopped && !(by_time && op.code == store::ErrorCode::not_retained)) {
+        fail("store: " + describe_op(id) + " failed unexpectedly: " + store::error_name(op.code) + ": " + op.error);
+      }
+      return;
+    }
+    ++scounts_.completed;
+    switch (op.kind) {
+      case StoreOp::put:
+      case StoreOp::remove: {
+        note(describe_op(id) + " completed at version " + std::to_string(op.version) + " stamped " + time_text(op.hlc));
+        if (op.version == 0) fail("store: " + describe_op(id) + " completed at version 0");
+        if (op.hlc <= op.after) {
+          fail("store: " + describe_op(id) + " was stamped " + time_text(op.hlc) + ", not after the time it was given (" +
+               time_text(op.after) + ")");
+        }
+        if (op.applied && *op.applied != op.version) {
+          fail("store (c): " + describe_op(id) + " completed at version " + std::to_string(op.version) +
+               " but a read had found it at version " + std::to_string(*op.applied));
+        }
+        if (op.epoch < 0) fail("store: " + describe_op(id) + " completed at a member holding no history of a shard");
+        record_write(op.epoch, op.version, id, op.hlc, who + "'s completion");
+        // (c): every member holding that version of the history holds the write there.
+        for (auto& per_id : incs_) {
+          for (auto& inc : per_id) {
+            if (inc->store_epoch != op.epoch || !store_readable(*inc)) continue;
+            auto& st = inc->member->store(*store_g_);
+            const auto f = st.frontier();
+            if (op.version < f.first_retained || op.version > f.delivered) continue;
+            store::ReadResult r;
+            try {
+              r = st.get(store_keys_[op.key], op.version);
+            } catch (const store::StoreError& err) {
+              if (err.code() == store::ErrorCode::busy) continue;
+              throw;
+            }
+            const bool there = op.kind == StoreOp::put
+                                   ? r.found && r.written.version == op.version && value_op(r.value) == std::optional{id}
+                                   : !r.found;
+            if (!there) {
+              fail("store (c): " + describe_op(id) + " completed at version " + std::to_string(op.version) + " of " +
+                   epoch_text(op.epoch) + ", but " + inc->name() + " holds " +
+                   (r.found ? "the value of " +
+                                  (value_op(r.value) ? describe_op(*value_op(r.value)) : std::string("nobody's put")) +
+                                  " written at version " + std::to_string(r.written.version)
+                            : std::string("no value")) +
+                   " there");
+            }
+          }
+        }
+        return;
+      }
+      case StoreOp::query:
+        ++scounts_.reads;
+        check_read(op.epoch, who, op.key, op.version, op.read, "orderedGet");
+        return;
+      case StoreOp::at_time:
+      case StoreOp::by_time:
+        if (op.epoch < 0) return;  // a newcomer's before its state came: not placed in a history
+        record_time(op.epoch, op.t, op.version, who);
+        if (op.kind == StoreOp::by_time) {
+          ++scounts_.reads;
+          check_read(op.epoch, who, op.key, op.version, op.read, "getByTime(" + time_text(op.t) + ")");
+        }
+        return;
+    }
+  }
+
+  // Compares the versions `inc`'s store delivered since the last look with its history's.
+  void scan_store(Incarnation& inc) {
+    if (!store_readable(inc)) return;
+    auto& st = inc.member->store(*store_g_);
+    const auto f = st.frontier();
+    const std::int64_t e = inc.store_epoch;
+    const std::string who = inc.name();
+    if (f.first_retained > f.delivered) {
+      fail("store: " + who + " retains from version " + std::to_string(f.first_retained) + " but delivered only up to " +
+           std::to_string(f.delivered));
+    }
+    if (inc.store_scanned > f.delivered) {
+      fail("store: " + who + "'s store went back from version " + std::to_string(inc.store_scanned) + " to " +
+           std::to_string(f.delivered) + " while holding " + epoch_text(e));
+    }
+    if (f.global_persisted > f.delivered) {
+      fail("store: " + who + " says version " + std::to_string(f.global_persisted) +
+           " is durable at every member of its shard, but it delivered only up to " + std::to_string(f.delivered));
+    }
+    if (f.global_persisted > 0 && f.global_persisted >= f.first_retained) {
+      const auto& stamps = epochs_[static_cast<std::size_t>(e)].stamp;
+      const auto s = stamps.find(f.global_persisted);
+      if (s != stamps.end() && s->second != f.stable_hlc) {
+        fail("store (d): " + who + "'s stableHlc is " + time_text(f.stable_hlc) + " but its globalPersisted version " +
+             std::to_string(f.global_persisted) + " is stamped " + time_text(s->second) + " in " + epoch_text(e));
+      }
+    }
+    try {
+      for (std::uint64_t v = std::max({inc.store_scanned + 1, f.first_retained, std::uint64_t{1}}); v <= f.delivered; ++v) {
+        compare_state(inc, st, e, v);
+      }
+    } catch (const store::StoreError& err) {
+      if (err.code() != store::ErrorCode::busy) {
+        fail("store: " + who + "'s reads of versions it retains (" + std::to_string(f.first_retained) + ".." +
+             std::to_string(f.delivered) + ") threw " + store::error_name(err.code()) + ": " + err.what());
+      }
+      return;  // it is taking another shard's state: looked at again later
+    }
+    inc.store_scanned = std::max(inc.store_scanned, f.delivered);
+  }
+
+  // (a): the state at version v (every key) is the same at every member holding history e.
+  void compare_state(Incarnation& inc, store::VersionedStore& st, std::int64_t e, std::uint64_t v) {
+    ++scounts_.versions;
+    const std::string who = inc.name();
+    std::vector<store::ReadResult> reads;
+    std::uint64_t fp = mix(v);
+    for (std::uint32_t k = 0; k < store_keys_.size(); ++k) {
+      reads.push_back(st.get(store_keys_[k], v));
+      const auto& r = reads.back();
+      check_read(e, who, k, v, r, "state");
+      fp = mix(fp ^ mix((std::uint64_t{k} << 56) ^ (r.found ? (r.written.version << 1) | 1 : 0)) ^
+               (r.found ? r.written.hlc + value_op(r.value).value_or(0) : 0));
+    }
+    const auto state_text = [&] {
+      std::string text = "{";
+      for (std::uint32_t k = 0; k < reads.size(); ++k) {
+        if (!reads[k].found) continue;
+        text += (text.size() > 1 ? " " : "") + store_keys_[k] + "=#" + std::to_string(value_op(reads[k].value).value_or(0)) +
+                "@" + std::to_string(reads[k].written.version);
+      }
+      return text + "}";
+    };
+    std::vector<std::string> present;
+    for (std::uint32_t k = 0; k < reads.size(); ++k) {
+      if (reads[k].found) present.push_back(store_keys_[k]);
+    }
+    if (st.list_keys(v) != present) {
+      fail("store: " + who + "'s listKeys(" + std::to_string(v) + ") differs from its reads there " + state_text());
+    }
+    Epoch& E = epochs_[static_cast<std::size_t>(e)];
+    if (const auto o = E.op_at.find(v); o != E.op_at.end()) {
+      const StoreOp& op = sops_[o->second];
+      const auto& r = reads[op.key];
+      const bool there = op.kind == StoreOp::put ? r.found && r.written.version == v && value_op(r.value) == std::optional{o->second}
+                                                 : !r.found;
+      if (!there) {
+        fail("store (c): in " + epoch_text(e) + " version " + std::to_string(v) + " is " + describe_op(o->second) +
+             ", but " + who + " holds " + state_text() + " there");
+      }
+    }
+    const auto [it, fresh] = E.state.emplace(v, std::pair{fp, std::string()});
+    if (fresh) {
+      it->second.second = who + " holds " + state_text();
+    } else if (it->second.first != fp) {
+      fail("store (a): members disagree on version " + std::to_string(v) + " of " + epoch_text(e) + ": " +
+           it->second.second + ", " + who + " holds " + state_text());
+    }
+  }
+
+  // Liveness: at the end, every operation of a live member placed in a shard has completed.
+  bool store_waiting(const Decision& d, std::string& why) {
+    const auto groups = groups_of(d, *store_g_);
+    why.clear();
+    bool waiting_more = false;
+    for (std::uint64_t id : pending_ops_) {
+      const StoreOp& op = sops_[id];
+      Incarnation* inc = op.inc;
+      if (!inc->alive || !inc->member || current(inc->id) != inc) continue;
+      if (group_of(groups, inc->id) < 0) continue;  // a spare's, or in an inadequate view: it waits
+      const std::string removed = std::string(op.before_view ? ", issued before its member was in a view" : "") +
+                                  (inc->removals > op.removals ? ", its member was removed from a view since" : "");
+      if (why.empty()) {
+        why = "store: " + describe_op(id) + " has not completed" +
+              (op.applied ? " (the shard applied it at version " + std::to_string(*op.applied) + removed + ")"
+                          : removed.empty() ? std::string() : " (" + removed.substr(2) + ")");
+      } else {
+        waiting_more = true;
+        why += "; " + describe_op(id) +
+               (op.applied ? " (applied at " + std::to_string(*op.applied) + removed + ")"
+                           : removed.empty() ? std::string() : " (" + removed.substr(2) + ")");
+      }
+    }
+    return waiting_more || !why.empty();
+  }
+
+  // At the end: every member's store compared once more, and every time answered re-asked at
+  // every member that holds its history and still retains it.
+  void final_store_check() {
+    if (!store_g_) return;
+    check_store();
+    for (MemberId id = 0; id < incs_.size(); ++id) {
+      Incarnation* inc = running(id);
+      if (!inc || !store_readable(*inc)) continue;
+      scan_store(*inc);
+      auto& st = inc->member->store(*store_g_);
+      const auto f = st.frontier();
+      const std::int64_t e = inc->store_epoch;
+      const auto answers = epochs_[static_cast<std::size_t>(e)].at_time;
+      for (const auto& [t, answer] : answers) {
+        if (t > f.stable_hlc) continue;  // would wait
+        std::optional<std::uint64_t> got;
+        bool not_retained = false;
+        try {
+          st.version_at_time(t, [&](const store::StoreError* err, const std::uint64_t& v) {
+            if (err) {
+              not_retained = err->code() == store::ErrorCode::not_retained;
+              if (!not_retained) fail("store: " + inc->name() + "'s versionAtTime(" + time_text(t) + ") failed: " + err->what());
+            } else {
+              got = v;
+            }
+          });
+        } catch (const store::StoreError& err) {
+          if (err.code() == store::ErrorCode::busy) break;
+          if (err.code() != store::ErrorCode::not_retained) {
+            fail("store: " + inc->name() + "'s versionAtTime(" + time_text(t) + ") threw at the end: " + err.what());
+          }
+          not_retained = true;
+        }
+        if (not_retained) continue;
+        if (!got) fail("store: " + inc->name() + "'s versionAtTime(" + time_text(t) + ") did not answer at once though t is stable");
+        record_time(e, t, *got, inc->name() + " at the end");
+      }
+    }
+  }
+
   // ---- the end: everything heals, the group must converge -----------------------------------------
 
   void settle() {
@@ -1845,6 +2729,7 @@ class Simulation {
         }
       }
     }
+    if (store_g_ && store_waiting(d, why)) return false;
     // Last, as it may sleep for the timer slack when the answer is no.
     for (MemberId id = 0; id < incs_.size(); ++id) {
       Incarnation* inc = running(id);
@@ -1922,6 +2807,27 @@ class Simulation {
   } counts_;
   std::string scenario_;
   std::deque<std::string> trace_;
+
+  // ---- versioned store runs -------------------------------------------------------------------------
+  static constexpr std::int64_t kEpochNs = 1'700'000'000'000'000'000;  // the stores' clocks start in 2023
+  std::mt19937_64 srng_;                // every store decision: runs without a store draw from rng_ as before
+  std::size_t app_subgroups_ = 0;       // subgroups the simulator multicasts in (the store is after them)
+  std::optional<std::uint32_t> store_g_;
+  std::vector<std::int64_t> skew_ns_;   // per member: its store clock's offset from the simulated clock
+  std::vector<std::string> store_keys_;
+  std::deque<StoreOp> sops_;
+  std::vector<std::uint64_t> sops_done_;  // completed since the last check
+  std::vector<Epoch> epochs_;
+  std::map<std::tuple<std::uint64_t, std::uint32_t, std::uint64_t>, std::int64_t> view_epoch_;
+  std::set<std::pair<MemberId, std::uint32_t>> store_touched_;  // (member, incarnation) that ran since the last check
+  std::set<std::uint64_t> pending_ops_;
+  std::vector<std::uint64_t> stamps_seen_;  // every stamp a completion or read told, for times to ask about
+  std::uint64_t max_stamp_ = 0;
+  bool tearing_down_ = false;
+  struct {
+    std::uint64_t ops = 0, completed = 0, failed = 0, never_applied = 0, refused = 0, versions = 0, reads = 0,
+                  time_answers = 0;
+  } scounts_;
 };
 
 bool Sink::ready() { return sim_.ready_of(inc_); }

@@ -28,6 +28,8 @@ struct Options {
     bool packed = true;          // send_packed
     bool empty = true;           // zero-length messages
     bool spares = true;          // initial_members below the configured members
+    bool stores = true;          // a versioned store subgroup in a third of the runs
+    bool store_early = true;     // store calls at members not yet in any view
   } features;
 };
 
@@ -62,6 +64,18 @@ struct Outcome {
   std::uint64_t lost_by_removal = 0;  // messages of live senders cut off when they were removed
   bool majority_lost = false;         // a majority of some view crashed: no progress expected
   bool converged = false;             // the liveness phase ended in one common view
+  // Versioned store runs (docs/simulator.md, "Stores").
+  bool store = false;                      // the group has a store subgroup
+  bool store_sharded = false;              // ... and it is sharded
+  std::uint64_t store_ops = 0;             // puts, removes, ordered gets and reads by time issued
+  std::uint64_t store_completed = 0;       // ... that completed without error
+  std::uint64_t store_failed = 0;          // ... that completed with an error (stopped, not_retained)
+  std::uint64_t store_never_applied = 0;   // puts and removes failed with "the group never applied it"
+  std::uint64_t store_refused = 0;         // calls that threw (busy, stopped, invalid_argument as meant)
+  std::uint64_t store_versions = 0;        // versions whose state was compared across members
+  std::uint64_t store_reads = 0;           // reads (by version, ordered, by time) checked against the history
+  std::uint64_t store_time_answers = 0;    // versionAtTime answers checked (first asks and re-asks)
+  std::uint64_t store_epochs = 0;          // histories started (one per shard, and one per restart afresh)
 };
 
 Outcome run(const Options& options);
