@@ -226,12 +226,13 @@ membership::ViewManager::Host Member::view_host() {
     std::uint64_t dropped = 0;
     for (std::size_t s = 0; s < subgroups_.size(); ++s) {
       if (!subgroups_[s]) continue;
-      if (edge.empty()) {
-        dropped += subgroups_[s]->drop_pending();
-        if (stores_[s]) stores_[s]->writes_dropped();
-      } else {
-        dropped += subgroups_[s]->requeue_cut_off(edge.subspan(layout_.edge_base[s], config_.subgroups[s].senders.size()));
-      }
+      // Dropped: no ragged edge, or one that cannot say what became of our messages (our shard
+      // has no survivor); either way nothing of ours is sent again.
+      const std::uint64_t lost =
+          edge.empty() ? subgroups_[s]->drop_pending()
+                       : subgroups_[s]->requeue_cut_off(edge.subspan(layout_.edge_base[s], config_.subgroups[s].senders.size()));
+      dropped += lost;
+      if (stores_[s]) stores_[s]->removed(edge.empty() || lost > 0, !edge.empty() && lost > 0);
     }
     return dropped;
   };
@@ -347,11 +348,12 @@ void Member::install(membership::View view, std::span<const std::uint64_t> layou
     if (stores_[s]) {
       std::vector<std::size_t> rows;
       for (MemberId m : shape.members) rows.push_back(sst_->row_of(m));
-      std::size_t shard = 0;
+      // Lineage 0: in no shard of this view (a spare, or the view is inadequate).
+      std::uint64_t lineage = 0;
       for (std::size_t i = 0; i < groups_[s].size(); ++i) {
-        if (contains(groups_[s][i], self_)) shard = i;
+        if (contains(groups_[s][i], self_)) lineage = lineage_of(s, i);
       }
-      stores_[s]->enter_view(std::move(rows), lineage_of(s, shard));
+      stores_[s]->enter_view(std::move(rows), lineage);
     }
   }
   {

@@ -7,7 +7,7 @@
 namespace derecho::store {
 namespace {
 
-constexpr std::uint32_t kSnapshotFormat = 1;
+constexpr std::uint32_t kSnapshotFormat = 2;
 
 template <typename T>
 void put(std::vector<std::byte>& out, T value) {
@@ -64,6 +64,11 @@ std::vector<std::byte> encode_snapshot(const StoreSnapshot& snapshot) {
     put<std::uint64_t>(out, r.body.size());
     put_bytes(out, r.body);
   }
+  put<std::uint64_t>(out, snapshot.last_requests.size());
+  for (const auto& [sender, request] : snapshot.last_requests) {
+    put<std::uint64_t>(out, sender);
+    put<std::uint64_t>(out, request);
+  }
   return out;
 }
 
@@ -71,7 +76,7 @@ StoreSnapshot decode_snapshot(std::span<const std::byte> bytes) {
   Reader in(bytes);
   const auto format = in.take<std::uint32_t>();
   if (format != kSnapshotFormat) {
-    throw std::runtime_error("store snapshot format " + std::to_string(format) + " (this member reads format 1)");
+    throw std::runtime_error("store snapshot format " + std::to_string(format) + " (this member reads format 2)");
   }
   StoreSnapshot snapshot;
   if (in.take<std::uint32_t>() != 0) {
@@ -92,6 +97,11 @@ StoreSnapshot decode_snapshot(std::span<const std::byte> bytes) {
       throw std::runtime_error("store snapshot versions are not contiguous at " + std::to_string(r.version));
     }
     snapshot.records.push_back(std::move(r));
+  }
+  const auto senders = in.take<std::uint64_t>();
+  for (std::uint64_t i = 0; i < senders; ++i) {
+    const auto sender = static_cast<std::uint32_t>(in.take<std::uint64_t>());
+    snapshot.last_requests.emplace_back(sender, in.take<std::uint64_t>());
   }
   if (!in.done()) throw std::runtime_error("store snapshot has bytes after its last record");
   return snapshot;

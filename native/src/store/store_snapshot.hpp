@@ -6,9 +6,11 @@
 
 namespace derecho::store {
 
-// What a store hands a member that joins its shard (docs/store.md, "State transfer"): format 1,
+// What a store hands a member that joins its shard (docs/store.md, "State transfer"): format 2,
 // an optional base (the state at a version, as KeyIndex::encode_base bytes, with that version's
-// time and history digest: the joiner starts over from it) and the log records that follow.
+// time and history digest: the joiner starts over from it), the log records that follow, and
+// per sender the last request delivered (so a member back from a removal knows which of its
+// writes the group delivered, even those a base folded in).
 struct StoreSnapshot {
   struct Base {
     std::uint64_t version = 0;
@@ -23,6 +25,7 @@ struct StoreSnapshot {
   };
   std::optional<Base> base;
   std::vector<Record> records;  // contiguous versions
+  std::vector<std::pair<std::uint32_t, std::uint64_t>> last_requests;
 };
 
 std::vector<std::byte> encode_snapshot(const StoreSnapshot& snapshot);

@@ -67,7 +67,8 @@ VersionedStore::VersionedStore(std::string name, MemberId self, const StoreConfi
       columns_(columns),
       clock_(clock),
       host_(std::move(host)),
-      next_request_(random_request_base()) {
+      request_base_(random_request_base()),
+      next_request_(request_base_) {
   {
     std::lock_guard lock(mutex_);
     load();
@@ -221,6 +222,7 @@ void VersionedStore::rebuild_history() {
     const Change change = decode_change(record->body);
     if (change.kind != OpKind::tick) {
       index_.apply(change.key, {v, record->hlc, change.kind == OpKind::remove}, change.value);
+      last_request_[change.sender] = change.request;
     }
     digest = roll_digest(digest, v, record->crc);
     digests_.push_back(digest);
@@ -253,7 +255,7 @@ void VersionedStore::deliver(std::span<const multicast::Delivery> batch) {
 void VersionedStore::apply_locked(const Op& op, MemberId sender, std::vector<Completion>& out) {
   // Sent for another shard's history (queued by a member before the layout moved it): every
   // member of this group skips it alike, and its sender failed it when it moved.
-  if (op.lineage != view_lineage_) return;
+  if (op.lineage != 0 && op.lineage != view_lineage_) return;
   const bool mine = sender == self_;
   if (op.kind == OpKind::query) {
     if (!mine) return;
@@ -279,6 +281,7 @@ void VersionedStore::add_version_locked(std::uint64_t version, std::uint64_t hlc
   const std::uint32_t sender = change.sender;
   const std::uint64_t request = change.request;
   const bool ours = change.kind != OpKind::tick && sender == self_;
+  if (change.kind != OpKind::tick) last_request_[sender] = request;
   const std::uint64_t previous = digest_at_locked(last_);
   digests_.push_back(roll_digest(previous, version, append_locked(version, hlc, std::move(body))));
   last_ = version;
@@ -467,6 +470,10 @@ void VersionedStore::enter_view(std::vector<std::size_t> group_rows, std::uint64
     std::lock_guard lock(mutex_);
     group_rows_ = std::move(group_rows);
     open_ = false;
+    restored_ = false;
+    // In no shard of this view (a spare, or an inadequate view): nothing moves; what it holds
+    // and what it queued wait for the shard it lands in.
+    if (lineage == 0) return;
     const bool moved = view_lineage_ != 0 && view_lineage_ != lineage;
     view_lineage_ = lineage;
     if (moved) {
@@ -475,12 +482,28 @@ void VersionedStore::enter_view(std::vector<std::size_t> group_rows, std::uint64
       const StoreError e(ErrorCode::stopped, "store '" + name_ +
                                                  "': this member moved to another shard before the operation was "
                                                  "applied; it was not applied");
-      for (auto& [request, w] : pending_writes_) done.push_back([d = std::move(w.done), e] { d(&e, Stamp{}); });
+      // Removed in between, the old shard may have delivered it; its state does not come here.
+      const StoreError unknown(ErrorCode::stopped, "store '" + name_ +
+                                                       "': this member was removed and then moved to another shard; "
+                                                       "whether its old shard applied the write is unknown");
+      // Sent before this member was in any shard (lineage 0): any shard applies it; it waits.
+      for (auto w = pending_writes_.begin(); w != pending_writes_.end();) {
+        if (w->second.lineage == 0 && !w->second.in_doubt) {
+          ++w;
+          continue;
+        }
+        done.push_back([d = std::move(w->second.done), err = w->second.in_doubt ? unknown : e] { d(&err, Stamp{}); });
+        w = pending_writes_.erase(w);
+      }
       for (auto& [request, q] : pending_queries_) done.push_back([d = std::move(q.second), e] { d(&e, ReadResult{}); });
-      pending_writes_.clear();
       pending_queries_.clear();
-      outbox_.clear();
-      outbox_bytes_ = 0;
+      std::erase_if(outbox_, [&](const std::vector<std::byte>& op) {
+        std::string why;
+        const auto decoded = decode_op(op, why);
+        const bool drop = !decoded || decoded->lineage != 0;
+        if (drop) outbox_bytes_ -= op.size();
+        return drop;
+      });
     }
     if (lineage_ != lineage && lineage_ == 0 && last_ == 0 && base_ == 0) {
       adopt_lineage_locked(lineage);
@@ -526,46 +549,79 @@ void VersionedStore::open() {
   {
     std::lock_guard lock(mutex_);
     open_ = true;
-    // The state transfer of the rejoin would have shown every dropped write the group applied,
-    // unless it came as a base that folded such writes in.
-    const StoreError e(ErrorCode::stopped,
-                       "store '" + name_ + "': the write was dropped when this member was removed, and " +
-                           (dropped_outcome_unknown_ ? std::string("whether the group applied it is unknown (the state "
-                                                                   "came back as a base that may hold it)")
-                                                     : std::string("the group never applied it")));
-    dropped_outcome_unknown_ = false;
-    for (auto it = pending_writes_.begin(); it != pending_writes_.end();) {
-      if (!it->second.dropped) {
-        ++it;
-        continue;
-      }
-      done.push_back([d = std::move(it->second.done), e] { d(&e, Stamp{}); });
-      it = pending_writes_.erase(it);
-    }
+    if (!group_rows_.empty()) resolve_in_doubt_locked(done);
   }
   for (auto& c : done) c();
   host_.wake();
 }
 
-void VersionedStore::writes_dropped() {
+void VersionedStore::resolve_in_doubt_locked(std::vector<Completion>& out) {
+  // Back in a shard after a removal. The state received shows, by our last delivered request,
+  // which in-doubt writes the group delivered: those it names were completed with their version
+  // as their records arrived; one it does not name was folded into a base. The others were not
+  // delivered: sent again if still queued, or never, if the queue was dropped.
+  const auto it = last_request_.find(self_);
+  const std::uint64_t delivered_upto =
+      it != last_request_.end() && it->second >= request_base_ && it->second < next_request_ ? it->second : 0;
+  const StoreError folded(ErrorCode::stopped, "store '" + name_ +
+                                                  "': the write was applied while this member was removed; its "
+                                                  "version was folded into a base and is not known here");
+  const StoreError never(ErrorCode::stopped, "store '" + name_ +
+                                                 "': the write was dropped when this member was removed, and the "
+                                                 "group never applied it");
+  const StoreError unknown(ErrorCode::stopped, "store '" + name_ +
+                                                   "': this member was removed while the write was under way, and "
+                                                   "what came back cannot say whether it was applied: unknown");
+  for (auto w = pending_writes_.begin(); w != pending_writes_.end();) {
+    if (!w->second.in_doubt) {
+      ++w;
+      continue;
+    }
+    // Without state from the group (this shard started afresh, or from this member's own log),
+    // whatever the old history delivered of ours is nowhere to be seen: unknown.
+    const StoreError* verdict = &unknown;
+    if (restored_ && w->first <= delivered_upto) {
+      verdict = &folded;
+    } else if (restored_) {
+      verdict = w->second.may_be_resent ? nullptr : w->second.fate_unknown ? &unknown : &never;
+    }
+    if (!verdict) {
+      w->second.in_doubt = false;  // it is sent again and completes when delivered
+      ++w;
+      continue;
+    }
+    out.push_back([d = std::move(w->second.done), e = *verdict] { d(&e, Stamp{}); });
+    w = pending_writes_.erase(w);
+  }
+}
+
+void VersionedStore::removed(bool queue_dropped, bool fate_unknown) {
   std::vector<Completion> done;
   {
     std::lock_guard lock(mutex_);
-    // Still in our outbox: never handed to the multicast, so never sent. They go now, failed.
-    const StoreError unsent(ErrorCode::stopped, "store '" + name_ + "': the write was dropped unsent when this member was removed; it was not applied");
-    for (const auto& op : outbox_) {
-      std::string why;
-      const auto decoded = decode_op(op, why);
-      if (!decoded) continue;
-      if (const auto it = pending_writes_.find(decoded->request); it != pending_writes_.end()) {
-        done.push_back([d = std::move(it->second.done), unsent] { d(&unsent, Stamp{}); });
-        pending_writes_.erase(it);
+    if (queue_dropped) {
+      // Still in our outbox: never handed to the multicast, so never sent. They go now, failed.
+      const StoreError unsent(ErrorCode::stopped, "store '" + name_ + "': the write was dropped unsent when this member was removed; it was not applied");
+      for (const auto& op : outbox_) {
+        std::string why;
+        const auto decoded = decode_op(op, why);
+        if (!decoded) continue;
+        if (const auto it = pending_writes_.find(decoded->request); it != pending_writes_.end()) {
+          done.push_back([d = std::move(it->second.done), unsent] { d(&unsent, Stamp{}); });
+          pending_writes_.erase(it);
+        }
       }
+      outbox_.clear();
+      outbox_bytes_ = 0;
     }
-    outbox_.clear();
-    outbox_bytes_ = 0;
-    for (auto& [request, w] : pending_writes_) w.dropped = true;
-    const StoreError e(ErrorCode::stopped, "store '" + name_ + "': the query was dropped when this member was removed");
+    for (auto& [request, w] : pending_writes_) {
+      w.in_doubt = true;
+      w.may_be_resent = !queue_dropped;
+      w.fate_unknown = fate_unknown;
+    }
+    // Only the sender answers a query, and it does not deliver what the others did for it:
+    // a query is harmless to ask again.
+    const StoreError e(ErrorCode::stopped, "store '" + name_ + "': the query was dropped when this member was removed; ask again");
     for (auto& [request, q] : pending_queries_) done.push_back([d = std::move(q.second), e] { d(&e, ReadResult{}); });
     pending_queries_.clear();
   }
@@ -593,6 +649,7 @@ std::vector<std::byte> VersionedStore::snapshot(std::span<const std::size_t> new
     from = base_;
   }
   for (std::uint64_t v = from + 1; v <= last_; ++v) s.records.push_back({v, hlc_of_locked(v), body_of_locked(v)});
+  s.last_requests.assign(last_request_.begin(), last_request_.end());
   return encode_snapshot(s);
 }
 
@@ -602,7 +659,6 @@ void VersionedStore::restore(std::span<const std::byte> bytes) {
   std::unique_lock lock(mutex_);
   wait_until_not_flushing(lock);
   const bool moved = lineage_ != view_lineage_;
-  const std::uint64_t had_before = last_;
   if (moved && !s.base) {
     throw std::runtime_error("store '" + name_ + "': a state transfer without a base into a member whose log holds another history");
   }
@@ -624,8 +680,11 @@ void VersionedStore::restore(std::span<const std::byte> bytes) {
   }
   if (moved) reset_frontiers_locked("this member moved to another shard", done);
   awaiting_state_ = false;
-  // A dropped write of ours may be folded into that base, where no record names it.
-  if (s.base && s.base->version > had_before) dropped_outcome_unknown_ = true;
+  restored_ = true;
+  if (s.base) {
+    // The frontiers described the history this base replaced.
+    global_ = stable_hlc_ = tick_covers_ = 0;
+  }
   const std::uint64_t had = last_;
   for (auto& r : s.records) {
     if (r.version <= last_) continue;  // we hold it already: the source checked our digest
@@ -635,6 +694,7 @@ void VersionedStore::restore(std::span<const std::byte> bytes) {
     }
     add_version_locked(r.version, r.hlc, std::move(r.body), done);
   }
+  for (const auto& [sender, request] : s.last_requests) last_request_[sender] = request;
   clock_.observe(last_hlc_);
   persisted_ = std::max(base_, log_->persist());
   // What the group had durable everywhere is at most what this member holds now.
@@ -709,7 +769,7 @@ void VersionedStore::submit(OpKind kind, std::string_view key, std::span<const s
   op.hlc = clock_.now();
   op.key = key;
   op.value = value;
-  pending_writes_.emplace(op.request, PendingWrite{std::move(done)});
+  pending_writes_.emplace(op.request, PendingWrite{std::move(done), false, false, false, op.lineage});
   try {
     send_locked(encode_op(op));
   } catch (...) {

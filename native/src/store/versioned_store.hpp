@@ -110,10 +110,13 @@ class VersionedStore final : public multicast::DeliverySink {
   // Every pending operation fails with `why` and later calls are refused (the member stopped
   // or left the group).
   void fail_pending(const std::string& why);
-  // The member was removed and its unsent operations dropped: a write among them may still have
-  // been delivered by the others. Each completes when the state transfer at the rejoin shows
-  // it, or fails once the rejoined view opens without it.
-  void writes_dropped();
+  // The member was removed: its pending writes are in doubt (the others may have delivered some,
+  // below the ragged edge or before it learned of the removal) until the state it gets back at
+  // its rejoin says which (docs/store.md, "Writes across removals"). `queue_dropped`: there was
+  // no ragged edge and its unsent operations were dropped, so none of them is sent again;
+  // `fate_unknown`: they were dropped because nobody of its shard survived to say which of them
+  // were delivered (so one the state does not show may still have been applied, then lost).
+  void removed(bool queue_dropped, bool fate_unknown);
 
   // --- any thread ---
   // Throws StoreError (invalid_argument, log_full, busy) without sending anything; `after_hlc`:
@@ -176,6 +179,7 @@ class VersionedStore final : public multicast::DeliverySink {
   void check_key(std::string_view key) const;
   void check_running_locked() const;
   void check_serving_locked() const;
+  void resolve_in_doubt_locked(std::vector<Completion>& out);
   void drop_history_locked(const std::filesystem::path& damaged, const std::string& why);
   void send_locked(std::vector<std::byte> op);
   void submit(OpKind kind, std::string_view key, std::span<const std::byte> value, std::uint64_t after_hlc,
@@ -222,13 +226,20 @@ class VersionedStore final : public multicast::DeliverySink {
   std::uint64_t view_lineage_ = 0;  // the history of the group it is in now
   bool stopped_ = false;
   bool awaiting_state_ = false;          // moved to another shard; its state has not arrived
-  bool dropped_outcome_unknown_ = false;  // a rejoin's state came as a base past our position
+  bool restored_ = false;  // state arrived by transfer in the current view
   std::string flush_failed_;             // the persistence thread stopped on an error
 
+  std::uint64_t request_base_;  // this incarnation's first request
   std::uint64_t next_request_;
+  // Per sender, the last request delivered: a sender's operations are delivered in the order it
+  // sent them, so everything of its up to here was delivered (handed on in state transfers).
+  std::map<MemberId, std::uint64_t> last_request_;
   struct PendingWrite {
     Done<Stamp> done;
-    bool dropped = false;  // its message was dropped at a removal: applied only if the others had it
+    bool in_doubt = false;       // removed since it was sent
+    bool may_be_resent = false;  // still queued or requeued in the multicast
+    bool fate_unknown = false;   // dropped where no survivor could tell whether it was delivered
+    std::uint64_t lineage = 0;   // what it was sent for (0: before this member was in a shard)
   };
   std::map<std::uint64_t, PendingWrite> pending_writes_;
   std::map<std::uint64_t, std::pair<std::string, Done<ReadResult>>> pending_queries_;
