@@ -11,8 +11,9 @@ enum class ErrorCode {
   not_retained = 3,      // a version or time below what the log still holds
   future_time = 4,       // a time after this member's clock
   log_full = 5,          // the log cannot grow (disk full or quota): puts are refused, reads go on
-  busy = 6,              // too many operations queued for sending
-  stopped = 7,           // the member stopped or left the view before the operation completed
+  busy = 6,              // too many operations queued for sending, or moved and awaiting state
+  stopped = 7,           // did not complete normally (stopped, left, removed, moved): the message
+                         // says whether a write was applied, not applied, or is unknown
 };
 
 const char* error_name(ErrorCode code);
