@@ -27,6 +27,7 @@ void StateTransfer::begin_view(std::uint64_t vid, std::vector<Send> sends, std::
   next_incoming_ = 0;
   chunk_ = 0;
   sending_ = false;
+  outgoing_.clear();
   opened_ = false;
   sst_.write_own(cols_.out_id, 0);
   sst_.write_own(cols_.ack_id, 0);
@@ -71,7 +72,10 @@ bool StateTransfer::step_send() {
       const std::size_t row = sst_.row_of(sends_[i].joiner);
       if (sst_.read(row, cols_.ack_id) != transfer_id(vid_, sends_[i].subgroup, row)) continue;
       std::lock_guard lock(snapshots_mutex_);
-      if (!snapshots_[sends_[i].subgroup]) continue;  // the application has not answered yet
+      const auto& snapshot = snapshots_[sends_[i].subgroup];
+      if (!snapshot) continue;  // the application has not answered yet
+      // The transfer sends this copy to its end, whatever happens to the map meanwhile.
+      outgoing_ = *snapshot;
       std::rotate(sends_.begin(), sends_.begin() + static_cast<std::ptrdiff_t>(i), sends_.begin() + static_cast<std::ptrdiff_t>(i) + 1);
       sending_ = true;
       chunk_ = 0;
@@ -82,8 +86,7 @@ bool StateTransfer::step_send() {
   const Send& current = sends_.front();
   const std::size_t row = sst_.row_of(current.joiner);
   const std::uint64_t id = transfer_id(vid_, current.subgroup, row);
-  std::lock_guard lock(snapshots_mutex_);
-  const std::vector<std::byte>& state = *snapshots_[current.subgroup];
+  const std::vector<std::byte>& state = outgoing_;
   const std::uint64_t chunks = std::max<std::uint64_t>(1, (state.size() + buffer_.bytes - 1) / buffer_.bytes);
   if (chunk_ > 0) {
     const std::uint64_t acked_id = sst_.read(row, cols_.ack_id);
@@ -93,6 +96,7 @@ bool StateTransfer::step_send() {
     if (finished) {
       sends_.erase(sends_.begin());
       sending_ = false;
+      outgoing_.clear();
       return true;
     }
     if (acked_id != id || sst_.read(row, cols_.ack_chunk) < chunk_) return false;
@@ -172,6 +176,7 @@ void StateTransfer::abandon() {
   sending_ = false;
   opened_ = false;
   chunk_ = 0;
+  outgoing_.clear();
   sst_.write_own(cols_.out_id, 0);
   sst_.write_own(cols_.ack_id, 0);
   std::lock_guard lock(snapshots_mutex_);

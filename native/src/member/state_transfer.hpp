@@ -89,6 +89,7 @@ class StateTransfer {
   std::map<std::uint32_t, std::optional<std::vector<std::byte>>> snapshots_;
   std::uint64_t snapshots_vid_ = 0;
   bool sending_ = false;      // sends_.front() is under way
+  std::vector<std::byte> outgoing_;  // its state, copied when it started
   std::uint64_t chunk_ = 0;   // chunks of it posted so far
   bool opened_ = false;       // receives_.front() is announced in our row
 };
