@@ -23,6 +23,7 @@
 
 #include "common/log.hpp"
 #include "member/member.hpp"
+#include "member_processes.hpp"
 #include "writable_wait.hpp"
 
 namespace {
@@ -120,32 +121,6 @@ derecho::GroupConfig make_config(const Options& o, const std::string& name, std:
   return c;
 }
 
-// Runs `member(id)` in one forked process per member and waits for all; true when all exited 0.
-template <typename MemberMain>
-bool run_in_member_processes(std::size_t members, MemberMain member) {
-  std::vector<pid_t> children;
-  for (std::size_t i = 0; i < members; ++i) {
-    const pid_t pid = fork();
-    if (pid == 0) {
-      try {
-        member(static_cast<derecho::MemberId>(i));
-        _exit(0);
-      } catch (const std::exception& e) {
-        std::fprintf(stderr, "member %zu failed: %s\n", i, e.what());
-        _exit(1);
-      }
-    }
-    children.push_back(pid);
-  }
-  bool ok = true;
-  for (pid_t pid : children) {
-    int status = 0;
-    waitpid(pid, &status, 0);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) ok = false;
-  }
-  return ok;
-}
-
 void run_member(const Options& o, const derecho::GroupConfig& config, derecho::MemberId self, Shared* shared) {
   MemberResult& r = shared->members[self];
   DigestSink sink;
@@ -204,7 +179,7 @@ std::string run_group(const Options& o) {
   const std::string name = "bench-" + std::to_string(getpid()) + "-" + std::to_string(clock_type::now().time_since_epoch().count() % 100000);
   const std::uint16_t base_port = o.base_port ? o.base_port : pick_base_port();
   const auto config = make_config(o, name, base_port);
-  const bool children_ok = run_in_member_processes(o.members, [&](derecho::MemberId id) {
+  const bool children_ok = derecho::bench::run_in_member_processes(o.members, [&](derecho::MemberId id) {
     run_member(o, config, id, shared);
   });
   const double window = o.seconds;
@@ -270,7 +245,7 @@ std::string run_latency(const Options& o) {
   Shared* shared = shared_anonymous<Shared>();
   const std::string name = "lat-" + std::to_string(getpid()) + "-" + std::to_string(clock_type::now().time_since_epoch().count() % 100000);
   const auto config = make_config(o, name, o.base_port ? o.base_port : pick_base_port());
-  if (!run_in_member_processes(o.members, [&](derecho::MemberId id) { run_latency_member(o, config, id, shared); })) {
+  if (!derecho::bench::run_in_member_processes(o.members, [&](derecho::MemberId id) { run_latency_member(o, config, id, shared); })) {
     throw std::runtime_error("a latency member failed");
   }
   char buf[256];

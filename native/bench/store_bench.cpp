@@ -28,6 +28,7 @@
 
 #include "common/log.hpp"
 #include "member/member.hpp"
+#include "member_processes.hpp"
 #include "persistence/pmem_mapping.hpp"
 #include "raw_append.hpp"
 #include "store/store_ops.hpp"
@@ -159,41 +160,6 @@ derecho::GroupConfig make_config(const Options& o, derecho::StorageKind storage,
   sg.store = store;
   c.subgroups.push_back(sg);
   return c;
-}
-
-// Runs `member(id)` in one forked process per member and waits for all; true when all exited 0.
-template <typename MemberMain>
-bool run_in_member_processes(std::size_t members, Shared* shared, MemberMain member) {
-  std::vector<pid_t> children;
-  for (std::size_t i = 0; i < members; ++i) {
-    const pid_t pid = fork();
-    if (pid == 0) {
-      try {
-        member(static_cast<derecho::MemberId>(i));
-        _exit(0);
-      } catch (const std::exception& e) {
-        std::fprintf(stderr, "member %zu failed: %s\n", i, e.what());
-        _exit(1);
-      }
-    }
-    children.push_back(pid);
-  }
-  // The first member to fail (an exception, a signal) releases the others from their waits.
-  bool ok = true;
-  for (std::size_t left = children.size(); left > 0; --left) {
-    int status = 0;
-    const pid_t pid = waitpid(-1, &status, 0);
-    if (pid < 0) break;
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-      if (WIFSIGNALED(status)) {
-        const auto at = std::find(children.begin(), children.end(), pid) - children.begin();
-        std::fprintf(stderr, "member %td died of signal %d (%s)\n", at, WTERMSIG(status), strsignal(WTERMSIG(status)));
-      }
-      ok = false;
-      shared->abort.store(1);
-    }
-  }
-  return ok;
 }
 
 std::pair<double, double> p50_p99(std::vector<float>& micros) {
@@ -428,9 +394,9 @@ GroupRun run_group(const Options& o, derecho::StorageKind storage, const fs::pat
   const bool persistent = storage == derecho::StorageKind::persistent;
   const std::string name = std::string("storebench-") + (persistent ? "p-" : "v-") + std::to_string(getpid());
   const auto config = make_config(o, storage, name, base_port);
-  const bool children_ok = run_in_member_processes(o.members, shared, [&](derecho::MemberId id) {
+  const bool children_ok = derecho::bench::run_in_member_processes(o.members, [&](derecho::MemberId id) {
     run_member(o, config, data_dir, id, shared);
-  });
+  }, [&] { shared->abort.store(1); });
   double sum_rate = 0, min_rate = 1e300, sum_global = 0, sum_p50 = 0, max_p99 = 0, sum_pp50 = 0, max_pp99 = 0;
   std::uint64_t delivered = 0, batches = 0;
   bool same_state = true;
