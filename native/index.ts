@@ -105,6 +105,18 @@ export interface MemberStats {
   vid: number;              // the installed view; 0 while in none
 }
 
+/** One subgroup at this member. */
+export interface SubgroupStats {
+  /** Application messages delivered here, all views (a store subgroup: its operations). */
+  delivered: number;
+  /** Their payload bytes. */
+  deliveredBytes: number;
+  /** Queued at this member, not yet sent into the ring (a store: its own outbox too). */
+  queuedMessages: number;
+  /** Their payload bytes. */
+  queuedBytes: number;
+}
+
 /**
  * A view this member installed, the same at every member that installs it. `members` are in the
  * config's order; `leader` coordinates the next view change (the first member nobody suspects,
@@ -188,6 +200,29 @@ export interface StoreFrontier {
   logError: string;
 }
 
+/**
+ * One delivered version, as entries() reads it back. `other`: a version that changes no key (a
+ * clock tick), with key '' and value null; a remove's value is null. Keys are UTF-8, as in listKeys.
+ */
+export interface StoreEntry {
+  version: bigint;
+  hlc: bigint;
+  kind: 'put' | 'remove' | 'other';
+  key: string;
+  value: Buffer | null;
+}
+
+/** How much one entries() call returns: defaults 1000 entries, 1 MiB of keys and values. */
+export interface StoreEntriesOptions {
+  /** At most this many entries (an integer >= 1). */
+  maxCount?: number;
+  /** No more once the next entry would take the keys and values past this (an integer >= 0); the first always comes. */
+  maxBytes?: number;
+}
+
+export const STORE_ENTRIES_DEFAULT_MAX_COUNT = 1000;
+export const STORE_ENTRIES_DEFAULT_MAX_BYTES = 1 << 20;
+
 /** Damage a persistent log found and cut when it was opened (docs/log-format.md, "Repair"). */
 export interface StoreRepair {
   file: string;
@@ -241,6 +276,18 @@ export interface NativeStore {
   orderedGet(key: string | Buffer): Promise<StoreRead>;
   /** Resolves with `version` once it is durable at every member of the shard. */
   waitGlobalPersisted(version: bigint): Promise<bigint>;
+  /**
+   * Resolves with the latest delivered version once this member has delivered `version` (at
+   * once if it has). Rejects `stopped` when the member stops or moves to another shard.
+   */
+  waitDelivered(version: bigint): Promise<bigint>;
+  /**
+   * The delivered versions from `from` on, oldest first (empty when `from` is not delivered
+   * yet); see StoreEntriesOptions for how many. Throws invalid_argument for `from` 0n,
+   * not_retained for a version folded into the base (at or below firstRetained once something
+   * was truncated or left a volatile window).
+   */
+  entries(from: bigint, opts?: StoreEntriesOptions): StoreEntry[];
   frontier(): StoreFrontier;
   /** Versions below `version` are no longer readable; a persistent log frees their segments. */
   truncateBelow(version: bigint): void;
@@ -275,6 +322,11 @@ export interface NativeMember {
   /** Resolves once the send queue has room again. */
   writable(): Promise<void>;
   stats(): MemberStats;
+  /**
+   * Counters of one subgroup at this member. Throws a RangeError for an unknown subgroup or one
+   * this member is not in.
+   */
+  subgroupStats(subgroup: number): SubgroupStats;
   /** The installed view, or null while this member is in none (starting, or removed and rejoining). */
   view(): NativeView | null;
   /**
@@ -325,10 +377,17 @@ interface AddonMember extends Omit<NativeMember, 'store'> {
   storeVersionAtTime(subgroup: number, t: bigint): Promise<bigint>;
   storeOrderedGet(subgroup: number, key: Buffer): Promise<StoreRead>;
   storeWaitPersisted(subgroup: number, version: bigint): Promise<bigint>;
+  storeWaitDelivered(subgroup: number, version: bigint): Promise<bigint>;
+  storeEntries(subgroup: number, from: bigint, maxCount: bigint, maxBytes: bigint): AddonStoreEntry[];
   storeListKeys(subgroup: number, version: bigint | undefined): Buffer[];
   storeFrontier(subgroup: number): StoreFrontier;
   storeTruncate(subgroup: number, version: bigint): void;
   storeRepairs(subgroup: number): StoreRepair[];
+}
+
+/** A StoreEntry as the addon returns it: the key as bytes. */
+interface AddonStoreEntry extends Omit<StoreEntry, 'key'> {
+  key: Buffer;
 }
 
 interface Addon {
@@ -345,7 +404,7 @@ interface Addon {
 }
 
 /** The C ABI version (docs/c-api.md) this module expects of the addon. */
-export const C_API_VERSION = 4;
+export const C_API_VERSION = 5;
 /** The delivery batch format this module reads (docs/delivery-batch.md). */
 export const DELIVERY_BATCH_VERSION = 2;
 export const DELIVERY_RECORD_HEADER_BYTES = 36;
@@ -476,6 +535,24 @@ class Store implements NativeStore {
 
   waitGlobalPersisted(version: bigint): Promise<bigint> {
     return storeAsync(() => this.member.storeWaitPersisted(this.subgroup, version));
+  }
+
+  waitDelivered(version: bigint): Promise<bigint> {
+    return storeAsync(() => this.member.storeWaitDelivered(this.subgroup, version));
+  }
+
+  entries(from: bigint, opts?: StoreEntriesOptions): StoreEntry[] {
+    const maxCount = opts?.maxCount ?? STORE_ENTRIES_DEFAULT_MAX_COUNT;
+    const maxBytes = opts?.maxBytes ?? STORE_ENTRIES_DEFAULT_MAX_BYTES;
+    if (!Number.isSafeInteger(maxCount) || maxCount < 1) {
+      throw new RangeError(`entries: maxCount must be an integer >= 1, got ${String(maxCount)}`);
+    }
+    if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) {
+      throw new RangeError(`entries: maxBytes must be an integer >= 0, got ${String(maxBytes)}`);
+    }
+    return storeSync(() => this.member.storeEntries(this.subgroup, from, BigInt(maxCount), BigInt(maxBytes))).map(
+      (entry) => ({ ...entry, key: entry.key.toString('utf8') }),
+    );
   }
 
   frontier(): StoreFrontier {

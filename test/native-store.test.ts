@@ -1,9 +1,10 @@
-// Replicated versioned key-value stores through the addon (C ABI version 4), in this jest
-// process: three members over shm in one store subgroup, volatile and persistent. Checks the
-// TypeScript surface (NativeStore, StoreError codes, BigInt versions and times), that every
-// member reads the same values at the same versions, reads by time, truncation, and, for the
-// persistent store, that a total restart (every member stopped, new ones started on the same
-// data directories) finds everything again.
+// Replicated versioned key-value stores through the addon (C ABI version 5), in this jest
+// process: three members over shm in one store subgroup (and a plain one beside it), volatile
+// and persistent. Checks the TypeScript surface (NativeStore, StoreError codes, BigInt versions
+// and times), that every member reads the same values at the same versions, reads by time, the
+// log read back by version, truncation, per-subgroup counters, and, for the persistent store,
+// that a total restart (every member stopped, new ones started on the same data directories)
+// finds everything again.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +16,7 @@ import {
   type NativeMemberOptions,
   type NativeStore,
   type StorageKind,
+  type StoreEntry,
   type StoreErrorCode,
   type StoreStamp,
 } from '../native/index.js';
@@ -45,6 +47,7 @@ function groupConfig(storage: StorageKind): NativeGroupConfig {
             ? { storage, window: 1000, maxKeyBytes: MAX_KEY_BYTES, maxValueBytes: MAX_VALUE_BYTES }
             : { storage, maxKeyBytes: MAX_KEY_BYTES, maxValueBytes: MAX_VALUE_BYTES, segmentBytes: 1 << 16 },
       },
+      { name: 'events', members: ids, ringBytes: 1 << 16, maxMessageBytes: 2048 },
     ],
     spinMicros: 0,
     heartbeatMillis: 20,
@@ -253,6 +256,84 @@ describe.each<StorageKind>(['volatile', 'persistent'])('a %s store through the a
     expect(store(0).repairs()).toEqual([]);
   });
 
+  it('reads the log back by version, the same at every member', () => {
+    const delivered = store(0).frontier().delivered;
+    const log = store(0).entries(1n, { maxCount: 10_000 });
+    expect(log.map((e) => e.version)).toEqual(Array.from({ length: Number(delivered) }, (_, i) => BigInt(i + 1)));
+    for (const id of ids) expect(store(id).entries(1n, { maxCount: 10_000 })).toEqual(log);
+    const at = new Map(log.map((e) => [e.version, e]));
+    for (const w of written) {
+      const expected: StoreEntry =
+        w.value === ''
+          ? { version: w.stamp.version, hlc: w.stamp.hlc, kind: 'remove', key: w.key, value: null }
+          : { version: w.stamp.version, hlc: w.stamp.hlc, kind: 'put', key: w.key, value: Buffer.from(w.value, 'latin1') };
+      expect(at.get(w.stamp.version)).toEqual(expected);
+    }
+    // The rest are ticks (reads by time on an idle shard): versions that change no key.
+    const stamped = new Set(written.map((w) => w.stamp.version));
+    for (const e of log.filter((x) => !stamped.has(x.version))) {
+      expect(e).toMatchObject({ kind: 'other', key: '', value: null });
+    }
+    expect(store(1).entries(2n, { maxCount: 2 }).map((e) => e.version)).toEqual([2n, 3n]);
+    // At least one entry, however small maxBytes; no more once it is reached.
+    expect(store(2).entries(1n, { maxBytes: 0 })).toEqual(log.slice(0, 1));
+    const first = log[0] as StoreEntry;
+    const second = log[1] as StoreEntry;
+    const twoBytes = Buffer.byteLength(first.key) + (first.value?.length ?? 0) + Buffer.byteLength(second.key) + (second.value?.length ?? 0);
+    expect(store(2).entries(1n, { maxBytes: twoBytes })).toEqual(log.slice(0, 2));
+    expect(store(2).entries(1n, { maxBytes: twoBytes - 1 })).toEqual(log.slice(0, 1));
+    expect(store(0).entries(delivered + 1n)).toEqual([]);
+  });
+
+  it('refuses entries() from version 0 and bad limits', async () => {
+    expect(await codeOf(() => store(0).entries(0n))).toBe('invalid_argument');
+    expect(() => store(0).entries(1n, { maxCount: 0 })).toThrow('entries: maxCount must be an integer >= 1, got 0');
+    expect(() => store(0).entries(1n, { maxBytes: -1 })).toThrow('entries: maxBytes must be an integer >= 0, got -1');
+    expect(() => store(0).entries(1n, { maxCount: 1.5 })).toThrow('entries: maxCount must be an integer >= 1, got 1.5');
+  });
+
+  it('waits for a version to be delivered: at once when it is, or when it comes', async () => {
+    const delivered = store(2).frontier().delivered;
+    expect(await store(2).waitDelivered(1n)).toBeGreaterThanOrEqual(delivered);
+    const next = delivered + 1n;
+    let settled = false;
+    const waiting = store(2).waitDelivered(next).then((v) => {
+      settled = true;
+      return v;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(settled).toBe(false);
+    const put = await store(0).put('w', 'w1');
+    written.push({ key: 'w', value: 'w1', stamp: put });
+    expect(put.version).toBeGreaterThanOrEqual(next);
+    expect(await waiting).toBeGreaterThanOrEqual(put.version);
+    expect(store(2).entries(put.version)[0]).toEqual({ version: put.version, hlc: put.hlc, kind: 'put', key: 'w', value: Buffer.from('w1') });
+  });
+
+  it('counts deliveries and the send queue per subgroup', async () => {
+    const member = members[0] as NativeMember;
+    expect(member.subgroupStats(1)).toEqual({ delivered: 0, deliveredBytes: 0, queuedMessages: 0, queuedBytes: 0 });
+    expect(member.send(1, Buffer.alloc(10))).toBe(true);
+    expect(member.send(1, Buffer.alloc(20))).toBe(true);
+    await until(
+      'both messages delivered at every member',
+      () => members.every((m) => m.subgroupStats(1).delivered === 2),
+      () => JSON.stringify(members.map((m) => m.subgroupStats(1))),
+    );
+    for (const id of ids) {
+      const m = members[id] as NativeMember;
+      expect(m.subgroupStats(1)).toEqual({ delivered: 2, deliveredBytes: 30, queuedMessages: 0, queuedBytes: 0 });
+      // A store subgroup counts its operations (32-byte header, key, value): every version and
+      // the ordered reads.
+      const kv = m.subgroupStats(0);
+      expect(kv.delivered).toBeGreaterThanOrEqual(Number(store(id).frontier().delivered));
+      expect(kv.deliveredBytes).toBeGreaterThan(32 * kv.delivered);
+    }
+    expect(() => member.subgroupStats(2)).toThrow('unknown subgroup 2 (the group has 2)');
+    expect(() => member.subgroupStats(-1)).toThrow('subgroupStats(subgroup): a subgroup index is an integer 0..2^32-1, got -1');
+    expect(() => member.subgroupStats(0.5)).toThrow('subgroupStats(subgroup): a subgroup index is an integer 0..2^32-1, got 0.5');
+  });
+
   it('truncates: versions below are no longer readable, the latest values are', async () => {
     const [, a2] = written.filter((w) => w.key === 'a') as [Written, Written];
     const below = a2.stamp.version + 1n;
@@ -266,6 +347,12 @@ describe.each<StorageKind>(['volatile', 'persistent'])('a %s store through the a
     }
     const [a1] = written.filter((w) => w.key === 'a') as [Written];
     expect(await codeOf(() => store(1).getByTime('a', a1.stamp.hlc))).toBe('not_retained');
+    // The base holds the state at `below`, not the versions that led to it.
+    for (const id of ids) {
+      expect(await codeOf(() => store(id).entries(below))).toBe('not_retained');
+      expect(await codeOf(() => store(id).entries(1n))).toBe('not_retained');
+      expect(store(id).entries(below + 1n, { maxCount: 1 })).toMatchObject([{ version: below + 1n }]);
+    }
   });
 
   if (storage === 'persistent') {
@@ -274,10 +361,13 @@ describe.each<StorageKind>(['volatile', 'persistent'])('a %s store through the a
       const latest = last().stamp.version;
       await store(0).waitGlobalPersisted(latest);
       const keys = store(0).listKeys();
+      const log = store(0).entries(truncatedBelow + 1n, { maxCount: 10_000 });
       await stopAll();
       await startAll();
       await deliveredEverywhere(latest);
       for (const id of ids) {
+        expect(store(id).entries(truncatedBelow + 1n, { maxCount: log.length })).toEqual(log);
+        expect(await codeOf(() => store(id).entries(truncatedBelow))).toBe('not_retained');
         expect(store(id).listKeys(latest)).toEqual(keys);
         for (const w of expected) {
           expect(store(id).get(w.key, w.stamp.version)).toEqual({ atVersion: w.stamp.version, found: true, version: w.stamp.version, hlc: w.stamp.hlc, value: Buffer.from(w.value, 'latin1') });
@@ -297,11 +387,18 @@ describe.each<StorageKind>(['volatile', 'persistent'])('a %s store through the a
       (stamp) => ({ stamp, code: undefined }),
       (err: unknown) => ({ stamp: undefined, code: err instanceof StoreError ? err.code : String(err) }),
     );
+    const waiting = s.waitDelivered(s.frontier().delivered + 1000n).then(
+      () => 'resolved',
+      (err: unknown) => (err instanceof StoreError ? err.code : String(err)),
+    );
     await member.stop();
     const outcome = await pending;
     if (outcome.code !== undefined) expect(outcome.code).toBe('stopped');
+    expect(await waiting).toBe('stopped');
     expect(await codeOf(() => s.put('z', 'again'))).toBe('stopped');
     expect(await codeOf(() => s.get('a'))).toBe('stopped');
+    expect(await codeOf(() => s.entries(1n))).toBe('stopped');
+    expect(await codeOf(() => s.waitDelivered(1n))).toBe('stopped');
   });
 });
 
@@ -341,5 +438,28 @@ describe('store options through the addon', () => {
     } finally {
       await member.stop();
     }
+  });
+
+  it('counts messages queued before the member is in a view', async () => {
+    const config = parseGroupConfig({
+      version: 1,
+      group: `native-store-queue-${process.pid}`,
+      transport: 'shm',
+      members: [{ id: 0, host: '127.0.0.1', port: 1 }],
+      subgroups: [{ name: 'plain', members: [0], ringBytes: 1 << 16, maxMessageBytes: 2048 }],
+      spinMicros: 0,
+    });
+    const member = createMember(config, 0, () => undefined, () => undefined);
+    try {
+      expect(member.send(0, Buffer.alloc(10))).toBe(true);
+      const packed = Buffer.alloc(4 + 5 + 4 + 7);
+      packed.writeUInt32LE(5, 0);
+      packed.writeUInt32LE(7, 9);
+      expect(member.sendBatch(0, packed)).toBe(2);
+      expect(member.subgroupStats(0)).toEqual({ delivered: 0, deliveredBytes: 0, queuedMessages: 3, queuedBytes: 22 });
+    } finally {
+      await member.stop();
+    }
+    expect(() => member.subgroupStats(0)).toThrow('member is stopped');
   });
 });

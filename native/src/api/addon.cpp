@@ -1,7 +1,9 @@
 // N-API addon over the C ABI: the one door from TypeScript into the engine (native/index.ts).
 #include <napi.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <cstring>
 #include <deque>
 #include <memory>
@@ -446,6 +448,7 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
                        {InstanceMethod<&MemberWrap::start>("start"), InstanceMethod<&MemberWrap::send>("send"),
                         InstanceMethod<&MemberWrap::send_batch>("sendBatch"),
                         InstanceMethod<&MemberWrap::writable>("writable"), InstanceMethod<&MemberWrap::stats>("stats"),
+                        InstanceMethod<&MemberWrap::subgroup_stats>("subgroupStats"),
                         InstanceMethod<&MemberWrap::view>("view"), InstanceMethod<&MemberWrap::set_on_view>("onView"),
                         InstanceMethod<&MemberWrap::set_on_event>("onEvent"),
                         InstanceMethod<&MemberWrap::set_on_snapshot>("onSnapshot"),
@@ -458,6 +461,8 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
                         InstanceMethod<&MemberWrap::store_version_at_time>("storeVersionAtTime"),
                         InstanceMethod<&MemberWrap::store_ordered_get>("storeOrderedGet"),
                         InstanceMethod<&MemberWrap::store_wait_persisted>("storeWaitPersisted"),
+                        InstanceMethod<&MemberWrap::store_wait_delivered>("storeWaitDelivered"),
+                        InstanceMethod<&MemberWrap::store_entries>("storeEntries"),
                         InstanceMethod<&MemberWrap::store_list_keys>("storeListKeys"),
                         InstanceMethod<&MemberWrap::store_frontier>("storeFrontier"),
                         InstanceMethod<&MemberWrap::store_truncate>("storeTruncate"),
@@ -752,7 +757,7 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
           if (!lossless) throw Napi::RangeError::New(env, std::string(usage) + ": a version or time is 0..2^64-1");
         }
       }
-      u64.resize(2, 0);
+      u64.resize(std::max<std::size_t>(u64.size(), 2), 0);
     }
     std::uint32_t subgroup = 0;
     std::vector<Napi::Uint8Array> bytes;
@@ -1029,6 +1034,29 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
     return o;
   }
 
+  // subgroupStats(subgroup): { delivered, deliveredBytes, queuedMessages, queuedBytes }
+  Napi::Value subgroup_stats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    check_live(env);
+    if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "subgroupStats(subgroup: number)");
+    const double index = info[0].As<Napi::Number>().DoubleValue();
+    if (!(index >= 0) || index > 4294967295.0 || index != static_cast<double>(static_cast<std::uint64_t>(index))) {
+      throw Napi::RangeError::New(env, "subgroupStats(subgroup): a subgroup index is an integer 0..2^32-1, got " +
+                                           info[0].ToString().Utf8Value());
+    }
+    derecho_subgroup_stats s{};
+    char error[512] = {0};
+    if (derecho_member_subgroup_stats(member_, static_cast<std::uint32_t>(index), &s, error, sizeof error) != 0) {
+      throw Napi::RangeError::New(env, error);
+    }
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("delivered", static_cast<double>(s.delivered));
+    o.Set("deliveredBytes", static_cast<double>(s.delivered_bytes));
+    o.Set("queuedMessages", static_cast<double>(s.queued_messages));
+    o.Set("queuedBytes", static_cast<double>(s.queued_bytes));
+    return o;
+  }
+
   Napi::Value view(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     check_live(env);
@@ -1122,6 +1150,57 @@ class MemberWrap : public Napi::ObjectWrap<MemberWrap> {
     return store_async(info.Env(), StoreAnswer::version, [&](std::uint64_t ticket, char* error, std::size_t len) {
       return derecho_store_wait_persisted(member_, a.subgroup, a.u64[0], ticket, error, len);
     });
+  }
+
+  // storeWaitDelivered(subgroup, version: bigint): Promise<bigint>, the latest delivered version
+  Napi::Value store_wait_delivered(const Napi::CallbackInfo& info) {
+    StoreArgs a(info, "storeWaitDelivered(subgroup, version: bigint)", {Arg::u64});
+    return store_async(info.Env(), StoreAnswer::version, [&](std::uint64_t ticket, char* error, std::size_t len) {
+      return derecho_store_wait_delivered(member_, a.subgroup, a.u64[0], ticket, error, len);
+    });
+  }
+
+  // storeEntries(subgroup, from: bigint, maxCount: bigint, maxBytes: bigint):
+  // [{ version, hlc (bigints), kind: 'put' | 'remove' | 'other', key: Buffer, value: Buffer | null }]
+  Napi::Value store_entries(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    check_store_live(env);
+    StoreArgs a(info, "storeEntries(subgroup, from: bigint, maxCount: bigint, maxBytes: bigint)",
+                {Arg::u64, Arg::u64, Arg::u64});
+    struct Entry {
+      std::uint64_t version;
+      std::uint64_t hlc;
+      std::uint32_t kind;
+      std::vector<std::uint8_t> key;
+      std::vector<std::uint8_t> value;
+    };
+    std::vector<Entry> entries;
+    const auto to_size = [](std::uint64_t n) { return static_cast<std::size_t>(std::min<std::uint64_t>(n, SIZE_MAX)); };
+    store_sync(env, derecho_store_entries(
+                        member_, a.subgroup, a.u64[0], to_size(a.u64[1]), to_size(a.u64[2]),
+                        [](void* context, const derecho_store_entry* e) {
+                          static_cast<std::vector<Entry>*>(context)->push_back(
+                              {e->version, e->hlc, e->kind, {e->key, e->key + e->key_length},
+                               {e->value, e->value + e->value_length}});
+                        },
+                        &entries, a.error, sizeof a.error),
+               a.error);
+    Napi::Array out = Napi::Array::New(env, entries.size());
+    for (std::uint32_t i = 0; i < entries.size(); ++i) {
+      const Entry& e = entries[i];
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("version", Napi::BigInt::New(env, e.version));
+      o.Set("hlc", Napi::BigInt::New(env, e.hlc));
+      o.Set("kind", e.kind == DERECHO_STORE_ENTRY_PUT      ? "put"
+                    : e.kind == DERECHO_STORE_ENTRY_REMOVE ? "remove"
+                                                           : "other");
+      o.Set("key", Napi::Buffer<std::uint8_t>::Copy(env, e.key.data(), e.key.size()));
+      o.Set("value", e.kind == DERECHO_STORE_ENTRY_PUT
+                         ? Napi::Value(Napi::Buffer<std::uint8_t>::Copy(env, e.value.data(), e.value.size()))
+                         : env.Null());
+      out.Set(i, o);
+    }
+    return out;
   }
 
   // storeGet(subgroup, key: Buffer, version: bigint | undefined): StoreRead (undefined: latest)

@@ -242,6 +242,15 @@ derecho_store_result to_c(const derecho::store::ReadResult& r) {
 derecho_store_result to_c(const derecho::store::Stamp& s) { return {s.version, s.hlc, 0, 0, nullptr, 0}; }
 derecho_store_result to_c(std::uint64_t version) { return {version, 0, 0, 0, nullptr, 0}; }
 
+std::uint32_t to_c(derecho::store::EntryKind kind) {
+  switch (kind) {
+    case derecho::store::EntryKind::put: return DERECHO_STORE_ENTRY_PUT;
+    case derecho::store::EntryKind::remove: return DERECHO_STORE_ENTRY_REMOVE;
+    case derecho::store::EntryKind::other: return DERECHO_STORE_ENTRY_OTHER;
+  }
+  throw std::logic_error("unknown store entry kind " + std::to_string(static_cast<int>(kind)));
+}
+
 // The completion of `ticket`, reported through the member's one store callback. Checked before
 // anything is sent, so a refused call never has a completion.
 template <typename T>
@@ -363,6 +372,19 @@ void derecho_member_stats(const derecho_member* member, derecho_stats* out) {
           s.sleeps, s.bad_frames, s.failed ? 1 : 0, s.resent,          s.vid};
 }
 
+int derecho_member_subgroup_stats(const derecho_member* member, uint32_t subgroup, derecho_subgroup_stats* out,
+                                  char* error, size_t error_len) {
+  try {
+    if (!member || !out) throw std::invalid_argument("member and out must not be NULL");
+    const auto s = member->member->subgroup_stats(subgroup);
+    *out = {s.delivered, s.delivered_bytes, s.queued_messages, s.queued_bytes};
+    return 0;
+  } catch (const std::exception& e) {
+    write_error(error, error_len, e.what());
+    return -1;
+  }
+}
+
 int derecho_member_provide_snapshot(derecho_member* member, uint32_t subgroup, uint64_t vid, const void* data,
                                     size_t length, char* error, size_t error_len) {
   try {
@@ -460,6 +482,13 @@ int derecho_store_wait_persisted(derecho_member* member, uint32_t subgroup, uint
   });
 }
 
+int derecho_store_wait_delivered(derecho_member* member, uint32_t subgroup, uint64_t version, uint64_t ticket,
+                                 char* error, size_t error_len) {
+  return store_call(error, error_len, [&] {
+    store_of(member, subgroup).wait_delivered(version, done_for<std::uint64_t>(member, ticket));
+  });
+}
+
 int derecho_store_get(derecho_member* member, uint32_t subgroup, const void* key, size_t key_length, uint64_t version,
                       derecho_store_read_fn visit, void* context, char* error, size_t error_len) {
   return store_call(error, error_len, [&] {
@@ -502,6 +531,23 @@ int derecho_store_repairs(derecho_member* member, uint32_t subgroup, derecho_sto
     if (!visit) throw std::invalid_argument("visit must not be NULL");
     for (const auto& r : store_of(member, subgroup).repairs()) {
       visit(context, r.file.c_str(), r.offset, r.bytes_dropped, r.reason.c_str());
+    }
+  });
+}
+
+int derecho_store_entries(derecho_member* member, uint32_t subgroup, uint64_t from, size_t max_count, size_t max_bytes,
+                          derecho_store_entry_fn visit, void* context, char* error, size_t error_len) {
+  return store_call(error, error_len, [&] {
+    if (!visit) throw std::invalid_argument("visit must not be NULL");
+    for (const auto& e : store_of(member, subgroup).entries(from, max_count, max_bytes)) {
+      const derecho_store_entry c{e.version,
+                                  e.hlc,
+                                  to_c(e.kind),
+                                  reinterpret_cast<const std::uint8_t*>(e.key.data()),
+                                  e.key.size(),
+                                  reinterpret_cast<const std::uint8_t*>(e.value.data()),
+                                  e.value.size()};
+      visit(context, &c);
     }
   });
 }

@@ -9,7 +9,7 @@
 extern "C" {
 #endif
 
-#define DERECHO_C_API_VERSION 4
+#define DERECHO_C_API_VERSION 5
 
 typedef struct derecho_member derecho_member;
 
@@ -107,6 +107,14 @@ typedef struct {
   uint64_t vid;    /* the installed view; 0 while in none */
 } derecho_stats;
 
+/* One subgroup at this member (version 5). */
+typedef struct {
+  uint64_t delivered;       /* application messages delivered here, all views (a store: its operations) */
+  uint64_t delivered_bytes; /* their payload bytes */
+  uint64_t queued_messages; /* queued here, not yet sent into the ring (a store: its own outbox too) */
+  uint64_t queued_bytes;    /* their payload bytes */
+} derecho_subgroup_stats;
+
 /* An installed view, the same at every member that installs it. Members are in the config's
  * order; the leader coordinates the next view change (the first member nobody suspects, members
  * of the previous view before joiners). joined: members that were not in the previous view;
@@ -193,6 +201,10 @@ int derecho_member_send_packed(derecho_member* member, uint32_t subgroup, const 
 /* Any thread: makes the engine re-check at once, e.g. after ready() would now return 1. */
 void derecho_member_wake(derecho_member* member);
 void derecho_member_stats(const derecho_member* member, derecho_stats* out);
+/* Any thread. 0: *out filled in; -1: an unknown subgroup, one without this member, or NULL out
+ * (error filled in). */
+int derecho_member_subgroup_stats(const derecho_member* member, uint32_t subgroup, derecho_subgroup_stats* out,
+                                  char* error, size_t error_len);
 /* Any thread: calls visit(context, view) with the installed view, before returning 1; returns 0
  * without calling it while the member is in no view. */
 int derecho_member_view(const derecho_member* member, derecho_view_fn visit, void* context);
@@ -228,7 +240,8 @@ typedef enum {
 /* What an operation produced; the pointers are valid only during the call that passes it.
  * put, remove: version and hlc of the write. get, get_by_time, ordered_get: at_version (the
  * version the read ran at), found, and when found the version and hlc of the write that set the
- * value and the value. version_at_time: version. wait_persisted: version (the one waited for). */
+ * value and the value. version_at_time: version. wait_persisted: version (the one waited for).
+ * wait_delivered: version (the latest delivered, at least the one waited for). */
 typedef struct {
   uint64_t version;
   uint64_t hlc;
@@ -281,6 +294,11 @@ int derecho_store_ordered_get(derecho_member* member, uint32_t subgroup, const v
 /* Completes once `version` is durable at every member of the shard. */
 int derecho_store_wait_persisted(derecho_member* member, uint32_t subgroup, uint64_t version, uint64_t ticket,
                                  char* error, size_t error_len);
+/* Completes once this member delivered `version` (at once when it has); the result's version is
+ * the latest delivered then. Fails with DERECHO_STORE_STOPPED when the member stops or moves to
+ * another shard (version 5). */
+int derecho_store_wait_delivered(derecho_member* member, uint32_t subgroup, uint64_t version, uint64_t ticket,
+                                 char* error, size_t error_len);
 
 /* Sync, any thread. version DERECHO_STORE_LATEST: the latest delivered version. */
 #define DERECHO_STORE_LATEST UINT64_MAX
@@ -297,6 +315,35 @@ int derecho_store_truncate(derecho_member* member, uint32_t subgroup, uint64_t v
 /* Calls visit once per damage the persistent log cut when it was opened, before returning 0. */
 int derecho_store_repairs(derecho_member* member, uint32_t subgroup, derecho_store_repair_fn visit, void* context,
                           char* error, size_t error_len);
+
+/* What one version did (version 5). OTHER: a version that changes no key (a clock tick), with an
+ * empty key and value; REMOVE has no value. The pointers are valid only during the call. */
+typedef enum {
+  DERECHO_STORE_ENTRY_PUT = 1,
+  DERECHO_STORE_ENTRY_REMOVE = 2,
+  DERECHO_STORE_ENTRY_OTHER = 3
+} derecho_store_entry_kind;
+
+typedef struct {
+  uint64_t version;
+  uint64_t hlc;
+  uint32_t kind; /* derecho_store_entry_kind */
+  const uint8_t* key;
+  size_t key_length;
+  const uint8_t* value;
+  size_t value_length;
+} derecho_store_entry;
+
+typedef void (*derecho_store_entry_fn)(void* context, const derecho_store_entry* entry);
+
+/* Calls visit for each delivered version from `from` on, in order, before returning 0: at most
+ * max_count (>= 1) of them, and no more once the next would take their keys and values past
+ * max_bytes (SIZE_MAX: no limit), but always the first there is. None when `from` is not
+ * delivered yet. DERECHO_STORE_INVALID_ARGUMENT for from 0 or max_count 0;
+ * DERECHO_STORE_NOT_RETAINED for a version folded into the base (from <= first_retained once
+ * something was truncated or left a volatile window). */
+int derecho_store_entries(derecho_member* member, uint32_t subgroup, uint64_t from, size_t max_count, size_t max_bytes,
+                          derecho_store_entry_fn visit, void* context, char* error, size_t error_len);
 
 #ifdef __cplusplus
 }

@@ -458,7 +458,7 @@ std::optional<membership::View> Member::view() const {
   return installed_;
 }
 
-multicast::SubgroupMulticast& Member::subgroup(std::uint32_t index) {
+multicast::SubgroupMulticast& Member::subgroup(std::uint32_t index) const {
   if (index >= subgroups_.size()) {
     throw std::invalid_argument("unknown subgroup " + std::to_string(index) + " (the group has " +
                                 std::to_string(subgroups_.size()) + ")");
@@ -507,6 +507,18 @@ Member::Stats Member::stats() const {
   total.bad_frames = transport_->bad_frames();
   if (const auto v = view()) total.vid = v->vid;
   return total;
+}
+
+Member::SubgroupStats Member::subgroup_stats(std::uint32_t index) const {
+  const auto s = subgroup(index).stats();
+  SubgroupStats out{s.delivered, s.delivered_bytes, s.queued_messages, s.queued_bytes};
+  // A store's operations wait in its own outbox while the multicast's queue is full.
+  if (stores_[index]) {
+    const auto outbox = stores_[index]->outbox();
+    out.queued_messages += outbox.operations;
+    out.queued_bytes += outbox.bytes;
+  }
+  return out;
 }
 
 }  // namespace derecho

@@ -44,6 +44,14 @@ class Member {
     std::uint64_t vid = 0;
     bool failed = false;
   };
+  // One subgroup at this member.
+  struct SubgroupStats {
+    std::uint64_t delivered = 0;        // application messages (a store's operations), all views
+    std::uint64_t delivered_bytes = 0;  // their payload bytes
+    // Queued here, not yet sent into the ring (a store's own outbox included), payload bytes.
+    std::uint64_t queued_messages = 0;
+    std::uint64_t queued_bytes = 0;
+  };
 
   using TransportFactory =
       std::function<std::unique_ptr<transport::Transport>(const transport::TransportOptions&)>;
@@ -123,13 +131,15 @@ class Member {
   store::VersionedStore& store(std::uint32_t subgroup);
 
   Stats stats() const;
+  // Any thread. Throws std::invalid_argument for an unknown subgroup or one without this member.
+  SubgroupStats subgroup_stats(std::uint32_t subgroup) const;
   // Any thread: the installed view, if any.
   std::optional<membership::View> view() const;
   MemberId self() const { return self_; }
   const GroupConfig& config() const { return config_; }
 
  private:
-  multicast::SubgroupMulticast& subgroup(std::uint32_t index);
+  multicast::SubgroupMulticast& subgroup(std::uint32_t index) const;
   membership::ViewManager::Host view_host();
   std::vector<std::uint64_t> ragged_edge(std::span<const MemberId> survivors) const;
   std::vector<std::uint64_t> plan_layout(std::uint64_t members, std::uint64_t carried_on,

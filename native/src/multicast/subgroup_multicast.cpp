@@ -121,6 +121,7 @@ bool SubgroupMulticast::send(std::span<const std::byte> payload) {
   std::memcpy(queue_.data() + at, &len, 4);
   if (!payload.empty()) std::memcpy(queue_.data() + at + 4, payload.data(), payload.size());
   queued_bytes_.store(queue_.size(), std::memory_order_relaxed);
+  ++queue_messages_;
   return true;
 }
 
@@ -152,6 +153,7 @@ SubgroupMulticast::Queued SubgroupMulticast::send_packed(std::span<const std::by
   if (count == 0) return {};
   queue_.insert(queue_.end(), packed.begin(), packed.begin() + static_cast<std::ptrdiff_t>(ends[count - 1]));
   queued_bytes_.store(queue_.size(), std::memory_order_relaxed);
+  queue_messages_ += count;
   return {count, ends[count - 1]};
 }
 
@@ -220,11 +222,11 @@ void SubgroupMulticast::deliver_range(std::uint64_t end, std::span<const std::ui
   if (!batch_.empty()) {
     sink_.deliver(batch_);
     delivery_batches_.fetch_add(1, std::memory_order_relaxed);
+    delivered_messages_.fetch_add(batch_.size(), std::memory_order_relaxed);
+    delivered_bytes_.fetch_add(bytes, std::memory_order_relaxed);
   }
   delivered_ = std::max(delivered_, end);
   write_count(col_delivered_, delivered_);
-  delivered_messages_.fetch_add(batch_.size(), std::memory_order_relaxed);
-  delivered_bytes_.fetch_add(bytes, std::memory_order_relaxed);
 }
 
 void SubgroupMulticast::deliver_to_edge(std::span<const std::uint64_t> edge) {
@@ -262,6 +264,7 @@ std::uint64_t SubgroupMulticast::requeue_cut_off(std::span<const std::uint64_t> 
   while (mine.messages_read() < my_edge) mine.next();
   std::vector<std::byte> again;
   std::uint64_t messages = 0;
+  std::uint64_t bytes = 0;
   while (mine.messages_read() < writer_->messages_written()) {
     const RingReader::Message m = mine.next();
     if (m.is_null) continue;
@@ -271,11 +274,14 @@ std::uint64_t SubgroupMulticast::requeue_cut_off(std::span<const std::uint64_t> 
     std::memcpy(again.data() + at, &len, 4);
     if (len) std::memcpy(again.data() + at + 4, m.payload.data(), len);
     ++messages;
+    bytes += len;
   }
   if (messages == 0) return 0;
   again.insert(again.end(), staging_.begin() + static_cast<std::ptrdiff_t>(staging_pos_), staging_.end());
   staging_ = std::move(again);
   staging_pos_ = 0;
+  staged_messages_.store(staged_messages_.load(std::memory_order_relaxed) + messages, std::memory_order_relaxed);
+  staged_bytes_.store(staged_bytes_.load(std::memory_order_relaxed) + bytes, std::memory_order_relaxed);
   resent_.fetch_add(messages, std::memory_order_relaxed);
   return 0;
 }
@@ -290,6 +296,8 @@ std::uint64_t SubgroupMulticast::drop_pending() {
   staging_.clear();
   staging_pos_ = 0;
   std::lock_guard lock(queue_mutex_);
+  staged_messages_.store(0, std::memory_order_relaxed);
+  staged_bytes_.store(0, std::memory_order_relaxed);
   for (std::size_t at = 0; at < queue_.size();) {
     std::uint32_t len;
     std::memcpy(&len, queue_.data() + at, 4);
@@ -297,6 +305,7 @@ std::uint64_t SubgroupMulticast::drop_pending() {
     ++dropped;
   }
   queue_.clear();
+  queue_messages_ = 0;
   queued_bytes_.store(0, std::memory_order_relaxed);
   return dropped;
 }
@@ -329,6 +338,9 @@ bool SubgroupMulticast::can_send_queued() {
       std::lock_guard lock(queue_mutex_);
       std::swap(staging_, queue_);
       queued_bytes_.store(0, std::memory_order_relaxed);
+      staged_messages_.store(queue_messages_, std::memory_order_relaxed);
+      staged_bytes_.store(staging_.size() - 4 * queue_messages_, std::memory_order_relaxed);
+      queue_messages_ = 0;
     }
     if (writable_ && refused_.exchange(false)) writable_();
   }
@@ -338,13 +350,17 @@ bool SubgroupMulticast::can_send_queued() {
 
 void SubgroupMulticast::send_queued() {
   std::uint64_t appended = 0;
+  std::uint64_t bytes = 0;
   while (staging_pos_ < staging_.size()) {
     const std::uint32_t len = next_staged_length_at(staging_pos_);
     if (!writer_->append_message({staging_.data() + staging_pos_ + 4, len})) break;
     staging_pos_ += 4 + len;
     ++appended;
+    bytes += len;
   }
   sent_.fetch_add(appended, std::memory_order_relaxed);
+  staged_messages_.store(staged_messages_.load(std::memory_order_relaxed) - appended, std::memory_order_relaxed);
+  staged_bytes_.store(staged_bytes_.load(std::memory_order_relaxed) - bytes, std::memory_order_relaxed);
   push_ring_writes();
 }
 
@@ -370,8 +386,15 @@ void SubgroupMulticast::on_link_up(MemberId peer) {
 }
 
 SubgroupMulticast::Stats SubgroupMulticast::stats() const {
-  return {sent_.load(), nulls_sent_.load(), delivered_messages_.load(), delivered_bytes_.load(),
-          delivery_batches_.load(), resent_.load()};
+  std::lock_guard lock(queue_mutex_);
+  return {sent_.load(),
+          nulls_sent_.load(),
+          delivered_messages_.load(),
+          delivered_bytes_.load(),
+          delivery_batches_.load(),
+          resent_.load(),
+          queue_messages_ + staged_messages_.load(std::memory_order_relaxed),
+          queue_.size() - 4 * queue_messages_ + staged_bytes_.load(std::memory_order_relaxed)};
 }
 
 }  // namespace derecho::multicast

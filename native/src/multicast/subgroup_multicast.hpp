@@ -62,6 +62,9 @@ class SubgroupMulticast {
     std::uint64_t delivered_bytes = 0;
     std::uint64_t delivery_batches = 0;
     std::uint64_t resent = 0;
+    // Accepted by send but not yet appended to the ring (payload bytes, without length prefixes).
+    std::uint64_t queued_messages = 0;
+    std::uint64_t queued_bytes = 0;
   };
 
   SubgroupMulticast(std::uint32_t subgroup, const SubgroupConfig& config, const SubgroupPlacement& placement,
@@ -163,14 +166,19 @@ class SubgroupMulticast {
   std::vector<Delivery> batch_;
 
   // Application send queue: packed [u32 length][payload]..., filled by any thread.
-  std::mutex queue_mutex_;
+  mutable std::mutex queue_mutex_;
   std::vector<std::byte> queue_;
+  std::size_t queue_messages_ = 0;  // in queue_, under queue_mutex_
   std::size_t max_queued_bytes_;
   std::atomic<bool> refused_{false};
   std::atomic<std::size_t> queued_bytes_{0};
   // Taken from queue_ by the predicate thread; consumed as ring space allows.
   std::vector<std::byte> staging_;
   std::size_t staging_pos_ = 0;
+  // What staging_ holds from staging_pos_ on, for stats() on other threads; written by the
+  // predicate thread only, under queue_mutex_ when taking the queue so stats() sees no message twice.
+  std::atomic<std::uint64_t> staged_messages_{0};
+  std::atomic<std::uint64_t> staged_bytes_{0};
   std::function<void()> writable_;
 
   std::atomic<std::uint64_t> sent_{0};

@@ -202,9 +202,18 @@ void VersionedStore::reset_frontiers_locked(const std::string& why, std::vector<
   global_ = stable_hlc_ = tick_covers_ = 0;
   const StoreError e(ErrorCode::stopped, "store '" + name_ + "': " + why);
   for (auto& [version, d] : persist_waits_) out.push_back([d = std::move(d), e] { d(&e, 0); });
+  for (auto& [version, d] : delivered_waits_) out.push_back([d = std::move(d), e] { d(&e, 0); });
   for (auto& w : time_waits_) out.push_back([d = std::move(w.done), e] { d(&e, 0); });
   persist_waits_.clear();
+  delivered_waits_.clear();
   time_waits_.clear();
+}
+
+void VersionedStore::complete_delivered_waits_locked(std::vector<Completion>& out) {
+  for (auto it = delivered_waits_.begin(); it != delivered_waits_.end() && it->first <= last_;) {
+    out.push_back([d = std::move(it->second), v = last_] { d(nullptr, v); });
+    it = delivered_waits_.erase(it);
+  }
 }
 
 void VersionedStore::rebuild_history() {
@@ -247,6 +256,7 @@ void VersionedStore::deliver(std::span<const multicast::Delivery> batch) {
       }
       apply_locked(*op, d.sender, done);
     }
+    complete_delivered_waits_locked(done);
   }
   if (persistent_log_) persist_wanted_.notify_one();
   for (auto& c : done) c();
@@ -702,6 +712,7 @@ void VersionedStore::restore(std::span<const std::byte> bytes) {
     global_ = std::min(global_, last_);
     stable_hlc_ = global_ >= base_ ? hlc_of_locked(global_) : 0;
   }
+  complete_delivered_waits_locked(done);
   publish_locked();
   sst_.push();
   lock.unlock();
@@ -722,10 +733,12 @@ void VersionedStore::fail_pending(const std::string& why) {
     for (auto& [request, w] : pending_writes_) done.push_back([d = std::move(w.done), e] { d(&e, Stamp{}); });
     for (auto& [request, q] : pending_queries_) done.push_back([d = std::move(q.second), e] { d(&e, ReadResult{}); });
     for (auto& [version, d] : persist_waits_) done.push_back([d = std::move(d), e] { d(&e, 0); });
+    for (auto& [version, d] : delivered_waits_) done.push_back([d = std::move(d), e] { d(&e, 0); });
     for (auto& w : time_waits_) done.push_back([d = std::move(w.done), e] { d(&e, 0); });
     pending_writes_.clear();
     pending_queries_.clear();
     persist_waits_.clear();
+    delivered_waits_.clear();
     time_waits_.clear();
     outbox_.clear();
     outbox_bytes_ = 0;
@@ -943,6 +956,56 @@ void VersionedStore::wait_global_persisted(std::uint64_t version, Done<std::uint
   } else {
     host_.wake();
   }
+}
+
+void VersionedStore::wait_delivered(std::uint64_t version, Done<std::uint64_t> done) {
+  std::optional<std::uint64_t> now;
+  {
+    std::lock_guard lock(mutex_);
+    check_running_locked();
+    // Until its new shard's state arrives, last_ counts the old shard's history.
+    check_serving_locked();
+    if (version <= last_) {
+      now = last_;
+    } else {
+      delivered_waits_.emplace(version, std::move(done));
+    }
+  }
+  if (now) done(nullptr, *now);
+}
+
+std::vector<Entry> VersionedStore::entries(std::uint64_t from, std::size_t max_count, std::size_t max_bytes) const {
+  if (from == 0) throw StoreError(ErrorCode::invalid_argument, "store '" + name_ + "': versions start at 1, not 0");
+  if (max_count == 0) throw StoreError(ErrorCode::invalid_argument, "store '" + name_ + "': max_count must be at least 1");
+  std::lock_guard lock(mutex_);
+  check_serving_locked();
+  // The base holds the state at base_, not the versions that led to it.
+  if (from <= base_) {
+    throw StoreError(ErrorCode::not_retained, "store '" + name_ + "': version " + std::to_string(from) +
+                                                  " is folded into the base at version " + std::to_string(base_) +
+                                                  "; entries are kept from version " + std::to_string(base_ + 1));
+  }
+  std::vector<Entry> out;
+  std::size_t bytes = 0;
+  for (std::uint64_t v = from; v <= last_ && out.size() < max_count; ++v) {
+    const auto body = body_of_locked(v);
+    const Change change = decode_change(body);
+    const std::size_t size = change.key.size() + change.value.size();
+    if (!out.empty() && (bytes >= max_bytes || size > max_bytes - bytes)) break;
+    bytes += size;
+    Entry& e = out.emplace_back();
+    e.version = v;
+    e.hlc = hlc_of_locked(v);
+    e.kind = change.kind == OpKind::put ? EntryKind::put : change.kind == OpKind::remove ? EntryKind::remove : EntryKind::other;
+    e.key = change.key;
+    e.value.assign(change.value.begin(), change.value.end());
+  }
+  return out;
+}
+
+Outbox VersionedStore::outbox() const {
+  std::lock_guard lock(mutex_);
+  return {outbox_.size(), outbox_bytes_};
 }
 
 Frontier VersionedStore::frontier() const {

@@ -40,6 +40,24 @@ struct ReadResult {
   std::vector<std::byte> value;
 };
 
+// What one version did, as entries() reads it back: `other` is a version that changes no key
+// (a clock tick), with an empty key and value.
+enum class EntryKind : std::uint8_t { put, remove, other };
+
+struct Entry {
+  std::uint64_t version = 0;
+  std::uint64_t hlc = 0;
+  EntryKind kind = EntryKind::other;
+  std::string key;
+  std::vector<std::byte> value;  // empty unless a put
+};
+
+// Operations of this member waiting for room in the subgroup's send queue.
+struct Outbox {
+  std::size_t operations = 0;
+  std::size_t bytes = 0;
+};
+
 struct Frontier {
   std::uint64_t first_retained = 0;    // the oldest version reads can ask for (0: everything)
   std::uint64_t delivered = 0;         // the latest version here
@@ -134,6 +152,16 @@ class VersionedStore final : public multicast::DeliverySink {
   void ordered_get(std::string_view key, Done<ReadResult> done);
   // Completes once `version` is durable at every member of the shard.
   void wait_global_persisted(std::uint64_t version, Done<std::uint64_t> done);
+  // Completes with the latest delivered version once it is `version` or later (a reader that
+  // follows the log waits here for what it has not seen). Fails `stopped` when the member stops
+  // or moves to another shard, whose versions are another history.
+  void wait_delivered(std::uint64_t version, Done<std::uint64_t> done);
+  // The delivered versions from `from` on, oldest first: at most `max_count`, and no more once
+  // the next would take the keys and values past `max_bytes`, but always the first one there
+  // is. Empty when `from` is not delivered yet. Throws invalid_argument for `from` 0 or
+  // `max_count` 0, not_retained for a version folded into the base (at or below
+  // first_retained, once something was folded).
+  std::vector<Entry> entries(std::uint64_t from, std::size_t max_count, std::size_t max_bytes) const;
   Frontier frontier() const;
   // Reads below `version` are refused from now on (not_retained); the state at `version` is
   // kept as the base, in a checkpoint for a persistent log, which then frees its segments.
@@ -141,6 +169,7 @@ class VersionedStore final : public multicast::DeliverySink {
   void truncate_below(std::uint64_t version);
   std::vector<persistence::Repair> repairs() const;
   std::uint64_t bad_operations() const;
+  Outbox outbox() const;
 
  private:
   struct TimeWait {
@@ -161,6 +190,7 @@ class VersionedStore final : public multicast::DeliverySink {
   void adopt_lineage_locked(std::uint64_t lineage);
   void clear_locked();
   void reset_frontiers_locked(const std::string& why, std::vector<Completion>& out);
+  void complete_delivered_waits_locked(std::vector<Completion>& out);
   void rebuild_history();
   void apply_locked(const Op& op, MemberId sender, std::vector<Completion>& out);
   void add_version_locked(std::uint64_t version, std::uint64_t hlc, std::vector<std::byte> body,
@@ -244,6 +274,7 @@ class VersionedStore final : public multicast::DeliverySink {
   std::map<std::uint64_t, PendingWrite> pending_writes_;
   std::map<std::uint64_t, std::pair<std::string, Done<ReadResult>>> pending_queries_;
   std::multimap<std::uint64_t, Done<std::uint64_t>> persist_waits_;
+  std::multimap<std::uint64_t, Done<std::uint64_t>> delivered_waits_;
   std::vector<TimeWait> time_waits_;
   std::uint64_t tick_covers_ = 0;  // the clock time of the latest tick sent
   std::deque<std::vector<std::byte>> outbox_;
