@@ -573,19 +573,22 @@ export function parseGroupConfigText(text: string, source = '<config>'): NativeG
   return parseGroupConfig(value, source);
 }
 
-/** Reads and validates a config file. */
-export function loadGroupConfig(path: string): NativeGroupConfig {
-  let text: string;
+/** A config file's text; a file that cannot be read is a ConfigError naming it and why. */
+export function readConfigText(path: string): string {
   try {
-    text = readFileSync(path, 'utf8');
+    return readFileSync(path, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
     throw new ConfigError(path, [{ path: '', message: `cannot read the file (${code})` }]);
   }
-  return parseGroupConfigText(text, path);
 }
 
-/** The config file form of a validated config (what `derecho local` writes). */
+/** Reads and validates a config file. */
+export function loadGroupConfig(path: string): NativeGroupConfig {
+  return parseGroupConfigText(readConfigText(path), path);
+}
+
+/** The config file form of a validated config (what `derecho verify` writes). */
 export function toConfigFile(config: NativeGroupConfig): GroupConfigFile {
   return { version: CONFIG_VERSION, ...config };
 }
