@@ -1,8 +1,9 @@
 #!/usr/bin/env node
-// The `derecho` command: `local` (a whole group on this machine), `member` (one member process),
-// `check-config` (validate a config file), `check-log` (check a run's delivery logs).
-import { mkdirSync, readdirSync, realpathSync } from 'node:fs';
-import { resolve } from 'node:path';
+// The `derecho` command: `local` (the smart-memory demo: three sidecars and an app), `verify` (a
+// whole group on this machine, every member sending, deliveries checked), `member` (one member
+// process), `sidecar` (one member serving the API), `check-config` (validate a config file),
+// `check-log` (check a run's delivery logs).
+import { readdirSync, realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { checkDeliveryLogDir, formatDeliveryLogReport } from '../sidecar/delivery-log-check.js';
@@ -18,20 +19,13 @@ import {
 } from '../sidecar/group-config.js';
 import { runMemberUnderLauncher, runStandaloneMember } from '../sidecar/member-process.js';
 import type { LogLevel, TransportKind } from '../native/index.js';
-import { MIN_BYTES_TO_JOIN, runLocal } from './local-command.js';
+import { addLocalCommand } from './local-command.js';
+import { createdDir, integer } from './option-parsers.js';
+import { addSidecarCommand } from './sidecar-command.js';
+import { MIN_BYTES_TO_JOIN, runVerify } from './verify-command.js';
 import { DEFAULT_STORE_RATE } from '../sidecar/store-workload.js';
 
 export const EXIT_USAGE = 2;
-
-function integer(name: string, min: number, max = Number.MAX_SAFE_INTEGER) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!/^-?\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
-      throw new InvalidArgumentError(`${name} must be an integer in ${min}..${max}, found "${value}"`);
-    }
-    return n;
-  };
-}
 
 function positiveSeconds(value: string): number {
   const n = Number(value);
@@ -76,27 +70,10 @@ function positiveRate(value: string): number {
  * refused, since a checker would mix the two runs.
  */
 function deliveryLogDir(given: string): string {
-  // Members may run elsewhere in the file system tree: give them an absolute path.
-  const dir = resolve(given);
-  try {
-    mkdirSync(dir, { recursive: true });
-  } catch (err) {
-    throw new UsageError(`--delivery-log ${dir}: cannot create the directory (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
-  }
+  const dir = createdDir('--delivery-log', given);
   const old = readdirSync(dir).filter((f) => /^member-\d+\.jsonl$/.test(f));
   if (old.length > 0) {
     throw new UsageError(`--delivery-log ${dir} already holds delivery logs (${old.slice(0, 3).join(', ')}${old.length > 3 ? ', ...' : ''}): give a new or empty directory`);
-  }
-  return dir;
-}
-
-/** The store's data directory of `derecho local`: created if missing; what is in it is the store's state, kept across runs. */
-function storeDataDir(given: string): string {
-  const dir = resolve(given);
-  try {
-    mkdirSync(dir, { recursive: true });
-  } catch (err) {
-    throw new UsageError(`--data-dir ${dir}: cannot create the directory (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
   }
   return dir;
 }
@@ -112,8 +89,11 @@ export function buildProgram(): Command {
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
+  addLocalCommand(program);
+  addSidecarCommand(program);
+
   program
-    .command('local')
+    .command('verify')
     .description('run a group of member processes on loopback with a workload in which every member sends, and check delivery')
     .option('--members <n>', 'member processes started at once (they start the group)', integer('--members', 1, MAX_MEMBERS), 3)
     .option('--spare <k>', 'configured members beyond --members, started only by the `start` command', integer('--spare', 0, MAX_MEMBERS - 1), 0)
@@ -160,7 +140,7 @@ export function buildProgram(): Command {
       if (suspectAfter <= heartbeat) {
         fail(`--suspect-after-millis (${suspectAfter}) must be longer than --heartbeat-millis (${heartbeat})`, EXIT_USAGE);
       }
-      process.exitCode = await runLocal({
+      process.exitCode = await runVerify({
         members: opts.members,
         spare: opts.spare,
         ratePerSec: opts.rate,
@@ -179,13 +159,13 @@ export function buildProgram(): Command {
         logLevel: opts.logLevel,
         store: opts.store,
         storeRatePerSec: opts.storeRate,
-        dataDir: opts.dataDir === undefined ? undefined : storeDataDir(opts.dataDir),
+        dataDir: opts.dataDir === undefined ? undefined : createdDir('--data-dir', opts.dataDir),
       });
     });
 
   program
     .command('member')
-    .description('run one member of a group (what `local` starts; also usable by hand, one shell per member)')
+    .description('run one member of a group (what `verify` starts; also usable by hand, one shell per member)')
     .requiredOption('--config <file>', 'group config file (docs/config.md)')
     .requiredOption('--id <n>', 'this member\'s id in the config', integer('--id', 0, 2 ** 32 - 1))
     .option('--min-bytes <b>', 'smallest workload message (all members must agree)', integer('--min-bytes', 0), 100)
@@ -198,7 +178,7 @@ export function buildProgram(): Command {
     .option('--delivery-log <dir>', 'append each view and each delivery to DIR/member-<id>.jsonl (docs/delivery-log.md)')
     .option('--data-dir <dir>', 'where this member\'s persistent stores keep their logs (docs/store.md)')
     .addOption(logLevelOption('info'))
-    .addOption(new Option('--work-dir <dir>', 'set by `derecho local`: its temporary directory, removed if the launcher dies').hideHelp())
+    .addOption(new Option('--work-dir <dir>', 'set by `derecho verify`: its temporary directory, removed if the launcher dies').hideHelp())
     .action(async (opts: {
       config: string; id: number; minBytes: number; maxBytes: number; startTimeoutMs: number; send?: boolean;
       duration?: number; messages?: number; logLevel: LogLevel; workDir?: string; deliveryLog?: string; waitFor?: number;
@@ -240,7 +220,7 @@ export function buildProgram(): Command {
 
   program
     .command('check-log')
-    .description('check the delivery logs of a run (`local --delivery-log DIR`): views agree, virtual synchrony, no gap, repeat or loss')
+    .description('check the delivery logs of a run (`verify --delivery-log DIR`): views agree, virtual synchrony, no gap, repeat or loss')
     .argument('<dir>', 'directory of member-<id>.jsonl files (docs/delivery-log.md)')
     .action((dir: string) => {
       const report = checkDeliveryLogDir(dir);

@@ -1,4 +1,4 @@
-// Commands `derecho local` reads on stdin while its group runs: kill a member, stop one (it
+// Commands `derecho verify` reads on stdin while its group runs: kill a member, stop one (it
 // leaves gracefully), start one, show the views. One command per line.
 import { describeView } from '../sidecar/format.js';
 import type { LocalGroup } from '../sidecar/local-group.js';

@@ -5,7 +5,7 @@
 // views it installs. With `store`, the config has a second subgroup, a persistent store every
 // member writes sensor readings into (store-workload.ts), each member with its own data
 // directory. At the end members leave one at a time, so the others see clean departures. Used
-// by `derecho local` and by the process tests.
+// by `derecho verify` and by the process tests.
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';

@@ -1,6 +1,6 @@
 // One member of a group, in its own process: loads the config, runs the native engine, checks
 // every delivery, and sends its share of the workload. It runs either under a launcher
-// (`derecho local`, commands over the fork IPC channel, member-protocol.ts) or on its own
+// (`derecho verify`, commands over the fork IPC channel, member-protocol.ts) or on its own
 // (`derecho member` from a shell: progress on stdout until SIGINT/SIGTERM).
 import { rmSync } from 'node:fs';
 import {

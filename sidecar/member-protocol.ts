@@ -1,4 +1,4 @@
-// Messages between `derecho local` (the launcher) and its member processes, over the Node IPC
+// Messages between `derecho verify` (the launcher) and its member processes, over the Node IPC
 // channel of child_process.fork. Both sides validate what they receive.
 import { z } from 'zod';
 

@@ -1,4 +1,4 @@
-// Judges the store workload of a finished `derecho local` run (store-workload.ts) and words its
+// Judges the store workload of a finished `derecho verify` run (store-workload.ts) and words its
 // summary. Every running member read the store at one stable time t: they must all name the same
 // version there and hold the same keys and values (the same fingerprint), each member must find
 // there the latest reading of each of its sensors that it saw acknowledged, and no member's

@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import { StoreError, type NativeStore, type StoreStamp } from '../native/index.js';
 
-/** The store subgroup `derecho local` adds to its config. */
+/** The store subgroup `derecho verify` adds to its config. */
 export const READINGS_SUBGROUP_NAME = 'readings';
 /** How many sensors (keys) each member writes. */
 export const SENSORS_PER_MEMBER = 32;

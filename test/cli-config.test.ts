@@ -78,28 +78,28 @@ describe('derecho CLI with a malformed config', () => {
     expect(r.stderr.trim()).toBe('--min-bytes (500) is larger than --max-bytes (400)');
   });
 
-  it('local: message sizes beyond the largest maxMessageBytes exit 2', async () => {
-    const r = await runCli(['local', '--max-bytes', String(16 * 1024 * 1024)]);
+  it('verify: message sizes beyond the largest maxMessageBytes exit 2', async () => {
+    const r = await runCli(['verify', '--max-bytes', String(16 * 1024 * 1024)]);
     expect(r.code).toBe(2);
     expect(r.stderr.trim()).toBe(
       '--max-bytes (16777216) exceeds the largest message a subgroup can carry: maxMessageBytes is at most 16777152 (16 MiB - 64)',
     );
-    const min = await runCli(['local', '--min-bytes', '20000000']);
+    const min = await runCli(['verify', '--min-bytes', '20000000']);
     expect(min.code).toBe(2);
     expect(min.stderr).toContain('--min-bytes (20000000) exceeds the largest message a subgroup can carry');
   });
 
-  it('local: a non-positive stall timeout exits 2', async () => {
-    const r = await runCli(['local', '--stall-timeout', '0']);
+  it('verify: a non-positive stall timeout exits 2', async () => {
+    const r = await runCli(['verify', '--stall-timeout', '0']);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('expected a positive number of seconds, found "0"');
   });
 
-  it('local: bad options exit 2', async () => {
-    const r = await runCli(['local', '--members', '0']);
+  it('verify: bad options exit 2', async () => {
+    const r = await runCli(['verify', '--members', '0']);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('--members must be an integer in 1..40, found "0"');
-    const both = await runCli(['local', '--duration', '1', '--messages', '5']);
+    const both = await runCli(['verify', '--duration', '1', '--messages', '5']);
     expect(both.code).toBe(2);
     expect(both.stderr).toContain('give --duration or --messages, not both');
   });

@@ -216,7 +216,7 @@ describe('sharded subgroups', () => {
     });
   });
 
-  it('round-trips through the file form (what derecho local writes)', () => {
+  it('round-trips through the file form (what derecho verify writes)', () => {
     const config = parseGroupConfig(sharded({ shards: 2, minPerShard: 2, maxPerShard: 2 }));
     expect(parseGroupConfig(toConfigFile(config))).toEqual(config);
   });

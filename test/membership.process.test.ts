@@ -221,14 +221,14 @@ describe('eight members started at the same moment', () => {
   });
 });
 
-describe('derecho local with commands on stdin', () => {
+describe('derecho verify with commands on stdin', () => {
   it('kills and starts members as told, prints each view, and its delivery logs pass `derecho check-log`', async () => {
     requireBuiltCli();
     requireAddon();
     const logDir = join(mkdtempSync(join(tmpdir(), 'derecho-cli-log-')), 'logs');
     const launcher = spawn(
       process.execPath,
-      [cliPath, 'local', '--members', '3', '--spare', '1', '--duration', '8', '--rate', '500', '--min-bytes', '8', '--delivery-log', logDir],
+      [cliPath, 'verify', '--members', '3', '--spare', '1', '--duration', '8', '--rate', '500', '--min-bytes', '8', '--delivery-log', logDir],
       { stdio: ['pipe', 'pipe', 'pipe'] },
     );
     let output = '';

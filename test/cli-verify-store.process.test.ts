@@ -1,4 +1,4 @@
-// `derecho local`'s store workload end to end: every member writes sensor readings into the
+// `derecho verify`'s store workload end to end: every member writes sensor readings into the
 // persistent `readings` store while the multicast workload runs, and at the end every member
 // reads the store at one stable time and must agree. With --data-dir a second run restarts from
 // the logs (a total restart); a member killed and started again reopens its log and catches up.
@@ -39,10 +39,10 @@ function expectOk(r: CliResult): void {
   if (r.code !== 0 || !/^OK: /m.test(r.stdout)) throw new Error(`exit ${r.code}\n${r.stdout}\n${r.stderr}`);
 }
 
-describe('derecho local with its store workload', () => {
+describe('derecho verify with its store workload', () => {
   it('writes readings while the workload runs, shows the store each second, and every member reads the same state at the end', async () => {
     requireAddon();
-    const r = await runCli(['local', '--members', '3', '--duration', '2'], 60_000);
+    const r = await runCli(['verify', '--members', '3', '--duration', '2'], 60_000);
     expectOk(r);
     expect(r.stdout).toMatch(/^store: "readings", a persistent versioned store, every member writing sensor readings at up to \d+ puts\/s/m);
     expect(r.stdout).toMatch(/^ {7}store: version \d+ delivered, \d+ persisted at every member, \S+ puts\/s$/m);
@@ -64,7 +64,7 @@ describe('derecho local with its store workload', () => {
     requireAddon();
     const dir = mkdtempSync(join(tmpdir(), 'derecho-store-data-'));
     try {
-      const args = ['local', '--members', '3', '--messages', '20000', '--data-dir', dir];
+      const args = ['verify', '--members', '3', '--messages', '20000', '--data-dir', dir];
       const first = await runCli(args, 60_000);
       expectOk(first);
       const before = storeSummary(first);
@@ -89,7 +89,7 @@ describe('derecho local with its store workload', () => {
   it('a member killed and started again reopens its log, catches up, and agrees with the others at the end', async () => {
     requireBuiltCli();
     requireAddon();
-    const launcher = spawn(process.execPath, [cliPath, 'local', '--members', '3', '--duration', '5'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const launcher = spawn(process.execPath, [cliPath, 'verify', '--members', '3', '--duration', '5'], { stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     launcher.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
@@ -129,9 +129,9 @@ describe('derecho local with its store workload', () => {
 
   it('runs without it with --no-store', async () => {
     requireAddon();
-    const r = await runCli(['local', '--members', '3', '--messages', '1000', '--no-store'], 60_000);
+    const r = await runCli(['verify', '--members', '3', '--messages', '1000', '--no-store'], 60_000);
     expectOk(r);
     expect(r.stdout).not.toMatch(/store/);
-    expect((await runCli(['local', '--no-store', '--data-dir', tmpdir()])).stderr).toMatch(/--data-dir .* cannot go with --no-store/);
+    expect((await runCli(['verify', '--no-store', '--data-dir', tmpdir()])).stderr).toMatch(/--data-dir .* cannot go with --no-store/);
   });
 });
