@@ -1,13 +1,15 @@
 // `npm run bench`: runs the native engine benchmark (member processes running the C++ engine,
 // plus a raw loopback TCP baseline measured in the same run), the view-change bench and the
 // replicated store bench (persistent puts/s against a raw pmem append + flush baseline on the
-// same file system), and writes their JSON to bench/results/, adding the issue's targets and
-// whether this run met them.
+// same file system), then puts through the sidecar API beside the engine's own figure for the
+// same shape (bench/sidecar-bench.ts), and writes their JSON to bench/results/, adding the
+// issue's targets and whether this run met them.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { runSidecarBench, sidecarBenchOptionsFromEnv, type SidecarBenchReport } from './sidecar-bench.js';
 
 interface GroupRun {
   transport: string;
@@ -80,6 +82,15 @@ const store: (StoreRun | { ok: false; transport: string; error: string })[] = st
 });
 const storeOk = store.every((s) => s.ok);
 
+// Puts through the sidecar API (3 sidecars, tcp, persistent, 100-byte values), then
+// derecho_store_bench in the same shape, with the ratio sidecar/engine (bench/README.md).
+let sidecarApi: SidecarBenchReport | { ok: false; error: string };
+try {
+  sidecarApi = await runSidecarBench(sidecarBenchOptionsFromEnv(root));
+} catch (err) {
+  sidecarApi = { ok: false, error: err instanceof Error ? err.message : String(err) };
+}
+
 const targets = suite.runs
   .filter((r) => r.group.messageBytes === 100 && r.group.members === 3)
   .map((r) => ({
@@ -97,9 +108,11 @@ const report = {
   ...suite,
   ...viewChange,
   store,
+  sidecarApi,
   targets,
   sameOrderEverywhere: orderOk,
   storeOk,
+  sidecarApiOk: sidecarApi.ok,
 };
 
 const outDir = join(root, 'bench', 'results');
@@ -108,6 +121,6 @@ const file = join(outDir, `engine-${report.date.replace(/[:.]/g, '-')}.json`);
 writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
 process.stdout.write(JSON.stringify(report, null, 2) + '\n');
 process.stderr.write(`written to ${file}\n`);
-if (!orderOk || !storeOk) {
+if (!orderOk || !storeOk || !sidecarApi.ok) {
   process.exitCode = 1;
 }
