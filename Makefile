@@ -10,7 +10,7 @@ CMAKE_GENERATOR := -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 .PHONY: help setup build node-deps native native-asan ts typecheck demo test test-native test-js bench clean
 
 help:
-	@echo "make demo   - set up, build, and run 3 members on loopback for 10 s"
+	@echo "make demo   - set up, build, and run 3 sidecars and the smart-memory app on loopback for 10 s"
 	@echo "make test   - set up, build, run native tests (plain and ASan/UBSan) and the jest suite"
 	@echo "make setup  - install system packages and npm dependencies (scripts/setup.sh)"
 	@echo "make build  - build the native engine, the addon, the sanitizer tests and the TypeScript"
