@@ -43,6 +43,26 @@ void validate_store(const StoreConfig& store, const SubgroupConfig& sg, const st
   }
 }
 
+// Deliveries carry their length in 32 bits (docs/c-api.md).
+constexpr std::uint64_t kMaxObjectBytes = (std::uint64_t{1} << 32) - 1;
+// A relay schedule is computed whole at every member; this keeps it to a few MiB.
+constexpr std::uint64_t kMaxBlocksPerObject = std::uint64_t{1} << 20;
+
+void validate_large_objects(const LargeObjectConfig& lo, const SubgroupConfig& sg, const std::string& field) {
+  const std::string f = field + ".largeObjects";
+  if (sg.store) fail(f, "a store's operations are small: a store subgroup takes no large objects");
+  if (lo.threshold_bytes > sg.max_message_bytes) {
+    fail(f + ".thresholdBytes", "must be at most maxMessageBytes (" + std::to_string(sg.max_message_bytes) +
+                                    "): messages up to it go through the ring");
+  }
+  if (lo.max_object_bytes <= lo.threshold_bytes) fail(f + ".maxObjectBytes", "must be larger than thresholdBytes");
+  if (lo.max_object_bytes > kMaxObjectBytes) fail(f + ".maxObjectBytes", "must be below 4 GiB");
+  if (lo.block_bytes < 4096 || lo.block_bytes % 64 != 0) fail(f + ".blockBytes", "must be a multiple of 64, at least 4096");
+  if ((lo.max_object_bytes + lo.block_bytes - 1) / lo.block_bytes > kMaxBlocksPerObject) {
+    fail(f + ".blockBytes", "maxObjectBytes / blockBytes must be at most " + std::to_string(kMaxBlocksPerObject) + " blocks");
+  }
+}
+
 }  // namespace
 
 void validate(const GroupConfig& config) {
@@ -107,6 +127,7 @@ void validate(const GroupConfig& config) {
                                      std::to_string(4ull * sg.max_message_bytes + 64) + ")");
     }
     if (sg.store) validate_store(*sg.store, sg, field);
+    if (sg.large_objects) validate_large_objects(*sg.large_objects, sg, field);
   }
 }
 

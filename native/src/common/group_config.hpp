@@ -39,6 +39,16 @@ struct StoreConfig {
   std::uint64_t max_log_bytes = 0;          // persistent: a quota on the log's segments; 0: the disk
 };
 
+// Messages longer than threshold_bytes are objects: instead of the sender's ring they travel
+// block by block along a relay schedule (docs/protocol-rdmc.md), straight into an area of
+// max_object_bytes that every sender has in every member's region, and are delivered in the
+// same total order as the ring's messages.
+struct LargeObjectConfig {
+  std::uint64_t threshold_bytes = 64u << 10;
+  std::uint64_t max_object_bytes = 0;
+  std::uint32_t block_bytes = 1u << 20;
+};
+
 struct SubgroupConfig {
   std::string name;
   std::vector<MemberId> members;   // receivers, in rank order; for a sharded subgroup, the candidates
@@ -47,6 +57,7 @@ struct SubgroupConfig {
   std::uint32_t ring_bytes = 1u << 20;        // per-sender ring in every member's region
   std::uint32_t max_message_bytes = 64u << 10;
   std::optional<StoreConfig> store;
+  std::optional<LargeObjectConfig> large_objects;
 };
 
 // A static group as read from the config file. Validated by validate() before the engine uses it.

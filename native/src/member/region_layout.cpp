@@ -13,7 +13,7 @@ RegionLayout RegionLayout::compute(const GroupConfig& config) {
   std::size_t edge = 0;
   for (const auto& sg : config.subgroups) {
     layout.subgroups.push_back({column, 0, sg.ring_bytes});
-    column += multicast::SubgroupPlacement::columns_for(sg.senders.size());
+    column += multicast::SubgroupPlacement::columns_for(sg.senders.size(), sg.large_objects.has_value());
     layout.edge_base.push_back(edge);
     edge += sg.senders.size();
   }
@@ -35,7 +35,17 @@ RegionLayout RegionLayout::compute(const GroupConfig& config) {
   layout.state_buffer_offset = offset;
   layout.state_buffer_bytes = config.state_chunk_bytes;
   layout.state_area_bytes = align_up(config.state_chunk_bytes + StateTransfer::kChunkHeaderBytes, kCacheLine);
-  layout.region_bytes = align_up(offset + config.members.size() * layout.state_area_bytes, 4096);
+  offset = align_up(offset + config.members.size() * layout.state_area_bytes, 4096);
+  // Last, the large-object areas: one per configured sender of each subgroup that takes them.
+  // Only the pages an object touches are ever backed by memory.
+  for (std::size_t s = 0; s < config.subgroups.size(); ++s) {
+    const auto& large = config.subgroups[s].large_objects;
+    if (!large) continue;
+    layout.subgroups[s].object_area_offset = offset;
+    layout.subgroups[s].object_area_bytes = align_up(large->max_object_bytes, 4096);
+    offset += config.subgroups[s].senders.size() * layout.subgroups[s].object_area_bytes;
+  }
+  layout.region_bytes = offset;
   return layout;
 }
 

@@ -56,13 +56,17 @@ std::byte* RingWriter::reserve(std::size_t bytes, std::uint64_t messages) {
   return ring_.data() + start;
 }
 
-bool RingWriter::append_message(std::span<const std::byte> payload) {
+bool RingWriter::append_record(RecordKind kind, std::span<const std::byte> payload) {
   std::byte* at = reserve(record_bytes(payload.size()), 1);
   if (!at) return false;
-  write_header(at, static_cast<std::uint32_t>(payload.size()), RecordKind::message, 1);
+  write_header(at, static_cast<std::uint32_t>(payload.size()), kind, 1);
   if (!payload.empty()) std::memcpy(at + kRecordHeaderBytes, payload.data(), payload.size());
   return true;
 }
+
+bool RingWriter::append_message(std::span<const std::byte> payload) { return append_record(RecordKind::message, payload); }
+
+bool RingWriter::append_object(std::span<const std::byte> descriptor) { return append_record(RecordKind::object, descriptor); }
 
 bool RingWriter::append_nulls(std::uint32_t count) {
   std::byte* at = reserve(kRecordHeaderBytes, count);
@@ -113,13 +117,14 @@ RingReader::Message RingReader::next() {
       nulls_left_ = h.count - 1;
       ++messages_;
       return {true, {}};
-    case RecordKind::message: {
+    case RecordKind::message:
+    case RecordKind::object: {
       if (h.count != 1 || record_bytes(h.length) > ring_.size() - at) {
         throw corrupt("message length " + std::to_string(h.length) + " count " + std::to_string(h.count));
       }
       position_ += record_bytes(h.length);
       ++messages_;
-      return {false, ring_.subspan(at + kRecordHeaderBytes, h.length)};
+      return {false, ring_.subspan(at + kRecordHeaderBytes, h.length), h.kind == RecordKind::object};
     }
     case RecordKind::wrap: break;
   }

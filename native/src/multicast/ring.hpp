@@ -13,12 +13,14 @@ namespace derecho::multicast {
 //   u32 length | u16 kind | u16 reserved | u32 count | u32 reserved | payload, padded to 16
 // kind message: one application message of `length` bytes (count = 1);
 // kind nulls:   `count` consecutive null messages, no payload;
-// kind wrap:    the rest of the ring is unused, the next record starts at offset 0.
+// kind wrap:    the rest of the ring is unused, the next record starts at offset 0;
+// kind object:  one large object's descriptor (object_descriptor.hpp, count = 1): the object
+//               itself travels through the block relay, not the ring.
 // The ring lives at the same offset in every member's region; the sender writes its own copy
 // and pushes the written range, receivers read their copy in place.
 inline constexpr std::size_t kRecordHeaderBytes = 16;
 
-enum class RecordKind : std::uint16_t { message = 1, nulls = 2, wrap = 3 };
+enum class RecordKind : std::uint16_t { message = 1, nulls = 2, wrap = 3, object = 4 };
 
 struct RecordHeader {
   std::uint32_t length;
@@ -53,6 +55,8 @@ class RingWriter {
   bool can_append(std::size_t payload_bytes) const;
   // Appends one message; false (nothing written) when it does not fit now.
   bool append_message(std::span<const std::byte> payload);
+  // Appends one large object's descriptor, as one message; false when it does not fit now.
+  bool append_object(std::span<const std::byte> descriptor);
   // Appends `count` null messages as one record; false when it does not fit now.
   bool append_nulls(std::uint32_t count);
 
@@ -65,6 +69,7 @@ class RingWriter {
   void clear_dirty() { dirty_.clear(); }
 
  private:
+  bool append_record(RecordKind kind, std::span<const std::byte> payload);
   std::size_t bytes_to_reserve(std::size_t bytes) const;
   std::byte* reserve(std::size_t bytes, std::uint64_t messages);
   void mark_dirty(std::size_t offset, std::size_t length);
@@ -86,7 +91,8 @@ class RingReader {
  public:
   struct Message {
     bool is_null;
-    std::span<const std::byte> payload;
+    std::span<const std::byte> payload;  // an object's descriptor when is_object
+    bool is_object = false;
   };
 
   explicit RingReader(std::span<const std::byte> ring);

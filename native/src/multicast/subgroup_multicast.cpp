@@ -1,6 +1,7 @@
 #include "multicast/subgroup_multicast.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <limits>
 #include <stdexcept>
@@ -25,6 +26,7 @@ SubgroupMulticast::SubgroupMulticast(std::uint32_t subgroup, const SubgroupConfi
       col_sent_(placement.first_column),
       col_delivered_(placement.first_column + 1),
       col_received_(placement.first_column + 2),
+      col_progress_(placement.first_column + 2 + config.senders.size()),
       max_queued_bytes_(std::max<std::size_t>(max_queued_bytes, config.max_message_bytes + 4)) {}
 
 void SubgroupMulticast::enter_view(const SubgroupView& view) {
@@ -57,6 +59,12 @@ void SubgroupMulticast::enter_view(const SubgroupView& view) {
       writer_.emplace(ring);
     }
   }
+  objects_.clear();
+  own_object_index_.reset();
+  if (takes_objects()) {
+    for (std::size_t k = 0; k < n; ++k) objects_.emplace_back(region.subspan(ring_offset_of_slot(view.sender_slots[k]), placement_.ring_bytes));
+    for (std::size_t slot = 0; slot < config_.senders.size(); ++slot) write_count(col_progress_ + slot, 0);
+  }
   received_by_me_.assign(n, 0);
   received_by_all_.assign(n, 0);
   app_messages_from_.assign(n, 0);
@@ -71,6 +79,7 @@ void SubgroupMulticast::enter_view(const SubgroupView& view) {
 bool SubgroupMulticast::step() {
   if (!in_view_ || wedged_ || sender_rows_.empty()) return false;
   bool fired = false;
+  if (!objects_.empty() && relay_objects()) fired = true;
   if (has_new_messages()) {
     receive();
     fired = true;
@@ -80,6 +89,7 @@ bool SubgroupMulticast::step() {
     fired = true;
   }
   if (my_sender_ && open_) {
+    if (own_object_index_ && own_object_delivered()) fired = true;
     if (can_send_queued()) {
       send_queued();
       fired = true;
@@ -112,6 +122,7 @@ void SubgroupMulticast::check_sendable(std::size_t bytes, const std::string& wha
 }
 
 bool SubgroupMulticast::send(std::span<const std::byte> payload) {
+  if (takes_objects() && payload.size() > config_.large_objects->threshold_bytes) return send_object(payload);
   check_sendable(payload.size(), "message");
   const auto len = static_cast<std::uint32_t>(payload.size());
   std::lock_guard lock(queue_mutex_);
@@ -134,6 +145,12 @@ SubgroupMulticast::Queued SubgroupMulticast::send_packed(std::span<const std::by
     std::uint32_t len;
     std::memcpy(&len, packed.data() + at, 4);
     check_sendable(len, where);
+    if (takes_objects() && len > config_.large_objects->threshold_bytes) {
+      throw std::invalid_argument(where + ": " + std::to_string(len) + " bytes is a large object in subgroup '" +
+                                  config_.name + "' (above thresholdBytes " +
+                                  std::to_string(config_.large_objects->threshold_bytes) +
+                                  "): send objects one at a time");
+    }
     if (packed.size() - at - 4 < len) {
       throw std::invalid_argument(where + ": claims " + std::to_string(len) + " bytes but only " +
                                   std::to_string(packed.size() - at - 4) + " remain");
@@ -157,6 +174,39 @@ SubgroupMulticast::Queued SubgroupMulticast::send_packed(std::span<const std::by
   return {count, ends[count - 1]};
 }
 
+bool SubgroupMulticast::send_object(std::span<const std::byte> payload) {
+  const LargeObjectConfig& large = *config_.large_objects;
+  if (!configured_sender_) check_sendable(0, "object");
+  if (payload.size() > large.max_object_bytes) {
+    throw std::invalid_argument("object of " + std::to_string(payload.size()) + " bytes exceeds maxObjectBytes " +
+                                std::to_string(large.max_object_bytes) + " of subgroup '" + config_.name + "'");
+  }
+  {
+    std::lock_guard lock(queue_mutex_);
+    if (own_object_busy_.load(std::memory_order_relaxed)) {
+      refused_.store(true, std::memory_order_relaxed);
+      return false;
+    }
+    own_object_busy_.store(true, std::memory_order_relaxed);
+  }
+  // Our area is ours alone while no object of ours is in flight: copy without the lock. This
+  // is the object's one copy on the way in; the relay reads the blocks from here.
+  const std::size_t slot = static_cast<std::size_t>(
+      std::find(config_.senders.begin(), config_.senders.end(), transport_.self()) - config_.senders.begin());
+  std::memcpy(transport_.region().data() + object_area_of_slot(slot), payload.data(), payload.size());
+  std::array<std::byte, ObjectDescriptor::kBytes> descriptor;
+  ObjectDescriptor{payload.size(), large.block_bytes}.encode(descriptor);
+  const std::uint32_t entry = static_cast<std::uint32_t>(descriptor.size()) | kObjectEntry;
+  std::lock_guard lock(queue_mutex_);
+  const std::size_t at = queue_.size();
+  queue_.resize(at + 4 + descriptor.size());
+  std::memcpy(queue_.data() + at, &entry, 4);
+  std::memcpy(queue_.data() + at + 4, descriptor.data(), descriptor.size());
+  queued_bytes_.store(queue_.size(), std::memory_order_relaxed);
+  ++queue_messages_;
+  return true;
+}
+
 bool SubgroupMulticast::admit(std::size_t bytes) {
   if (!queue_.empty() && queue_.size() + bytes > max_queued_bytes_) {
     refused_.store(true, std::memory_order_relaxed);
@@ -173,7 +223,18 @@ std::uint64_t SubgroupMulticast::min_over_members(std::size_t column) const {
 
 bool SubgroupMulticast::has_new_messages() const {
   for (std::size_t k = 0; k < sender_rows_.size(); ++k) {
-    if (count(sender_rows_[k], col_sent_) > received_by_me_[k]) return true;
+    const std::uint64_t sent = count(sender_rows_[k], col_sent_);
+    if (objects_.empty()) {
+      if (sent > received_by_me_[k]) return true;
+      continue;
+    }
+    const SenderObjects& o = objects_[k];
+    // Held at an object still on its way: only its arrival is news.
+    if (o.message && *o.message == received_by_me_[k]) {
+      if (o.transfer->complete()) return true;
+      continue;
+    }
+    if (sent > o.scanner.messages_read()) return true;
   }
   return false;
 }
@@ -182,11 +243,108 @@ void SubgroupMulticast::receive() {
   // Everything that has arrived from every sender is taken in one pass.
   for (std::size_t k = 0; k < sender_rows_.size(); ++k) {
     const std::uint64_t sent = count(sender_rows_[k], col_sent_);
-    if (sent > received_by_me_[k]) {
-      received_by_me_[k] = sent;
-      write_count(col_received_ + view_.sender_slots[k], sent);
+    const std::uint64_t got = objects_.empty() ? sent : receive_from(k, sent);
+    if (got > received_by_me_[k]) {
+      received_by_me_[k] = got;
+      write_count(col_received_ + view_.sender_slots[k], got);
     }
   }
+}
+
+// How many of sender k's messages are here: all it published, up to the first object that has
+// not wholly arrived. Object records found on the way start their relay.
+std::uint64_t SubgroupMulticast::receive_from(std::size_t k, std::uint64_t sent) {
+  SenderObjects& o = objects_[k];
+  std::uint64_t received = received_by_me_[k];
+  for (;;) {
+    if (o.message && *o.message == received) {
+      if (!o.transfer->complete()) break;
+      ++received;
+      continue;
+    }
+    if (o.scanner.messages_read() >= sent) break;
+    const RingReader::Message m = o.scanner.next();
+    if (m.is_object) {
+      start_object(k, received, m.payload);
+      continue;
+    }
+    ++received;
+  }
+  return received;
+}
+
+std::shared_ptr<const RelaySchedule> SubgroupMulticast::schedule_for(std::size_t members, std::uint64_t blocks) {
+  const auto key = std::pair{members, blocks};
+  if (const auto it = schedules_.find(key); it != schedules_.end()) return it->second;
+  // Objects of a few sizes are the common case; a long tail of sizes is not kept.
+  if (schedules_.size() >= 16) schedules_.clear();
+  auto schedule = std::make_shared<const RelaySchedule>(RelaySchedule::compute(members, static_cast<std::size_t>(blocks)));
+  schedules_.emplace(key, schedule);
+  return schedule;
+}
+
+void SubgroupMulticast::start_object(std::size_t k, std::uint64_t message, std::span<const std::byte> descriptor) {
+  SenderObjects& o = objects_[k];
+  const MemberId sender = config_.senders[view_.sender_slots[k]];
+  if (o.message) {
+    // A sender starts an object only once every member delivered its previous one, us included.
+    throw std::runtime_error("member " + std::to_string(sender) + " sent object " + std::to_string(message) +
+                             " of subgroup '" + config_.name + "' while its object " + std::to_string(*o.message) +
+                             " was still on its way here");
+  }
+  const ObjectDescriptor object = ObjectDescriptor::decode(descriptor, config_.large_objects->max_object_bytes);
+  // The sender is rank 0, the other members follow in view order.
+  std::vector<MemberId> ranks{sender};
+  for (MemberId m : view_.members) {
+    if (m != sender) ranks.push_back(m);
+  }
+  o.rank_rows.clear();
+  for (MemberId m : ranks) o.rank_rows.push_back(sst_.row_of(m));
+  const auto rank = static_cast<std::size_t>(std::find(ranks.begin(), ranks.end(), transport_.self()) - ranks.begin());
+  o.message = message;
+  o.transfer.emplace(ObjectTransfer::Setup{schedule_for(ranks.size(), object.blocks()), rank, std::move(ranks),
+                                           object_area_of_slot(view_.sender_slots[k]), object, o.progress_base});
+  write_count(col_progress_ + view_.sender_slots[k], o.transfer->progress());
+}
+
+bool SubgroupMulticast::relay_objects() {
+  bool moved = false;
+  for (std::size_t k = 0; k < objects_.size(); ++k) {
+    SenderObjects& o = objects_[k];
+    if (!o.transfer) continue;
+    ObjectTransfer& t = *o.transfer;
+    const std::size_t column = col_progress_ + view_.sender_slots[k];
+    moved |= t.take_arrivals([&](std::size_t rank) { return count(o.rank_rows[rank], column); });
+    // Progress goes out after every block, so the receiver can pass it on while we go on.
+    moved |= t.post_sends(transport_, kRelayQueueBlocks * t.object().block_bytes, [&] {
+      write_count(column, t.progress());
+      sst_.push();
+      transport_.flush();
+    });
+  }
+  return moved;
+}
+
+// Once we delivered sender k's object, every member has it whole (that is what made it
+// stable, or what put it below the ragged edge), so nobody needs our part of the relay.
+void SubgroupMulticast::finish_object(std::size_t k) {
+  SenderObjects& o = objects_[k];
+  o.progress_base = o.transfer->progress_end();
+  write_count(col_progress_ + view_.sender_slots[k], o.progress_base);
+  o.transfer.reset();
+  o.message.reset();
+}
+
+bool SubgroupMulticast::own_object_delivered() {
+  if (min_over_members(col_delivered_) <= *own_object_index_) return false;
+  free_own_object();
+  return true;
+}
+
+void SubgroupMulticast::free_own_object() {
+  own_object_index_.reset();
+  own_object_busy_.store(false, std::memory_order_release);
+  if (writable_ && refused_.exchange(false)) writable_();
 }
 
 std::uint64_t SubgroupMulticast::received_from_slot(std::size_t slot) const {
@@ -208,6 +366,7 @@ void SubgroupMulticast::deliver() { deliver_range(frontier_, {}); }
 
 void SubgroupMulticast::deliver_range(std::uint64_t end, std::span<const std::uint64_t> limit) {
   batch_.clear();
+  objects_delivered_.clear();
   std::uint64_t bytes = 0;
   const std::size_t n = sender_rows_.size();
   for (std::uint64_t index = delivered_; index < end; ++index) {
@@ -215,9 +374,21 @@ void SubgroupMulticast::deliver_range(std::uint64_t end, std::span<const std::ui
     if (!limit.empty() && index / n >= limit[k]) continue;
     const RingReader::Message m = readers_[k].next();
     if (m.is_null) continue;
-    batch_.push_back({index, app_messages_from_[k]++, subgroup_, config_.senders[view_.sender_slots[k]], m.payload,
+    std::span<const std::byte> payload = m.payload;
+    if (m.is_object) {
+      // Received means the whole object is in the sender's area here: it is delivered from there.
+      const SenderObjects* o = objects_.empty() ? nullptr : &objects_[k];
+      if (!o || !o->message || *o->message != index / n) {
+        throw std::logic_error("delivering object " + std::to_string(index / n) + " of member " +
+                               std::to_string(config_.senders[view_.sender_slots[k]]) + " in subgroup '" +
+                               config_.name + "' that was never relayed here");
+      }
+      payload = transport_.region().subspan(object_area_of_slot(view_.sender_slots[k]), o->transfer->object().bytes);
+      objects_delivered_.push_back(k);
+    }
+    batch_.push_back({index, app_messages_from_[k]++, subgroup_, config_.senders[view_.sender_slots[k]], payload,
                       view_.vid});
-    bytes += m.payload.size();
+    bytes += payload.size();
   }
   if (!batch_.empty()) {
     sink_.deliver(batch_);
@@ -225,6 +396,7 @@ void SubgroupMulticast::deliver_range(std::uint64_t end, std::span<const std::ui
     delivered_messages_.fetch_add(batch_.size(), std::memory_order_relaxed);
     delivered_bytes_.fetch_add(bytes, std::memory_order_relaxed);
   }
+  for (std::size_t k : objects_delivered_) finish_object(k);
   delivered_ = std::max(delivered_, end);
   write_count(col_delivered_, delivered_);
 }
@@ -257,6 +429,7 @@ std::uint64_t SubgroupMulticast::requeue_cut_off(std::span<const std::uint64_t> 
   if (my_edge == kUnknownEdge) {
     std::uint64_t dropped = 0;
     while (mine.messages_read() < writer_->messages_written()) dropped += mine.next().is_null ? 0 : 1;
+    if (own_object_index_) free_own_object();
     return dropped;
   }
   // A member removed by the change has not delivered up to the edge: what lies below it is
@@ -265,16 +438,28 @@ std::uint64_t SubgroupMulticast::requeue_cut_off(std::span<const std::uint64_t> 
   std::vector<std::byte> again;
   std::uint64_t messages = 0;
   std::uint64_t bytes = 0;
+  bool object_again = false;
   while (mine.messages_read() < writer_->messages_written()) {
     const RingReader::Message m = mine.next();
     if (m.is_null) continue;
     const auto len = static_cast<std::uint32_t>(m.payload.size());
+    const std::uint32_t entry = len | (m.is_object ? kObjectEntry : 0);
+    object_again |= m.is_object;
     const std::size_t at = again.size();
     again.resize(at + 4 + len);
-    std::memcpy(again.data() + at, &len, 4);
+    std::memcpy(again.data() + at, &entry, 4);
     if (len) std::memcpy(again.data() + at + 4, m.payload.data(), len);
     ++messages;
     bytes += len;
+  }
+  // Our object is sent again with its record, from the area that still holds it; otherwise it
+  // lay below the edge, delivered by every survivor.
+  if (own_object_index_) {
+    if (object_again) {
+      own_object_index_.reset();
+    } else {
+      free_own_object();
+    }
   }
   if (messages == 0) return 0;
   again.insert(again.end(), staging_.begin() + static_cast<std::ptrdiff_t>(staging_pos_), staging_.end());
@@ -299,14 +484,16 @@ std::uint64_t SubgroupMulticast::drop_pending() {
   staged_messages_.store(0, std::memory_order_relaxed);
   staged_bytes_.store(0, std::memory_order_relaxed);
   for (std::size_t at = 0; at < queue_.size();) {
-    std::uint32_t len;
-    std::memcpy(&len, queue_.data() + at, 4);
-    at += 4 + len;
+    std::uint32_t entry;
+    std::memcpy(&entry, queue_.data() + at, 4);
+    at += 4 + (entry & ~kObjectEntry);
     ++dropped;
   }
   queue_.clear();
   queue_messages_ = 0;
   queued_bytes_.store(0, std::memory_order_relaxed);
+  own_object_index_.reset();
+  own_object_busy_.store(false, std::memory_order_release);
   return dropped;
 }
 
@@ -324,9 +511,9 @@ void SubgroupMulticast::push_ring_writes() {
 }
 
 std::uint32_t SubgroupMulticast::next_staged_length_at(std::size_t at) const {
-  std::uint32_t len;
-  std::memcpy(&len, staging_.data() + at, 4);
-  return len;
+  std::uint32_t entry;
+  std::memcpy(&entry, staging_.data() + at, 4);
+  return entry & ~kObjectEntry;
 }
 
 bool SubgroupMulticast::can_send_queued() {
@@ -353,7 +540,15 @@ void SubgroupMulticast::send_queued() {
   std::uint64_t bytes = 0;
   while (staging_pos_ < staging_.size()) {
     const std::uint32_t len = next_staged_length_at(staging_pos_);
-    if (!writer_->append_message({staging_.data() + staging_pos_ + 4, len})) break;
+    std::uint32_t entry;
+    std::memcpy(&entry, staging_.data() + staging_pos_, 4);
+    const std::span<const std::byte> payload{staging_.data() + staging_pos_ + 4, len};
+    if ((entry & kObjectEntry) != 0) {
+      if (!writer_->append_object(payload)) break;
+      own_object_index_ = order_.index_of(*my_sender_, writer_->messages_written() - 1);
+    } else if (!writer_->append_message(payload)) {
+      break;
+    }
     staging_pos_ += 4 + len;
     ++appended;
     bytes += len;
@@ -381,8 +576,11 @@ void SubgroupMulticast::send_nulls() {
 }
 
 void SubgroupMulticast::on_link_up(MemberId peer) {
-  if (!in_view_ || !my_sender_ || std::find(peers_.begin(), peers_.end(), peer) == peers_.end()) return;
-  transport_.post_write(peer, ring_offset_of_slot(view_.sender_slots[*my_sender_]), placement_.ring_bytes);
+  if (!in_view_ || std::find(peers_.begin(), peers_.end(), peer) == peers_.end()) return;
+  if (my_sender_) transport_.post_write(peer, ring_offset_of_slot(view_.sender_slots[*my_sender_]), placement_.ring_bytes);
+  for (const SenderObjects& o : objects_) {
+    if (o.transfer) o.transfer->repost_to(transport_, peer);
+  }
 }
 
 SubgroupMulticast::Stats SubgroupMulticast::stats() const {

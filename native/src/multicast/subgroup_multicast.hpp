@@ -3,6 +3,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <span>
@@ -11,6 +13,8 @@
 
 #include "common/group_config.hpp"
 #include "multicast/delivery.hpp"
+#include "multicast/object_transfer.hpp"
+#include "multicast/relay_schedule.hpp"
 #include "multicast/ring.hpp"
 #include "multicast/round_robin.hpp"
 #include "sst/sst.hpp"
@@ -22,11 +26,15 @@ namespace derecho::multicast {
 // in the region. Placement is fixed for the life of the group; a view uses the slots of the
 // configured senders it contains.
 struct SubgroupPlacement {
-  std::size_t first_column;  // num_sent, delivered, received[slot...]
+  std::size_t first_column;  // num_sent, delivered, received[slot...], then progress[slot...] with large objects
   std::size_t ring_offset;   // slot k's ring at ring_offset + k * ring_bytes
   std::size_t ring_bytes;
+  // Large objects: slot k's object area at object_area_offset + k * object_area_bytes; 0 bytes
+  // for a subgroup that takes none.
+  std::size_t object_area_offset = 0;
+  std::size_t object_area_bytes = 0;
 
-  static std::size_t columns_for(std::size_t slots) { return 2 + slots; }
+  static std::size_t columns_for(std::size_t slots, bool large_objects) { return 2 + slots * (large_objects ? 2 : 1); }
 };
 
 // A ragged edge for a sender whose group (subgroup or shard) has no surviving member: nobody is
@@ -47,6 +55,13 @@ struct SubgroupView {
 // pass (receiver-side batching). A message is stable once every member's received covers it;
 // stable messages are delivered in round-robin index order straight from the ring, after which
 // delivered rises and, once every member has delivered a record, its ring bytes are reused.
+//
+// Large objects (docs/protocol-rdmc.md): a message above the subgroup's threshold is copied
+// into the sender's object area and announced by an object record in its ring; every member
+// relays the object's blocks along a relay schedule and counts the record received only once
+// the whole object is in its area, so stability, delivery order and the ragged edge treat it
+// like any message. A sender has one object in flight: the next waits until every member
+// delivered it.
 //
 // Across views (docs/membership.md): enter_view() restarts rings and counters for a new view,
 // closed for sending until open(); wedge() freezes receiving, delivering and sending so the
@@ -97,15 +112,18 @@ class SubgroupMulticast {
   std::uint64_t drop_pending();
 
   bool is_configured_sender() const { return configured_sender_; }
-  // Any thread. Queues a copy; false when the queue is full. Throws std::invalid_argument for
-  // a payload over max_message_bytes or when this member is not a sender.
+  // Any thread. Queues a copy; false when the queue is full, or for a large object while our
+  // previous one is still in flight. Throws std::invalid_argument for a payload over
+  // max_message_bytes (over max_object_bytes where the subgroup takes large objects) or when
+  // this member is not a sender.
   bool send(std::span<const std::byte> payload);
   struct Queued {
     std::size_t messages = 0;
     std::size_t bytes = 0;  // of the packed input; less than its size when the queue filled up
   };
   // Queues messages packed as [u32 length][payload]...: the longest prefix the queue takes.
-  // Throws std::invalid_argument, queueing nothing, when any message is malformed or too big.
+  // Throws std::invalid_argument, queueing nothing, when any message is malformed or too big
+  // (above the large-object threshold too: objects go one at a time through send()).
   Queued send_packed(std::span<const std::byte> packed);
   // Called on the predicate thread when it takes the queue after a send was refused.
   void on_writable(std::function<void()> callback) { writable_ = std::move(callback); }
@@ -116,6 +134,35 @@ class SubgroupMulticast {
   Stats stats() const;
 
  private:
+  // Staged and queued entries are [u32 length][payload]; this bit of the length marks an
+  // object record (the payload is its descriptor).
+  static constexpr std::uint32_t kObjectEntry = 0x8000'0000u;
+  // A relay keeps at most this many bytes of blocks queued per peer in the transport.
+  static constexpr std::size_t kRelayQueueBlocks = 2;
+
+  // Large objects, per sender of the view.
+  struct SenderObjects {
+    explicit SenderObjects(std::span<const std::byte> ring) : scanner(ring) {}
+    RingReader scanner;                    // walks the ring ahead of delivery for object records
+    std::optional<std::uint64_t> message;  // the sender's message number of the object being relayed
+    std::optional<ObjectTransfer> transfer;
+    std::vector<std::size_t> rank_rows;    // SST row of each rank of the transfer
+    std::uint64_t progress_base = 0;       // relay steps of this sender's earlier objects in the view
+  };
+
+  bool takes_objects() const { return placement_.object_area_bytes != 0; }
+  std::size_t object_area_of_slot(std::size_t slot) const {
+    return placement_.object_area_offset + slot * placement_.object_area_bytes;
+  }
+  bool send_object(std::span<const std::byte> payload);
+  std::uint64_t receive_from(std::size_t k, std::uint64_t sent);
+  void start_object(std::size_t k, std::uint64_t message, std::span<const std::byte> descriptor);
+  bool relay_objects();
+  void finish_object(std::size_t k);
+  bool own_object_delivered();
+  void free_own_object();
+  std::shared_ptr<const RelaySchedule> schedule_for(std::size_t members, std::uint64_t blocks);
+
   bool has_new_messages() const;
   void receive();
   bool has_stable_messages();
@@ -144,6 +191,7 @@ class SubgroupMulticast {
   DeliverySink& sink_;
   bool configured_sender_ = false;
   std::size_t col_sent_, col_delivered_, col_received_;
+  std::size_t col_progress_;  // large objects: relay progress per config sender slot
 
   // Per view.
   SubgroupView view_;
@@ -164,6 +212,13 @@ class SubgroupMulticast {
   std::uint64_t frontier_ = 0;
   std::uint64_t nulls_needed_ = 0;
   std::vector<Delivery> batch_;
+  std::vector<std::size_t> objects_delivered_;  // senders whose object the batch delivered
+  std::vector<SenderObjects> objects_;          // empty when the subgroup takes no large objects
+  std::map<std::pair<std::size_t, std::uint64_t>, std::shared_ptr<const RelaySchedule>> schedules_;
+  // Our own large object: its bytes sit in our area from send() until every member delivered
+  // it (or it was dropped). Its record's global index in this view once it is in the ring.
+  std::atomic<bool> own_object_busy_{false};
+  std::optional<std::uint64_t> own_object_index_;
 
   // Application send queue: packed [u32 length][payload]..., filled by any thread.
   mutable std::mutex queue_mutex_;

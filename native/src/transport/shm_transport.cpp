@@ -129,17 +129,20 @@ class ShmTransport final : public Transport {
 
   void post_write(MemberId peer, std::size_t offset, std::size_t len) override {
     Peer& p = find(peer);
-    if (offset < kRegionHeaderBytes || offset > options_.region_bytes || len > options_.region_bytes - offset) {
-      throw std::out_of_range("shm write [" + std::to_string(offset) + ", +" + std::to_string(len) +
-                              ") outside the writable region [" + std::to_string(kRegionHeaderBytes) + ", " +
-                              std::to_string(options_.region_bytes) + ")");
+    if (std::byte* to = landing(p, offset, len)) {
+      copy_into_region(to, own_.data() + offset, len);
+      landed(p);
     }
-    // Not mapped yet, or the engine has not taken the link-up event: it re-pushes after that.
-    if (!p.engine_up) return;
-    std::byte* base = p.base.load(std::memory_order_acquire);
-    copy_into_region(base + offset, own_.data() + offset, len);
-    p.landed.fetch_add(1, std::memory_order_relaxed);
-    p.dirty = true;
+  }
+
+  // One plain copy: nobody reads these bytes before a later (ordered) write announces them.
+  void post_bulk_write(MemberId peer, std::size_t offset, std::size_t len) override {
+    Peer& p = find(peer);
+    if (std::byte* to = landing(p, offset, len)) {
+      std::memcpy(to, own_.data() + offset, len);
+      std::atomic_thread_fence(std::memory_order_release);
+      landed(p);
+    }
   }
 
   void flush() override {
@@ -182,6 +185,23 @@ class ShmTransport final : public Transport {
     bool dirty = false;
     bool engine_up = false;  // engine thread only: it has taken this peer's up event
   };
+
+  // Where a write of [offset, offset + len) to `p` goes; null while the
+  // peer is not mapped or the engine has not taken its link-up event (it re-pushes after that).
+  std::byte* landing(const Peer& p, std::size_t offset, std::size_t len) const {
+    if (offset < kRegionHeaderBytes || offset > options_.region_bytes || len > options_.region_bytes - offset) {
+      throw std::out_of_range("shm write [" + std::to_string(offset) + ", +" + std::to_string(len) +
+                              ") outside the writable region [" + std::to_string(kRegionHeaderBytes) + ", " +
+                              std::to_string(options_.region_bytes) + ")");
+    }
+    if (!p.engine_up) return nullptr;
+    return p.base.load(std::memory_order_acquire) + offset;
+  }
+
+  static void landed(Peer& p) {
+    p.landed.fetch_add(1, std::memory_order_relaxed);
+    p.dirty = true;
+  }
 
   Peer& find(MemberId id) {
     for (Peer& p : peers_) {

@@ -65,7 +65,8 @@ constexpr std::string_view kComponent = "tcp";
 class MappedRegion {
  public:
   explicit MappedRegion(std::size_t bytes) : bytes_(bytes) {
-    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    // NORESERVE: large-object areas are mostly never touched; only touched pages take memory.
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) {
       throw std::runtime_error("cannot map a " + std::to_string(bytes) +
                                "-byte region: " + tcp::errno_text(errno));
@@ -173,6 +174,10 @@ class TcpTransport final : public Transport {
   void flush() override;
   std::uint64_t completed(MemberId peer) const override {
     return find_peer(peer).completed.load(std::memory_order_acquire);
+  }
+  std::size_t queued_bytes(MemberId peer) const override {
+    const Peer& p = find_peer(peer);
+    return p.pending.size() + p.backlog_bytes.load(std::memory_order_relaxed);
   }
   Doorbell& doorbell() override { return doorbell_; }
   std::vector<LinkEvent> take_link_events() override;
@@ -678,6 +683,7 @@ bool TcpTransport::process_outbound(Peer& peer) {
 
 void TcpTransport::drain_backlog(Peer& peer) {
   std::string failure;
+  bool drained = false;
   {
     std::lock_guard lock(peer.mutex);
     if (!peer.fd) return;
@@ -692,6 +698,7 @@ void TcpTransport::drain_backlog(Peer& peer) {
       peer.backlog_sent += static_cast<std::size_t>(n);
     }
     if (peer.backlog_sent == peer.backlog.size()) {
+      drained = !peer.backlog.empty();
       peer.backlog.clear();
       peer.backlog_sent = 0;
       if (peer.backlog_armed) {
@@ -702,6 +709,8 @@ void TcpTransport::drain_backlog(Peer& peer) {
     peer.backlog_bytes.store(peer.backlog.size() - peer.backlog_sent, std::memory_order_relaxed);
   }
   if (!failure.empty()) fail_outbound(peer, failure);
+  // An engine holding back bulk data until the link drains (queued_bytes) can go on.
+  if (drained) doorbell_.ring();
 }
 
 void TcpTransport::link_came_up(Peer& peer) {

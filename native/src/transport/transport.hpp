@@ -48,6 +48,13 @@ class Transport {
   virtual void stop() = 0;
 
   virtual void post_write(MemberId peer, std::size_t offset, std::size_t len) = 0;
+  // A post_write of bulk data the caller does not change until it has landed and that the peer
+  // reads only once a later write announces it (large-object blocks): a transport may send it
+  // without taking a copy first, or copy it without ordering each word.
+  virtual void post_bulk_write(MemberId peer, std::size_t offset, std::size_t len) { post_write(peer, offset, len); }
+  // Bytes posted to `peer` that the transport still holds, not yet handed to the link; a sender
+  // of bulk data waits while this is high instead of queueing a whole object.
+  virtual std::size_t queued_bytes(MemberId /*peer*/) const { return 0; }
   // Pushes everything posted so far and rings the doorbell of every peer that got writes.
   virtual void flush() = 0;
   // Writes to `peer` known to have landed in its region, counted in post_write calls.

@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -29,8 +30,16 @@ struct Delivered {
   MemberId sender;
   std::uint64_t seq;
   std::uint32_t subgroup;
+  std::uint64_t bytes;
+  std::uint64_t digest;  // FNV-1a over the whole payload
   bool operator==(const Delivered&) const = default;
 };
+
+inline std::uint64_t fnv1a(std::span<const std::byte> bytes) {
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  for (std::byte b : bytes) h = (h ^ static_cast<std::uint64_t>(b)) * 0x100000001b3ull;
+  return h;
+}
 
 class RecordingSink final : public multicast::DeliverySink {
  public:
@@ -39,7 +48,7 @@ class RecordingSink final : public multicast::DeliverySink {
     for (const auto& d : batch) {
       std::uint64_t seq;
       std::memcpy(&seq, d.payload.data(), sizeof seq);
-      log.push_back({d.vid, d.sender, seq, d.subgroup});
+      log.push_back({d.vid, d.sender, seq, d.subgroup, d.payload.size(), fnv1a(d.payload)});
     }
   }
   std::vector<Delivered> log;
@@ -53,8 +62,9 @@ inline std::vector<std::byte> payload(std::uint64_t seq) {
 
 class Group {
  public:
+  // `setup` adjusts every subgroup's config before the regions are sized (e.g. large objects).
   explicit Group(std::size_t configured, std::uint64_t seed = 1, std::size_t subgroups = 1,
-        std::optional<ShardingConfig> sharding = {}) {
+        std::optional<ShardingConfig> sharding = {}, const std::function<void(SubgroupConfig&)>& setup = {}) {
     for (std::size_t i = 0; i < configured; ++i) ids_.push_back(static_cast<MemberId>(i));
     config_.group_name = "faults";
     config_.transport = TransportKind::shm;
@@ -67,6 +77,7 @@ class Group {
       sg.ring_bytes = 4096;
       sg.max_message_bytes = 256;
       sg.sharding = sharding;
+      if (setup) setup(sg);
       config_.subgroups.push_back(sg);
     }
     config_.state_chunk_bytes = 4096;
@@ -195,6 +206,10 @@ class Group {
   }
   std::size_t restores(MemberId id) const { return nodes_[id]->restores; }
   void set_after_restore(MemberId id, std::function<void()> f) { nodes_[id]->after_restore = std::move(f); }
+  // One message with this payload; the member's answer (false: its queue or object area is busy).
+  bool send_bytes(MemberId id, std::uint32_t sg, std::span<const std::byte> bytes) {
+    return nodes_[id]->member->send(sg, bytes);
+  }
   void send(MemberId id, std::uint32_t sg, std::uint64_t count) {
     for (std::uint64_t i = 0; i < count; ++i) ASSERT_TRUE(nodes_[id]->member->send(sg, payload(nodes_[id]->next_seq[sg]++)));
   }
