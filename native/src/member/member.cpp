@@ -476,6 +476,12 @@ bool Member::send(std::uint32_t index, std::span<const std::byte> payload) {
   return accepted;
 }
 
+bool Member::send_object(std::uint32_t index, std::size_t bytes, const std::function<void(std::span<std::byte>)>& fill) {
+  const bool accepted = subgroup(index).send_object(bytes, fill);
+  if (accepted) predicates_->wake();
+  return accepted;
+}
+
 multicast::SubgroupMulticast::Queued Member::send_packed(std::uint32_t index, std::span<const std::byte> packed) {
   const auto queued = subgroup(index).send_packed(packed);
   if (queued.messages > 0) predicates_->wake();

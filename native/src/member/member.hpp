@@ -120,6 +120,8 @@ class Member {
   // Any thread. False when the subgroup's send queue is full: call again after on_writable.
   // Messages queue across view changes; they are sent once this member is in an open view.
   bool send(std::uint32_t subgroup, std::span<const std::byte> payload);
+  // Any thread. A large object written in place; see SubgroupMulticast::send_object.
+  bool send_object(std::uint32_t subgroup, std::size_t bytes, const std::function<void(std::span<std::byte>)>& fill);
   // Any thread. Messages packed as [u32 length][payload]...; see SubgroupMulticast::send_packed.
   multicast::SubgroupMulticast::Queued send_packed(std::uint32_t subgroup, std::span<const std::byte> packed);
   void on_writable(std::function<void(std::uint32_t subgroup)> callback);

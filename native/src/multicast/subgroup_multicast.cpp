@@ -122,7 +122,10 @@ void SubgroupMulticast::check_sendable(std::size_t bytes, const std::string& wha
 }
 
 bool SubgroupMulticast::send(std::span<const std::byte> payload) {
-  if (takes_objects() && payload.size() > config_.large_objects->threshold_bytes) return send_object(payload);
+  if (takes_objects() && payload.size() > config_.large_objects->threshold_bytes) {
+    // The object's one copy on the way in.
+    return send_object(payload.size(), [&](std::span<std::byte> area) { std::memcpy(area.data(), payload.data(), payload.size()); });
+  }
   check_sendable(payload.size(), "message");
   const auto len = static_cast<std::uint32_t>(payload.size());
   std::lock_guard lock(queue_mutex_);
@@ -174,12 +177,16 @@ SubgroupMulticast::Queued SubgroupMulticast::send_packed(std::span<const std::by
   return {count, ends[count - 1]};
 }
 
-bool SubgroupMulticast::send_object(std::span<const std::byte> payload) {
+bool SubgroupMulticast::send_object(std::size_t bytes, const std::function<void(std::span<std::byte>)>& fill) {
+  if (!takes_objects()) {
+    throw std::invalid_argument("subgroup '" + config_.name + "' takes no large objects (no largeObjects in its config)");
+  }
   const LargeObjectConfig& large = *config_.large_objects;
   if (!configured_sender_) check_sendable(0, "object");
-  if (payload.size() > large.max_object_bytes) {
-    throw std::invalid_argument("object of " + std::to_string(payload.size()) + " bytes exceeds maxObjectBytes " +
-                                std::to_string(large.max_object_bytes) + " of subgroup '" + config_.name + "'");
+  if (bytes <= large.threshold_bytes || bytes > large.max_object_bytes) {
+    throw std::invalid_argument("an object of subgroup '" + config_.name + "' has " +
+                                std::to_string(large.threshold_bytes + 1) + ".." + std::to_string(large.max_object_bytes) +
+                                " bytes (thresholdBytes + 1 .. maxObjectBytes), got " + std::to_string(bytes));
   }
   {
     std::lock_guard lock(queue_mutex_);
@@ -189,13 +196,18 @@ bool SubgroupMulticast::send_object(std::span<const std::byte> payload) {
     }
     own_object_busy_.store(true, std::memory_order_relaxed);
   }
-  // Our area is ours alone while no object of ours is in flight: copy without the lock. This
-  // is the object's one copy on the way in; the relay reads the blocks from here.
+  // Our area is ours alone while no object of ours is in flight: it is filled without the lock,
+  // and the relay reads the blocks from there.
   const std::size_t slot = static_cast<std::size_t>(
       std::find(config_.senders.begin(), config_.senders.end(), transport_.self()) - config_.senders.begin());
-  std::memcpy(transport_.region().data() + object_area_of_slot(slot), payload.data(), payload.size());
+  try {
+    fill(transport_.region().subspan(object_area_of_slot(slot), bytes));
+  } catch (...) {
+    own_object_busy_.store(false, std::memory_order_release);
+    throw;
+  }
   std::array<std::byte, ObjectDescriptor::kBytes> descriptor;
-  ObjectDescriptor{payload.size(), large.block_bytes}.encode(descriptor);
+  ObjectDescriptor{bytes, large.block_bytes}.encode(descriptor);
   const std::uint32_t entry = static_cast<std::uint32_t>(descriptor.size()) | kObjectEntry;
   std::lock_guard lock(queue_mutex_);
   const std::size_t at = queue_.size();

@@ -117,6 +117,12 @@ class SubgroupMulticast {
   // max_message_bytes (over max_object_bytes where the subgroup takes large objects) or when
   // this member is not a sender.
   bool send(std::span<const std::byte> payload);
+  // Any thread. A large object of `bytes` written in place: `fill` gets the sender's area (the
+  // object's final bytes, no copy) and must fill all of it before returning. False, without
+  // calling fill, while our previous object is in flight. Throws std::invalid_argument for a
+  // subgroup without large objects, a size outside thresholdBytes+1..maxObjectBytes, or when
+  // this member is not a sender.
+  bool send_object(std::size_t bytes, const std::function<void(std::span<std::byte>)>& fill);
   struct Queued {
     std::size_t messages = 0;
     std::size_t bytes = 0;  // of the packed input; less than its size when the queue filled up
@@ -154,7 +160,6 @@ class SubgroupMulticast {
   std::size_t object_area_of_slot(std::size_t slot) const {
     return placement_.object_area_offset + slot * placement_.object_area_bytes;
   }
-  bool send_object(std::span<const std::byte> payload);
   std::uint64_t receive_from(std::size_t k, std::uint64_t sent);
   void start_object(std::size_t k, std::uint64_t message, std::span<const std::byte> descriptor);
   bool relay_objects();
