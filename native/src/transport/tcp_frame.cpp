@@ -64,6 +64,7 @@ FrameError validate_header(const FrameHeader& h, std::uint64_t region_bytes) {
       if (h.count != 0) return FrameError::nonzero_count;
       return FrameError::none;
     case FrameKind::write:
+    case FrameKind::bulk:
       if (h.length > kMaxWritePayload) return FrameError::write_too_long;
       if (h.value < kRegionHeaderBytes) return FrameError::offset_below_header;
       if (h.value > region_bytes || h.length > region_bytes - h.value) {
@@ -192,6 +193,7 @@ void FrameReader::reset() {
   begin_ = end_ = 0;
   need_ = kHeaderBytes;
   stream_left_ = 0;
+  stream_bulk_ = false;
 }
 
 void FrameReader::grow(std::size_t capacity) {
@@ -208,6 +210,29 @@ FrameEvent FrameReader::next() {
   FrameEvent ev;
   const std::size_t avail = end_ - begin_;
   const std::byte* at = buffer_.get() + begin_;
+
+  if (stream_left_ != 0 && stream_bulk_) {
+    // Whatever is buffered goes out as one piece; with nothing buffered the caller reads the
+    // rest straight into the region (direct()).
+    if (avail == 0) {
+      need_ = 1;
+      return ev;
+    }
+    const std::size_t n = std::min<std::size_t>(avail, stream_left_);
+    ev.kind = FrameEvent::Kind::bulk;
+    ev.header = stream_header_;
+    ev.offset = stream_offset_;
+    ev.bytes = {at, n};
+    begin_ += n;
+    stream_offset_ += n;
+    stream_left_ -= static_cast<std::uint32_t>(n);
+    if (stream_left_ == 0) {
+      ev.completes = stream_header_.count;
+      stream_bulk_ = false;
+    }
+    need_ = kHeaderBytes;
+    return ev;
+  }
 
   if (stream_left_ != 0) {
     // Cut at the last 8-byte boundary (of the absolute region offset) that the buffered bytes
@@ -248,11 +273,12 @@ FrameEvent FrameReader::next() {
   }
   const auto kind = static_cast<FrameKind>(h.kind);
   const std::size_t total = kHeaderBytes + h.length;
-  if (kind == FrameKind::write && h.length > whole_frame_limit(capacity_)) {
+  if ((kind == FrameKind::write && h.length > whole_frame_limit(capacity_)) || (kind == FrameKind::bulk && h.length > 0)) {
     begin_ += kHeaderBytes;
     stream_header_ = h;
     stream_offset_ = h.value;
     stream_left_ = h.length;
+    stream_bulk_ = kind == FrameKind::bulk;
     return next();
   }
   if (avail < total) {
@@ -266,12 +292,31 @@ FrameEvent FrameReader::next() {
     case FrameKind::hello: ev.kind = FrameEvent::Kind::hello; break;
     case FrameKind::ack: ev.kind = FrameEvent::Kind::ack; break;
     case FrameKind::write:
-      ev.kind = FrameEvent::Kind::write;
+    case FrameKind::bulk:
+      ev.kind = kind == FrameKind::write ? FrameEvent::Kind::write : FrameEvent::Kind::bulk;
       ev.offset = h.value;
       ev.completes = h.count;
       break;
   }
   return ev;
+}
+
+std::optional<FrameReader::Direct> FrameReader::direct() const {
+  if (stream_left_ == 0 || !stream_bulk_ || begin_ != end_) return std::nullopt;
+  return Direct{stream_offset_, stream_left_};
+}
+
+std::uint32_t FrameReader::took_direct(std::size_t n) {
+  if (!direct() || n > stream_left_) {
+    throw std::logic_error("took_direct(" + std::to_string(n) + ") outside a bulk frame's remaining " +
+                           std::to_string(stream_left_) + " bytes");
+  }
+  stream_offset_ += n;
+  stream_left_ -= static_cast<std::uint32_t>(n);
+  if (stream_left_ != 0) return 0;
+  stream_bulk_ = false;
+  need_ = kHeaderBytes;
+  return stream_header_.count;
 }
 
 std::string FrameReader::describe_truncation() const {

@@ -2,6 +2,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -13,7 +14,7 @@
 namespace derecho::transport::tcp {
 
 inline constexpr std::uint32_t kMagic = 0x43545244;  // "DRTC" in little-endian byte order
-inline constexpr std::uint16_t kWireVersion = 1;
+inline constexpr std::uint16_t kWireVersion = 2;
 inline constexpr std::size_t kHeaderBytes = 24;
 // Larger posts are cut into several frames; a receiver refuses anything longer.
 inline constexpr std::uint32_t kMaxWritePayload = 16u << 20;
@@ -21,11 +22,12 @@ inline constexpr std::size_t kMaxGroupNameBytes = 255;
 inline constexpr std::size_t kHelloFixedBytes = 8;
 inline constexpr std::size_t kMaxHelloPayload = kHelloFixedBytes + kMaxGroupNameBytes;
 
-enum class FrameKind : std::uint16_t { hello = 1, write = 2, ack = 3 };
+enum class FrameKind : std::uint16_t { hello = 1, write = 2, ack = 3, bulk = 4 };
 
 // Field meanings depend on the kind:
 //   hello: value = region bytes, length = hello payload bytes, count = 0
 //   write: value = region offset, length = payload bytes, count = post_write calls it completes
+//   bulk:  as write, for bytes nobody reads until a later write announces them (post_bulk_write)
 //   ack:   value = cumulative count of applied writes on this connection, length = count = 0
 struct FrameHeader {
   std::uint32_t magic = kMagic;
@@ -75,15 +77,16 @@ void append_ack(std::uint64_t applied, std::vector<std::byte>& out);
 // Next item parsed from a FrameReader. Payload spans point into the reader's buffer and stay
 // valid until the next call to next() or space().
 struct FrameEvent {
-  enum class Kind { need_more, hello, write, ack, bad };
+  enum class Kind { need_more, hello, write, bulk, ack, bad };
   Kind kind = Kind::need_more;
   FrameHeader header;
   FrameError error = FrameError::none;
   // write: bytes to store at `offset`; a frame larger than a quarter of the buffer arrives as
   // several of these, cut only at 8-byte-aligned offsets so no aligned word is ever torn.
+  // bulk: bytes of a bulk frame that were already buffered, cut anywhere (see direct()).
   std::uint64_t offset = 0;
   std::span<const std::byte> bytes;
-  // write: post_write calls completed once `bytes` is applied (non-zero on a frame's last piece).
+  // write, bulk: posts completed once `bytes` is applied (non-zero on a frame's last piece).
   std::uint32_t completes = 0;
 };
 
@@ -97,6 +100,17 @@ class FrameReader {
   std::span<std::byte> space();
   void commit(std::size_t n);
   FrameEvent next();
+
+  // Inside a bulk frame with nothing buffered: where its remaining payload goes, so the caller
+  // can read it from the socket straight into the region (no copy through this buffer), then
+  // report the bytes it read with took_direct().
+  struct Direct {
+    std::uint64_t offset;
+    std::size_t left;
+  };
+  std::optional<Direct> direct() const;
+  // Returns the frame's count once its last byte is in, else 0.
+  std::uint32_t took_direct(std::size_t n);
 
   // Forgets all buffered bytes, for a new connection.
   void reset();
@@ -117,6 +131,7 @@ class FrameReader {
   FrameHeader stream_header_;
   std::uint64_t stream_offset_ = 0;
   std::uint32_t stream_left_ = 0;
+  bool stream_bulk_ = false;
 };
 
 }  // namespace derecho::transport::tcp

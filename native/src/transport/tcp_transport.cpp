@@ -21,6 +21,7 @@
 
 #include "common/log.hpp"
 #include "transport/tcp_frame.hpp"
+#include "transport/tcp_out_queue.hpp"
 #include "transport/tcp_socket.hpp"
 
 namespace derecho::transport {
@@ -34,6 +35,7 @@ using tcp::FrameHeader;
 using tcp::FrameKind;
 using tcp::FrameReader;
 using tcp::Hello;
+using tcp::OutQueue;
 
 // Inbound connections start with a buffer that only fits a handshake, so unauthenticated
 // connections (probes, scanners) cost little; a member's connection then gets a big one so a
@@ -100,18 +102,17 @@ struct Peer {
   const std::string name;
 
   // Engine thread only: frames posted since the last flush.
-  std::vector<std::byte> pending;
+  OutQueue pending;
   std::uint64_t pending_session = 0;
   std::uint64_t engine_session = 0;  // the session whose up event the engine has taken
-  std::size_t last_header = kNoFrame;  // where in `pending` the last write frame starts
+  std::size_t last_header = kNoFrame;  // where in `pending`'s own tail the last write frame starts
   std::uint64_t last_end = 0;          // region offset just past that frame's bytes
 
   // Guarded by `mutex`: the engine's flush() sends directly; the IO thread drains the rest.
   std::mutex mutex;
   Fd fd;
   std::uint64_t token = 0;
-  std::vector<std::byte> backlog;
-  std::size_t backlog_sent = 0;
+  OutQueue backlog;
   bool backlog_armed = false;  // EPOLLOUT requested
   std::string break_reason;    // why the engine thread cut the link, for the IO thread to report
 
@@ -171,13 +172,14 @@ class TcpTransport final : public Transport {
   void start(std::chrono::milliseconds timeout) override;
   void stop() override;
   void post_write(MemberId peer, std::size_t offset, std::size_t len) override;
+  void post_bulk_write(MemberId peer, std::size_t offset, std::size_t len) override;
   void flush() override;
   std::uint64_t completed(MemberId peer) const override {
     return find_peer(peer).completed.load(std::memory_order_acquire);
   }
   std::size_t queued_bytes(MemberId peer) const override {
     const Peer& p = find_peer(peer);
-    return p.pending.size() + p.backlog_bytes.load(std::memory_order_relaxed);
+    return p.pending.bytes() + p.backlog_bytes.load(std::memory_order_relaxed);
   }
   Doorbell& doorbell() override { return doorbell_; }
   std::vector<LinkEvent> take_link_events() override;
@@ -196,6 +198,11 @@ class TcpTransport final : public Transport {
   // Engine thread, with peer.mutex held.
   void break_link_locked(Peer& peer, std::string reason);
   void append_backlog_locked(Peer& peer);
+  // Engine thread: cuts the link when a peer that does not read has too much queued.
+  void check_queue_limit(Peer& peer);
+  // Engine thread: the peer's pending queue if writes to it are taken now (its link is up in the
+  // session whose up event the engine took), else null: such writes are dropped.
+  OutQueue* pending_for(Peer& peer, std::size_t offset, std::size_t len);
 
   // IO thread.
   void run();
@@ -215,6 +222,8 @@ class TcpTransport final : public Transport {
   void handle_inbound(Inbound& conn, std::uint32_t events);
   void read_inbound(Inbound& conn);
   bool process_inbound(Inbound& conn);
+  // A write from `conn` landed; `completes` of its posts are done (0 for a partial frame).
+  void applied(Inbound& conn, std::uint32_t completes);
   bool accept_hello(Inbound& conn, const Hello& hello);
   bool send_inbound_out(Inbound& conn);
   void send_due_acks();
@@ -328,7 +337,6 @@ void TcpTransport::stop() {
     p->up.store(false, std::memory_order_release);
     p->fd.reset();
     p->backlog.clear();
-    p->backlog_sent = 0;
     p->backlog_bytes.store(0);
   }
   inbound_.clear();
@@ -371,8 +379,7 @@ void TcpTransport::set_events(int fd, std::uint64_t token, bool want_write) {
 
 // ---- engine thread -------------------------------------------------------------------------
 
-void TcpTransport::post_write(MemberId peer_id, std::size_t offset, std::size_t len) {
-  Peer& peer = find_peer(peer_id);
+OutQueue* TcpTransport::pending_for(Peer& peer, std::size_t offset, std::size_t len) {
   if (offset < kRegionHeaderBytes || offset > region_.size() || len > region_.size() - offset) {
     throw std::out_of_range("post_write [" + std::to_string(offset) + ", " +
                             std::to_string(offset + len) + ") is outside the writable region [" +
@@ -381,16 +388,24 @@ void TcpTransport::post_write(MemberId peer_id, std::size_t offset, std::size_t 
   }
   // A write posted while the link is down, or before the engine took its up event, is dropped:
   // the engine re-pushes on link-up.
-  if (!peer.up.load(std::memory_order_acquire)) return;
+  if (!peer.up.load(std::memory_order_acquire)) return nullptr;
   const std::uint64_t session = peer.session.load(std::memory_order_relaxed);
-  if (session != peer.engine_session) return;
+  if (session != peer.engine_session) return nullptr;
   if (session != peer.pending_session) {
     peer.pending.clear();
     peer.last_header = kNoFrame;
     peer.pending_session = session;
   }
+  return &peer.pending;
+}
+
+void TcpTransport::post_write(MemberId peer_id, std::size_t offset, std::size_t len) {
+  Peer& peer = find_peer(peer_id);
+  OutQueue* pending = pending_for(peer, offset, len);
+  if (!pending) return;
   const std::byte* src = region_.data() + offset;
-  auto& out = peer.pending;
+  auto& out = pending->own_tail();
+  const std::size_t before = out.size();
 
   bool merged = false;
   if (peer.last_header != kNoFrame && peer.last_end == offset) {
@@ -425,14 +440,42 @@ void TcpTransport::post_write(MemberId peer_id, std::size_t offset, std::size_t 
     } while (len != 0);
     peer.last_end = offset;
   }
+  pending->grew(out.size() - before);
+  check_queue_limit(peer);
+}
 
-  if (out.size() + peer.backlog_bytes.load(std::memory_order_relaxed) > kMaxQueuedBytes) {
-    std::lock_guard lock(peer.mutex);
-    break_link_locked(peer, "more than " + std::to_string(kMaxQueuedBytes) +
-                                " bytes queued for the peer (it is not reading)");
-    out.clear();
-    peer.last_header = kNoFrame;
-  }
+// The bytes stay in the region until the socket takes them: only the frame headers are copied.
+void TcpTransport::post_bulk_write(MemberId peer_id, std::size_t offset, std::size_t len) {
+  Peer& peer = find_peer(peer_id);
+  OutQueue* pending = pending_for(peer, offset, len);
+  if (!pending) return;
+  do {
+    const std::size_t chunk = std::min<std::size_t>(len, tcp::kMaxWritePayload);
+    FrameHeader h;
+    h.kind = static_cast<std::uint16_t>(FrameKind::bulk);
+    h.length = static_cast<std::uint32_t>(chunk);
+    h.count = chunk == len ? 1 : 0;
+    h.value = offset;
+    auto& out = pending->own_tail();
+    const std::size_t at = out.size();
+    out.resize(at + tcp::kHeaderBytes);
+    tcp::encode_header(h, out.data() + at);
+    pending->grew(tcp::kHeaderBytes);
+    pending->append_reference({region_.data() + offset, chunk});
+    offset += chunk;
+    len -= chunk;
+  } while (len != 0);
+  peer.last_header = kNoFrame;  // a write after this one starts a frame of its own
+  check_queue_limit(peer);
+}
+
+void TcpTransport::check_queue_limit(Peer& peer) {
+  if (peer.pending.bytes() + peer.backlog_bytes.load(std::memory_order_relaxed) <= kMaxQueuedBytes) return;
+  std::lock_guard lock(peer.mutex);
+  break_link_locked(peer, "more than " + std::to_string(kMaxQueuedBytes) +
+                              " bytes queued for the peer (it is not reading)");
+  peer.pending.clear();
+  peer.last_header = kNoFrame;
 }
 
 void TcpTransport::flush() {
@@ -446,23 +489,20 @@ void TcpTransport::flush() {
       if (!current || !peer.fd) {
         // The link went down after these were posted: they are dropped like any write to a
         // down link.
-      } else if (peer.backlog_sent == peer.backlog.size()) {
-        const ssize_t n = ::send(peer.fd.get(), peer.pending.data(), peer.pending.size(),
-                                 MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (n < 0 && !would_block(errno)) {
-          break_link_locked(peer, "send failed: " + tcp::errno_text(errno));
-        } else if (static_cast<std::size_t>(std::max<ssize_t>(n, 0)) < peer.pending.size()) {
+      } else if (peer.backlog.empty()) {
+        if (const int err = peer.pending.send_some(peer.fd.get()); err != 0) {
+          break_link_locked(peer, "send failed: " + tcp::errno_text(err));
+        } else if (!peer.pending.empty()) {
           // The socket is full: the IO thread sends the rest when it drains, and later
           // flushes queue behind it so per-peer order holds.
-          std::swap(peer.backlog, peer.pending);
-          peer.backlog_sent = static_cast<std::size_t>(std::max<ssize_t>(n, 0));
+          peer.pending.move_to(peer.backlog);
           peer.backlog_armed = true;
           set_events(peer.fd.get(), peer.token, true);
         }
       } else {
         append_backlog_locked(peer);
       }
-      peer.backlog_bytes.store(peer.backlog.size() - peer.backlog_sent, std::memory_order_relaxed);
+      peer.backlog_bytes.store(peer.backlog.bytes(), std::memory_order_relaxed);
     }
     peer.pending.clear();
     peer.last_header = kNoFrame;
@@ -470,19 +510,12 @@ void TcpTransport::flush() {
 }
 
 void TcpTransport::append_backlog_locked(Peer& peer) {
-  const std::size_t unsent = peer.backlog.size() - peer.backlog_sent;
-  if (unsent + peer.pending.size() > kMaxQueuedBytes) {
+  if (peer.backlog.bytes() + peer.pending.bytes() > kMaxQueuedBytes) {
     break_link_locked(peer, "more than " + std::to_string(kMaxQueuedBytes) +
                                 " bytes queued for the peer (it is not reading)");
     return;
   }
-  // Dropping the sent prefix only once it outweighs the rest keeps the copying amortized O(1).
-  if (peer.backlog_sent >= unsent) {
-    peer.backlog.erase(peer.backlog.begin(),
-                       peer.backlog.begin() + static_cast<std::ptrdiff_t>(peer.backlog_sent));
-    peer.backlog_sent = 0;
-  }
-  peer.backlog.insert(peer.backlog.end(), peer.pending.begin(), peer.pending.end());
+  peer.pending.move_to(peer.backlog);
 }
 
 void TcpTransport::break_link_locked(Peer& peer, std::string reason) {
@@ -490,7 +523,6 @@ void TcpTransport::break_link_locked(Peer& peer, std::string reason) {
   peer.up.store(false, std::memory_order_release);
   peer.break_reason = std::move(reason);
   peer.backlog.clear();
-  peer.backlog_sent = 0;
   // The IO thread sees the shutdown as a hang-up and does the rest of the teardown.
   if (peer.fd) ::shutdown(peer.fd.get(), SHUT_RDWR);
 }
@@ -651,7 +683,8 @@ bool TcpTransport::process_outbound(Peer& peer) {
     switch (ev.kind) {
       case FrameEvent::Kind::need_more: return true;
       case FrameEvent::Kind::bad: bad = tcp::describe(ev.error, ev.header, region_.size()); break;
-      case FrameEvent::Kind::write: bad = "write frame on our outbound connection"; break;
+      case FrameEvent::Kind::write:
+      case FrameEvent::Kind::bulk: bad = "write frame on our outbound connection"; break;
       case FrameEvent::Kind::hello: {
         if (peer.state != LinkState::handshaking) {
           bad = "second handshake on an established connection";
@@ -687,26 +720,16 @@ void TcpTransport::drain_backlog(Peer& peer) {
   {
     std::lock_guard lock(peer.mutex);
     if (!peer.fd) return;
-    while (peer.backlog_sent < peer.backlog.size()) {
-      const ssize_t n =
-          ::send(peer.fd.get(), peer.backlog.data() + peer.backlog_sent,
-                 peer.backlog.size() - peer.backlog_sent, MSG_DONTWAIT | MSG_NOSIGNAL);
-      if (n < 0) {
-        if (!would_block(errno)) failure = "send failed: " + tcp::errno_text(errno);
-        break;
-      }
-      peer.backlog_sent += static_cast<std::size_t>(n);
-    }
-    if (peer.backlog_sent == peer.backlog.size()) {
-      drained = !peer.backlog.empty();
-      peer.backlog.clear();
-      peer.backlog_sent = 0;
+    const bool had = !peer.backlog.empty();
+    if (const int err = peer.backlog.send_some(peer.fd.get()); err != 0) failure = "send failed: " + tcp::errno_text(err);
+    if (peer.backlog.empty()) {
+      drained = had;
       if (peer.backlog_armed) {
         peer.backlog_armed = false;
         set_events(peer.fd.get(), peer.token, false);
       }
     }
-    peer.backlog_bytes.store(peer.backlog.size() - peer.backlog_sent, std::memory_order_relaxed);
+    peer.backlog_bytes.store(peer.backlog.bytes(), std::memory_order_relaxed);
   }
   if (!failure.empty()) fail_outbound(peer, failure);
   // An engine holding back bulk data until the link drains (queued_bytes) can go on.
@@ -739,7 +762,6 @@ void TcpTransport::fail_outbound(Peer& peer, std::string reason) {
     peer.fd.reset();
     peer.token = 0;
     peer.backlog.clear();
-    peer.backlog_sent = 0;
     peer.backlog_armed = false;
     peer.backlog_bytes.store(0, std::memory_order_relaxed);
   }
@@ -797,9 +819,39 @@ void TcpTransport::handle_inbound(Inbound& conn, std::uint32_t events) {
   if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) != 0) read_inbound(conn);
 }
 
+void TcpTransport::applied(Inbound& conn, std::uint32_t completes) {
+  applied_this_batch_ = true;
+  if (completes == 0) return;
+  conn.applied += completes;
+  if (!conn.ack_due) {
+    conn.ack_due = true;
+    acks_due_.push_back(conn.token);
+  }
+}
+
 void TcpTransport::read_inbound(Inbound& conn) {
   std::size_t budget = kReadBudgetBytes;
   while (budget > 0) {
+    if (const auto direct = conn.reader.direct()) {
+      // The rest of a bulk frame: from the socket straight into its place in the region.
+      const ssize_t n = ::recv(conn.fd.get(), region_.data() + direct->offset, direct->left, 0);
+      if (n > 0) {
+        applied(conn, conn.reader.took_direct(static_cast<std::size_t>(n)));
+        if (static_cast<std::size_t>(n) < direct->left) return;
+        budget -= std::min(budget, static_cast<std::size_t>(n));
+        continue;
+      }
+      if (n == 0) {
+        cut_inbound(conn, conn.reader.describe_truncation());
+        return;
+      }
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      if (errno != EINTR) {
+        close_inbound(conn, LogLevel::info, "receive failed: " + tcp::errno_text(errno));
+        return;
+      }
+      continue;
+    }
     const std::span<std::byte> space = conn.reader.space();
     const ssize_t n = ::recv(conn.fd.get(), space.data(), space.size(), 0);
     if (n > 0) {
@@ -847,14 +899,16 @@ bool TcpTransport::process_inbound(Inbound& conn) {
           return false;
         }
         copy_into_region(region_.data() + ev.offset, ev.bytes.data(), ev.bytes.size());
-        applied_this_batch_ = true;
-        if (ev.completes != 0) {
-          conn.applied += ev.completes;
-          if (!conn.ack_due) {
-            conn.ack_due = true;
-            acks_due_.push_back(conn.token);
-          }
+        applied(conn, ev.completes);
+        break;
+      case FrameEvent::Kind::bulk:
+        if (!conn.peer) {
+          cut_inbound(conn, "write frame before the handshake");
+          return false;
         }
+        // Nobody reads these bytes before a later write announces them: one plain copy.
+        std::memcpy(region_.data() + ev.offset, ev.bytes.data(), ev.bytes.size());
+        applied(conn, ev.completes);
         break;
     }
   }

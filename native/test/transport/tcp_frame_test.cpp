@@ -39,9 +39,9 @@ TEST(TcpFrame, HeaderIsLittleEndianAndRoundTrips) {
   const FrameHeader h = write_header(0x0102030405060708ull, 0x0a0b0c0d, 0x11223344);
   std::byte bytes[kHeaderBytes];
   encode_header(h, bytes);
-  // "DRTC" on the wire, then version 1 and kind 2 as little-endian u16.
+  // "DRTC" on the wire, then version 2 and kind 2 as little-endian u16.
   EXPECT_EQ(std::memcmp(bytes, "DRTC", 4), 0);
-  EXPECT_EQ(bytes[4], std::byte{1});
+  EXPECT_EQ(bytes[4], std::byte{2});
   EXPECT_EQ(bytes[5], std::byte{0});
   EXPECT_EQ(bytes[6], std::byte{2});
   EXPECT_EQ(bytes[8], std::byte{0x0d});
@@ -109,8 +109,8 @@ TEST(TcpFrame, EveryValidationErrorIsDetectedAndDescribed) {
   const BadCase cases[] = {
       {"magic", with(ok, [](FrameHeader& h) { h.magic = 0x12345678; }), FrameError::bad_magic,
        "magic 0x12345678 is not DRTC (0x43545244)"},
-      {"version", with(ok, [](FrameHeader& h) { h.version = 2; }), FrameError::bad_version,
-       "wire version 2, this member speaks 1"},
+      {"version", with(ok, [](FrameHeader& h) { h.version = 1; }), FrameError::bad_version,
+       "wire version 1, this member speaks 2"},
       {"kind", with(ok, [](FrameHeader& h) { h.kind = 9; }), FrameError::unknown_kind,
        "unknown frame kind 9"},
       {"hello short", with(ok, [](FrameHeader& h) { h.kind = 1; h.length = 4; h.count = 0; }),
@@ -142,6 +142,77 @@ TEST(TcpFrame, EveryValidationErrorIsDetectedAndDescribed) {
   EXPECT_EQ(validate_header(ok, kRegion), FrameError::none);
   EXPECT_EQ(validate_header(write_header(kRegion - 16, 16), kRegion), FrameError::none);
   EXPECT_EQ(validate_header(write_header(4096, 0), kRegion), FrameError::none);
+  // A bulk write obeys the same bounds as a write.
+  for (const BadCase& c : cases) {
+    if (c.header.kind != static_cast<std::uint16_t>(FrameKind::write)) continue;
+    FrameHeader bulk = c.header;
+    bulk.kind = static_cast<std::uint16_t>(FrameKind::bulk);
+    EXPECT_EQ(validate_header(bulk, kRegion), c.error) << c.name << " (bulk)";
+  }
+}
+
+TEST(TcpFrameReader, BulkWritesHandOutWhatIsBufferedThenLetTheCallerReadTheRestInPlace) {
+  const auto payload = pattern(100000, 3);
+  std::vector<std::byte> stream;
+  FrameHeader h = write_header(4096 + 5, static_cast<std::uint32_t>(payload.size()), 1);
+  h.kind = static_cast<std::uint16_t>(FrameKind::bulk);
+  std::byte header[kHeaderBytes];
+  encode_header(h, header);
+  stream.insert(stream.end(), header, header + kHeaderBytes);
+  stream.insert(stream.end(), payload.begin(), payload.end());
+  append_write(stream, 8192, pattern(16, 9));
+
+  FrameReader reader(4096, kRegion);
+  std::vector<std::byte> rebuilt(payload.size());
+  std::size_t fed = 0;
+  // The header and 1000 payload bytes arrive buffered; the rest, cut at odd places, is read
+  // "from the socket" straight into place, as the transport does.
+  const std::size_t first = kHeaderBytes + 1000;
+  auto space = reader.space();
+  std::memcpy(space.data(), stream.data(), first);
+  reader.commit(first);
+  fed = first;
+  FrameEvent ev = reader.next();
+  ASSERT_EQ(ev.kind, FrameEvent::Kind::bulk);
+  EXPECT_EQ(ev.offset, 4096u + 5);
+  EXPECT_EQ(ev.bytes.size(), 1000u);
+  EXPECT_EQ(ev.completes, 0u);
+  std::memcpy(rebuilt.data(), ev.bytes.data(), ev.bytes.size());
+  EXPECT_EQ(reader.next().kind, FrameEvent::Kind::need_more);
+  std::uint32_t completes = 0;
+  for (std::size_t chunk = 1; reader.direct(); chunk = chunk * 3 + 7) {
+    const auto d = *reader.direct();
+    EXPECT_EQ(d.offset, 4096u + 5 + (fed - kHeaderBytes));
+    const std::size_t n = std::min(chunk, d.left);
+    std::memcpy(rebuilt.data() + (d.offset - 4096 - 5), stream.data() + fed, n);
+    fed += n;
+    completes += reader.took_direct(n);
+  }
+  EXPECT_EQ(rebuilt, payload);
+  EXPECT_EQ(completes, 1u);
+  // The next frame parses as usual.
+  space = reader.space();
+  std::memcpy(space.data(), stream.data() + fed, stream.size() - fed);
+  reader.commit(stream.size() - fed);
+  ev = reader.next();
+  ASSERT_EQ(ev.kind, FrameEvent::Kind::write);
+  EXPECT_EQ(ev.offset, 8192u);
+  EXPECT_FALSE(reader.mid_frame());
+  EXPECT_THROW(reader.took_direct(1), std::logic_error);
+}
+
+TEST(TcpFrameReader, ABulkWriteCutShortIsReportedAsTruncated) {
+  FrameHeader h = write_header(8192, 5000, 1);
+  h.kind = static_cast<std::uint16_t>(FrameKind::bulk);
+  FrameReader reader(4096, kRegion);
+  auto space = reader.space();
+  encode_header(h, space.data());
+  reader.commit(kHeaderBytes);
+  EXPECT_EQ(reader.next().kind, FrameEvent::Kind::need_more);
+  ASSERT_TRUE(reader.direct());
+  EXPECT_EQ(reader.took_direct(300), 0u);
+  EXPECT_TRUE(reader.mid_frame());
+  EXPECT_NE(reader.describe_truncation().find("4700 of 5000 payload bytes"), std::string::npos) << reader.describe_truncation();
 }
 
 TEST(TcpFrameReader, ParsesFramesFedOneByteAtATime) {
