@@ -517,7 +517,8 @@ Member::Stats Member::stats() const {
 
 Member::SubgroupStats Member::subgroup_stats(std::uint32_t index) const {
   const auto s = subgroup(index).stats();
-  SubgroupStats out{s.delivered, s.delivered_bytes, s.queued_messages, s.queued_bytes};
+  SubgroupStats out{s.delivered, s.delivered_bytes, s.queued_messages, s.queued_bytes, s.object_blocks_received,
+                    s.object_blocks_sent};
   // A store's operations wait in its own outbox while the multicast's queue is full.
   if (stores_[index]) {
     const auto outbox = stores_[index]->outbox();

@@ -51,6 +51,9 @@ class Member {
     // Queued here, not yet sent into the ring (a store's own outbox included), payload bytes.
     std::uint64_t queued_messages = 0;
     std::uint64_t queued_bytes = 0;
+    // Large objects: blocks that arrived here through the relay, and that this member passed on.
+    std::uint64_t object_blocks_received = 0;
+    std::uint64_t object_blocks_sent = 0;
   };
 
   using TransportFactory =

@@ -30,9 +30,9 @@ std::uint64_t ObjectTransfer::progress() const {
   return base_ + (next_send_ < sends.size() ? sends[next_send_].step : schedule_->steps());
 }
 
-bool ObjectTransfer::take_arrivals(const std::function<std::uint64_t(std::size_t rank)>& read_progress) {
+std::size_t ObjectTransfer::take_arrivals(const std::function<std::uint64_t(std::size_t rank)>& read_progress) {
   const auto receives = schedule_->receives(rank_);
-  bool any = false;
+  const std::size_t before = arrived_;
   for (std::size_t from = 0; from < ranks_.size(); ++from) {
     const auto& mine = from_rank_[from];
     std::size_t& next = arrived_from_[from];
@@ -44,10 +44,9 @@ bool ObjectTransfer::take_arrivals(const std::function<std::uint64_t(std::size_t
       have_[receives[mine[next]].block] = true;
       ++next;
       ++arrived_;
-      any = true;
     }
   }
-  return any;
+  return arrived_ - before;
 }
 
 void ObjectTransfer::post(transport::Transport& transport, const BlockTransfer& send) const {
@@ -55,19 +54,18 @@ void ObjectTransfer::post(transport::Transport& transport, const BlockTransfer& 
                             object_.block_length(send.block));
 }
 
-bool ObjectTransfer::post_sends(transport::Transport& transport, std::size_t queue_limit,
-                                const std::function<void()>& posted) {
+std::size_t ObjectTransfer::post_sends(transport::Transport& transport, std::size_t queue_limit,
+                                       const std::function<void()>& posted) {
   const auto sends = schedule_->sends(rank_);
-  bool any = false;
+  const std::size_t before = next_send_;
   while (next_send_ < sends.size()) {
     const BlockTransfer& send = sends[next_send_];
     if (!have_[send.block] || transport.queued_bytes(ranks_[send.peer]) >= queue_limit) break;
     post(transport, send);
     ++next_send_;
-    any = true;
     posted();
   }
-  return any;
+  return next_send_ - before;
 }
 
 void ObjectTransfer::repost_to(transport::Transport& transport, MemberId peer) const {

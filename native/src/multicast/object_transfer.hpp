@@ -33,13 +33,13 @@ class ObjectTransfer {
 
   explicit ObjectTransfer(Setup setup);
 
-  // Takes the blocks whose sending rank's progress (read_progress(rank)) announces them.
-  // True when any arrived.
-  bool take_arrivals(const std::function<std::uint64_t(std::size_t rank)>& read_progress);
+  // Takes the blocks whose sending rank's progress (read_progress(rank)) announces them;
+  // returns how many arrived.
+  std::size_t take_arrivals(const std::function<std::uint64_t(std::size_t rank)>& read_progress);
   // Posts, in schedule order, the sends whose block is here, while the transport holds less
   // than `queue_limit` bytes for the receiver; after each one, `posted()` (which publishes
-  // progress()). True when any was posted.
-  bool post_sends(transport::Transport& transport, std::size_t queue_limit, const std::function<void()>& posted);
+  // progress()). Returns how many were posted.
+  std::size_t post_sends(transport::Transport& transport, std::size_t queue_limit, const std::function<void()>& posted);
   // Writes again every block already sent to `peer` (its link came back; writes may be lost).
   void repost_to(transport::Transport& transport, MemberId peer) const;
 

@@ -326,13 +326,16 @@ bool SubgroupMulticast::relay_objects() {
     if (!o.transfer) continue;
     ObjectTransfer& t = *o.transfer;
     const std::size_t column = col_progress_ + view_.sender_slots[k];
-    moved |= t.take_arrivals([&](std::size_t rank) { return count(o.rank_rows[rank], column); });
+    const std::size_t arrived = t.take_arrivals([&](std::size_t rank) { return count(o.rank_rows[rank], column); });
     // Progress goes out after every block, so the receiver can pass it on while we go on.
-    moved |= t.post_sends(transport_, kRelayQueueBlocks * t.object().block_bytes, [&] {
+    const std::size_t sent = t.post_sends(transport_, kRelayQueueBlocks * t.object().block_bytes, [&] {
       write_count(column, t.progress());
       sst_.push();
       transport_.flush();
     });
+    object_blocks_received_.fetch_add(arrived, std::memory_order_relaxed);
+    object_blocks_sent_.fetch_add(sent, std::memory_order_relaxed);
+    moved |= arrived > 0 || sent > 0;
   }
   return moved;
 }
@@ -604,7 +607,9 @@ SubgroupMulticast::Stats SubgroupMulticast::stats() const {
           delivery_batches_.load(),
           resent_.load(),
           queue_messages_ + staged_messages_.load(std::memory_order_relaxed),
-          queue_.size() - 4 * queue_messages_ + staged_bytes_.load(std::memory_order_relaxed)};
+          queue_.size() - 4 * queue_messages_ + staged_bytes_.load(std::memory_order_relaxed),
+          object_blocks_received_.load(std::memory_order_relaxed),
+          object_blocks_sent_.load(std::memory_order_relaxed)};
 }
 
 }  // namespace derecho::multicast

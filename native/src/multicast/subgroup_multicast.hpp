@@ -80,6 +80,9 @@ class SubgroupMulticast {
     // Accepted by send but not yet appended to the ring (payload bytes, without length prefixes).
     std::uint64_t queued_messages = 0;
     std::uint64_t queued_bytes = 0;
+    // Large objects: blocks that arrived here through the relay, and that we passed on.
+    std::uint64_t object_blocks_received = 0;
+    std::uint64_t object_blocks_sent = 0;
   };
 
   SubgroupMulticast(std::uint32_t subgroup, const SubgroupConfig& config, const SubgroupPlacement& placement,
@@ -247,6 +250,8 @@ class SubgroupMulticast {
   std::atomic<std::uint64_t> delivered_bytes_{0};
   std::atomic<std::uint64_t> delivery_batches_{0};
   std::atomic<std::uint64_t> resent_{0};
+  std::atomic<std::uint64_t> object_blocks_received_{0};
+  std::atomic<std::uint64_t> object_blocks_sent_{0};
 };
 
 }  // namespace derecho::multicast

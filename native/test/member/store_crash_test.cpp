@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "../support/free_ports.hpp"
+#include "../support/member_processes.hpp"
 #include "member/member.hpp"
 #include "persistence/record_format.hpp"
 #include "persistence/segment_file.hpp"
@@ -121,110 +122,6 @@ class SharedRegion {
 };
 
 // ---- Member processes ----
-
-// Forked member processes, each SIGKILLed and reaped when the test ends however it ends.
-class MemberProcesses {
- public:
-  MemberProcesses() = default;
-  MemberProcesses(const MemberProcesses&) = delete;
-  MemberProcesses& operator=(const MemberProcesses&) = delete;
-  ~MemberProcesses() { kill_all(); }
-
-  // Runs `body` as member `id` in a new process, which exits 0 when it returns and 1 when it
-  // throws (after noting why in the member's report).
-  void start(MemberId id, Report& report, const std::function<void()>& body) {
-    if (pids_.count(id)) throw std::logic_error("member " + std::to_string(id) + " is already running");
-    const pid_t parent = ::getpid();
-    const pid_t pid = ::fork();
-    if (pid < 0) throw std::system_error(errno, std::generic_category(), "fork");
-    if (pid == 0) {
-      // Never outlive the test process, whatever it dies of.
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent) ::_exit(3);
-      int code = 0;
-      try {
-        body();
-      } catch (const std::exception& e) {
-        note_error(report, "member " + std::to_string(id) + " (pid " + std::to_string(::getpid()) + "): " + e.what());
-        code = 1;
-      } catch (...) {
-        note_error(report, "member " + std::to_string(id) + ": unknown exception");
-        code = 1;
-      }
-      ::_exit(code);
-    }
-    pids_[id] = pid;
-  }
-
-  bool running(MemberId id) const { return pids_.count(id) != 0; }
-
-  // SIGKILL, then reap.
-  void kill(MemberId id) {
-    const auto it = pids_.find(id);
-    if (it == pids_.end()) return;
-    ::kill(it->second, SIGKILL);
-    ::waitpid(it->second, nullptr, 0);
-    pids_.erase(it);
-  }
-
-  // SIGKILL to every one first, so they die together, then reap them.
-  void kill_all() {
-    for (const auto& [id, pid] : pids_) ::kill(pid, SIGKILL);
-    for (const auto& [id, pid] : pids_) ::waitpid(pid, nullptr, 0);
-    pids_.clear();
-  }
-
-  // A member process that ended while it should have been running, described; "" if none.
-  std::string ended() {
-    for (auto it = pids_.begin(); it != pids_.end(); ++it) {
-      int status = 0;
-      if (::waitpid(it->second, &status, WNOHANG) == it->second) {
-        const std::string what = "member " + std::to_string(it->first) + " (pid " + std::to_string(it->second) +
-                                 ") ended early: " + describe_status(status);
-        pids_.erase(it);
-        return what;
-      }
-    }
-    return {};
-  }
-
-  // Waits up to `limit` for every process to exit by itself (the rest are killed); returns
-  // "" when all exited 0, else what each did.
-  std::string reap_all(std::chrono::milliseconds limit) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    std::string problems;
-    while (!pids_.empty()) {
-      for (auto it = pids_.begin(); it != pids_.end();) {
-        int status = 0;
-        if (::waitpid(it->second, &status, WNOHANG) == it->second) {
-          if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-            problems += "member " + std::to_string(it->first) + ": " + describe_status(status) + "; ";
-          }
-          it = pids_.erase(it);
-        } else {
-          ++it;
-        }
-      }
-      if (pids_.empty()) break;
-      if (std::chrono::steady_clock::now() > deadline) {
-        for (const auto& [id, pid] : pids_) problems += "member " + std::to_string(id) + ": did not exit; ";
-        kill_all();
-        break;
-      }
-      std::this_thread::sleep_for(10ms);
-    }
-    return problems;
-  }
-
- private:
-  static std::string describe_status(int status) {
-    if (WIFEXITED(status)) return "exit status " + std::to_string(WEXITSTATUS(status));
-    if (WIFSIGNALED(status)) return std::string("killed by signal ") + ::strsignal(WTERMSIG(status));
-    return "status " + std::to_string(status);
-  }
-
-  std::map<MemberId, pid_t> pids_;
-};
 
 // Holds processes started after it until the test releases them: each child closes its copy of
 // the write end at once and later blocks until every copy is closed (the test's last).
@@ -541,7 +438,7 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 void restart_and_verify(MemberProcesses& processes, const GroupConfig& config, const TempDirs& dirs, Shared& shared) {
   ReleasePipe release;
   for (MemberId id = 0; id < kMembers; ++id) {
-    processes.start(id, shared.members[id],
+    processes.start(id, [&shared, id](const std::string& why) { note_error(shared.members[id], why); },
                     [&, id] { verify_after_restart(config, id, dirs.of(id), shared, release); });
   }
   std::string why;
@@ -585,7 +482,7 @@ TEST(StoreCrash, KilledMidWritesKeepsEveryGloballyPersistedPut) {
   const GroupConfig config = crash_config("kill");
   MemberProcesses processes;
   const auto start_writer = [&](MemberId id) {
-    processes.start(id, shared.members[id], [&, id] { write_until_killed(config, id, dirs.of(id), shared, 0); });
+    processes.start(id, [&shared, id](const std::string& why) { note_error(shared.members[id], why); }, [&, id] { write_until_killed(config, id, dirs.of(id), shared, 0); });
   };
   const auto recorded = [&](MemberId id) { return shared.members[id].recorded.load(); };
   std::string why;
@@ -715,7 +612,7 @@ TEST(StoreCrash, TornLogTailIsRepairedAndReported) {
   std::string why;
 
   for (MemberId id = 0; id < kMembers; ++id) {
-    processes.start(id, shared.members[id], [&, id] { write_until_killed(config, id, dirs.of(id), shared, kPuts); });
+    processes.start(id, [&shared, id](const std::string& why) { note_error(shared.members[id], why); }, [&, id] { write_until_killed(config, id, dirs.of(id), shared, kPuts); });
   }
   ASSERT_TRUE(wait_until(
       processes,
