@@ -15,6 +15,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -53,6 +54,7 @@ struct MemberResult {
   std::atomic<std::uint64_t> digest;
   std::atomic<std::uint64_t> sleeps;
   std::atomic<std::uint64_t> nulls;
+  std::atomic<std::uint64_t> window_cpu_ns;  // CPU time the member process used in the window
   std::atomic<int> ok;
 };
 
@@ -99,6 +101,12 @@ class DigestSink final : public derecho::multicast::DeliverySink {
   std::atomic<std::uint64_t> bytes_{0};
 };
 
+std::uint64_t process_cpu_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
 std::uint16_t pick_base_port() {
   return static_cast<std::uint16_t>(20000 + (getpid() * 7919) % 30000);
 }
@@ -134,7 +142,7 @@ void run_member(const Options& o, const derecho::GroupConfig& config, derecho::M
   const auto start = clock_type::now();
   const auto warmup_end = start + std::chrono::duration<double>(o.seconds * 0.2);
   const auto end = start + std::chrono::duration<double>(o.seconds * 1.2);
-  std::uint64_t sent = 0, window_start_delivered = 0, window_start_bytes = 0;
+  std::uint64_t sent = 0, window_start_delivered = 0, window_start_bytes = 0, window_start_cpu = 0;
   bool in_window = false;
   while (true) {
     const auto now = clock_type::now();
@@ -142,6 +150,7 @@ void run_member(const Options& o, const derecho::GroupConfig& config, derecho::M
       in_window = true;
       window_start_delivered = sink.delivered_.load();
       window_start_bytes = sink.bytes_.load();
+      window_start_cpu = process_cpu_ns();
     }
     if (now >= end) break;
     for (int burst = 0; burst < 256; ++burst) {
@@ -155,6 +164,7 @@ void run_member(const Options& o, const derecho::GroupConfig& config, derecho::M
   }
   r.window_delivered = sink.delivered_.load() - window_start_delivered;
   r.window_bytes = sink.bytes_.load() - window_start_bytes;
+  r.window_cpu_ns = process_cpu_ns() - window_start_cpu;
   r.sent = sent;
   shared->done_sending.fetch_add(1);
   while (shared->done_sending.load() < o.members) std::this_thread::sleep_for(1ms);
@@ -186,6 +196,7 @@ std::string run_group(const Options& o) {
   std::string per_member = "[";
   bool same_digest = true;
   double min_rate = 1e300, sum_rate = 0, sum_mb = 0;
+  double cpu_ns = 0, deliveries = 0;
   for (std::size_t i = 0; i < o.members; ++i) {
     const MemberResult& r = shared->members[i];
     const double rate = r.window_delivered.load() / window;
@@ -193,6 +204,8 @@ std::string run_group(const Options& o) {
     min_rate = std::min(min_rate, rate);
     sum_rate += rate;
     sum_mb += mbs;
+    cpu_ns += static_cast<double>(r.window_cpu_ns.load());
+    deliveries += static_cast<double>(r.window_delivered.load());
     if (r.digest.load() != shared->members[0].digest.load() || !r.ok.load()) same_digest = false;
     char buf[256];
     std::snprintf(buf, sizeof buf, "%s{\"member\":%zu,\"msgsPerSec\":%.0f,\"MBPerSec\":%.2f,\"sent\":%llu,\"nulls\":%llu,\"sleeps\":%llu}",
@@ -201,13 +214,17 @@ std::string run_group(const Options& o) {
     per_member += buf;
   }
   per_member += "]";
-  char head[512];
+  char head[640];
+  // CPU per delivered message (every member's CPU over every member's deliveries): what a
+  // delivery costs as the group grows, whether or not the machine has a core per member.
   std::snprintf(head, sizeof head,
                 "{\"transport\":\"%s\",\"members\":%zu,\"messageBytes\":%zu,\"seconds\":%.1f,\"spinMicros\":%u,"
                 "\"msgsPerSecPerMember\":%.0f,\"minMsgsPerSecPerMember\":%.0f,\"MBPerSecPerMember\":%.2f,"
+                "\"deliveriesPerSecAllMembers\":%.0f,\"cpuNsPerDelivery\":%.1f,"
                 "\"sameOrderEverywhere\":%s,\"perMember\":",
                 o.transport.c_str(), o.members, o.size, o.seconds, o.spin_us, sum_rate / o.members, min_rate,
-                sum_mb / o.members, same_digest && children_ok ? "true" : "false");
+                sum_mb / o.members, sum_rate, deliveries > 0 ? cpu_ns / deliveries : 0.0,
+                same_digest && children_ok ? "true" : "false");
   munmap(shared, sizeof(Shared));
   return std::string(head) + per_member + "}";
 }
