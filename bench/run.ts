@@ -2,14 +2,16 @@
 // plus a raw loopback TCP baseline measured in the same run), the view-change bench and the
 // replicated store bench (persistent puts/s against a raw pmem append + flush baseline on the
 // same file system), then puts through the sidecar API beside the engine's own figure for the
-// same shape (bench/sidecar-bench.ts), and writes their JSON to bench/results/, adding the
-// issue's targets and whether this run met them.
+// same shape (bench/sidecar-bench.ts), large objects and group sizes (bench/large-objects.ts),
+// and writes their JSON to bench/results/, adding the issues' targets and whether this run met
+// them.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runSidecarBench, sidecarBenchOptionsFromEnv, type SidecarBenchReport } from './sidecar-bench.js';
+import { runGroupScaling, runObjectSuite } from './large-objects.js';
 
 interface GroupRun {
   transport: string;
@@ -91,6 +93,10 @@ try {
   sidecarApi = { ok: false, error: err instanceof Error ? err.message : String(err) };
 }
 
+// Large objects through the block relay, and 100-byte messages from 2 to 16 members.
+const largeObjects = runObjectSuite(root, seconds);
+const groupScaling = runGroupScaling(root, seconds, (process.env.SCALING_BENCH_TRANSPORTS ?? 'shm').split(',').filter((t) => t !== ''));
+
 const targets = suite.runs
   .filter((r) => r.group.messageBytes === 100 && r.group.members === 3)
   .map((r) => ({
@@ -99,7 +105,7 @@ const targets = suite.runs
     reached: r.group.msgsPerSecPerMember,
     met: r.group.msgsPerSecPerMember >= (TARGETS[r.group.transport] ?? Infinity),
   }));
-const orderOk = suite.runs.every((r) => r.group.sameOrderEverywhere);
+const orderOk = suite.runs.every((r) => r.group.sameOrderEverywhere) && groupScaling.sameOrderEverywhere;
 
 const report = {
   date: new Date().toISOString(),
@@ -109,6 +115,8 @@ const report = {
   ...viewChange,
   store,
   sidecarApi,
+  largeObjects,
+  groupScaling,
   targets,
   sameOrderEverywhere: orderOk,
   storeOk,
@@ -121,6 +129,6 @@ const file = join(outDir, `engine-${report.date.replace(/[:.]/g, '-')}.json`);
 writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
 process.stdout.write(JSON.stringify(report, null, 2) + '\n');
 process.stderr.write(`written to ${file}\n`);
-if (!orderOk || !storeOk || !sidecarApi.ok) {
+if (!orderOk || !storeOk || !sidecarApi.ok || !largeObjects.everyBlockInPlace) {
   process.exitCode = 1;
 }

@@ -42,6 +42,18 @@ export interface NativeStoreConfig {
 
 export type StorageKind = 'volatile' | 'persistent';
 
+/**
+ * Messages above `thresholdBytes` (default 65536, at most maxMessageBytes) travel through the
+ * block relay in blocks of `blockBytes` (default 1 MiB) into an area of `maxObjectBytes` per
+ * sender (docs/protocol-rdmc.md). A sender has one object in flight: send() of the next returns
+ * false until every member delivered it.
+ */
+export interface NativeLargeObjectConfig {
+  thresholdBytes?: number;
+  maxObjectBytes: number;
+  blockBytes?: number;
+}
+
 export interface NativeSubgroupConfig {
   name: string;
   /** Receivers in rank order; for a sharded subgroup, the candidates for its shards. */
@@ -54,6 +66,8 @@ export interface NativeSubgroupConfig {
   sharding?: NativeShardingConfig;
   /** Absent: a plain multicast subgroup. A store's senders are its members. */
   store?: NativeStoreConfig;
+  /** Absent: every message goes through the ring (at most maxMessageBytes). */
+  largeObjects?: NativeLargeObjectConfig;
 }
 
 /**
@@ -311,7 +325,11 @@ export interface NativeMember {
    * members that are down do not hold it back); rejects when it is in none within `timeoutMs`.
    */
   start(timeoutMs: number): Promise<void>;
-  /** Queues one message; false when the send queue is full (wait on writable()). */
+  /**
+   * Queues one message; false when the send queue is full (wait on writable()). In a subgroup
+   * with largeObjects, a payload above thresholdBytes is an object (docs/protocol-rdmc.md): false
+   * also while this member's previous object is in flight, until every member delivered it.
+   */
   send(subgroup: number, payload: Buffer): boolean;
   /**
    * Queues messages packed as [u32 length LE][bytes]...: the longest prefix the send queue takes;
@@ -404,7 +422,7 @@ interface Addon {
 }
 
 /** The C ABI version (docs/c-api.md) this module expects of the addon. */
-export const C_API_VERSION = 5;
+export const C_API_VERSION = 6;
 /** The delivery batch format this module reads (docs/delivery-batch.md). */
 export const DELIVERY_BATCH_VERSION = 2;
 export const DELIVERY_RECORD_HEADER_BYTES = 36;

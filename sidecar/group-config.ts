@@ -2,7 +2,7 @@
 // The result is exactly what the native engine takes (NativeGroupConfig).
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import type { NativeGroupConfig, NativeStoreConfig } from '../native/index.js';
+import type { NativeGroupConfig, NativeLargeObjectConfig, NativeStoreConfig } from '../native/index.js';
 
 export const CONFIG_VERSION = 1;
 export const DEFAULT_RING_BYTES = 4 * 1024 * 1024;
@@ -38,6 +38,10 @@ export const DEFAULT_MAX_VALUE_BYTES = 16 * 1024;
 export const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
 /** A store key's length travels in 16 bits. */
 export const MAX_KEY_BYTES = 65_535;
+/** Large objects (docs/protocol-rdmc.md): the engine's defaults and limits. */
+export const DEFAULT_OBJECT_THRESHOLD_BYTES = 64 * 1024;
+export const DEFAULT_OBJECT_BLOCK_BYTES = 1024 * 1024;
+export const MAX_OBJECT_BYTES = 2 ** 32 - 1;
 /** What a store operation adds to its key and value on the wire (docs/store.md). */
 export const STORE_OP_HEADER_BYTES = 32;
 /** A persistent log's segments are preallocated in pages. */
@@ -125,6 +129,12 @@ const storeSchema = z.strictObject({
   maxLogBytes: nonNegativeInt('a quota on the log in bytes (integer >= 0; 0: none)').optional(),
 }, { error: (iss) => `expected a store object {storage, window?, maxKeyBytes?, maxValueBytes?, segmentBytes?, maxLogBytes?}, found ${describe(iss.input)}` });
 
+const largeObjectsSchema = z.strictObject({
+  thresholdBytes: positiveInt('a size in bytes above which a message is an object (integer >= 1)').optional(),
+  maxObjectBytes: positiveInt(`the largest object in bytes (integer 1..${MAX_OBJECT_BYTES})`, MAX_OBJECT_BYTES, 'below 4 GiB (a delivery carries its length in 32 bits)'),
+  blockBytes: positiveInt('a block size in bytes (a multiple of 64, at least 4096)', 2 ** 32 - 1).optional(),
+}, { error: (iss) => `expected a largeObjects object {maxObjectBytes, thresholdBytes?, blockBytes?}, found ${describe(iss.input)}` });
+
 const subgroupSchema = z.strictObject({
   name: z
     .string({ error: (iss) => `expected a subgroup name, found ${describe(iss.input)}` })
@@ -150,6 +160,7 @@ const subgroupSchema = z.strictObject({
   ).optional(),
   sharding: shardingSchema.optional(),
   store: storeSchema.optional(),
+  largeObjects: largeObjectsSchema.optional(),
 }, { error: (iss) => `expected a subgroup object {name, members, ...}, found ${describe(iss.input)}` });
 
 const configSchema = z.strictObject({
@@ -343,6 +354,46 @@ function storeIssues(store: ParsedStore, sg: ParsedSubgroup, members: readonly n
   return issues;
 }
 
+/** The largest message a subgroup takes: its largest object when it takes large objects. */
+export function largestMessageBytes(sg: NativeGroupConfig['subgroups'][number]): number {
+  return sg.largeObjects?.maxObjectBytes ?? sg.maxMessageBytes;
+}
+
+type ParsedLargeObjects = NonNullable<ParsedSubgroup['largeObjects']>;
+
+function largeObjectsWithDefaults(large: ParsedLargeObjects): NativeLargeObjectConfig {
+  return {
+    thresholdBytes: large.thresholdBytes ?? DEFAULT_OBJECT_THRESHOLD_BYTES,
+    maxObjectBytes: large.maxObjectBytes,
+    blockBytes: large.blockBytes ?? DEFAULT_OBJECT_BLOCK_BYTES,
+  };
+}
+
+/** The rules of docs/config.md for large objects (the engine's validate_large_objects). */
+function largeObjectIssues(large: ParsedLargeObjects, sg: ParsedSubgroup, at: string): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  const where = `${at}.largeObjects`;
+  const filled = largeObjectsWithDefaults(large);
+  const threshold = filled.thresholdBytes ?? DEFAULT_OBJECT_THRESHOLD_BYTES;
+  const block = filled.blockBytes ?? DEFAULT_OBJECT_BLOCK_BYTES;
+  const maxMessageBytes = sg.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+  if (sg.store) issues.push({ path: where, message: "a store's operations are small: a store subgroup takes no large objects" });
+  if (threshold > maxMessageBytes) {
+    issues.push({
+      path: `${where}.thresholdBytes`,
+      message: `must be at most maxMessageBytes (${maxMessageBytes}): messages up to it go through the ring; found ${threshold}`,
+    });
+  }
+  if (filled.maxObjectBytes <= threshold) {
+    issues.push({ path: `${where}.maxObjectBytes`, message: `must be larger than thresholdBytes (${threshold}), found ${filled.maxObjectBytes}` });
+  }
+  // With objects below 4 GiB, blocks of at least 4096 bytes make at most 2^20 blocks.
+  if (block < 4096 || block % 64 !== 0) {
+    issues.push({ path: `${where}.blockBytes`, message: `must be a multiple of 64, at least 4096, found ${block}` });
+  }
+  return issues;
+}
+
 /** A subgroup's members: as listed, or for a sharded subgroup that lists none, every member. */
 function subgroupMembers(config: ParsedConfig, sg: ParsedSubgroup): number[] {
   return sg.members ?? (sg.sharding ? config.members.map((m) => m.id) : []);
@@ -474,6 +525,7 @@ function crossFieldIssues(config: ParsedConfig): ConfigIssue[] {
     }
     if (sg.sharding) issues.push(...shardingIssues(config, sg.sharding, sg, members, known, at));
     if (sg.store) issues.push(...storeIssues(sg.store, sg, members, at));
+    if (sg.largeObjects) issues.push(...largeObjectIssues(sg.largeObjects, sg, at));
 
     // Without ringBytes the default ring always fits: MAX_MESSAGE_BYTES needs a 64 MiB ring.
     const maxMessageBytes = sg.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
@@ -552,6 +604,7 @@ export function parseGroupConfig(value: unknown, source = '<config>'): NativeGro
             }
           : {}),
         ...(sg.store ? { store: storeWithDefaults(sg.store) } : {}),
+        ...(sg.largeObjects ? { largeObjects: largeObjectsWithDefaults(sg.largeObjects) } : {}),
       };
     }),
     spinMicros: config.spinMicros ?? DEFAULT_SPIN_MICROS,

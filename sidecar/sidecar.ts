@@ -12,6 +12,7 @@ import { sidecarProto, unixTarget } from './api/proto.js';
 import { sidecarHandlers } from './api/sidecar-service.js';
 import { PeerClients } from './api/peer-clients.js';
 import { shardOf } from './api/routing.js';
+import { largestMessageBytes } from './group-config.js';
 
 export interface RunningSidecar {
   member: SidecarMember;
@@ -22,12 +23,11 @@ export interface RunningSidecar {
   close(): Promise<boolean>;
 }
 
-/** Room for the largest value or message a subgroup takes, with its key and the request's fields. */
-function maxRequestBytes(config: SidecarConfig): number {
-  const largest = Math.max(
-    ...config.group.subgroups.map((sg) => Math.max(sg.maxMessageBytes, (sg.store?.maxValueBytes ?? 0) + (sg.store?.maxKeyBytes ?? 0))),
+/** Room for the largest value or message (large objects included) a subgroup takes, with its key and the request's fields. */
+function largestPayloadBytes(config: SidecarConfig): number {
+  return Math.max(
+    ...config.group.subgroups.map((sg) => Math.max(largestMessageBytes(sg), (sg.store?.maxValueBytes ?? 0) + (sg.store?.maxKeyBytes ?? 0))),
   );
-  return Math.max(4 * 1024 * 1024, largest + 64 * 1024);
 }
 
 function metricsSource(member: SidecarMember): { subgroups(): SubgroupSample[] } {
@@ -87,9 +87,10 @@ export async function startSidecar(config: SidecarConfig, logger: Logger): Promi
     source: { subgroups: source.subgroups, view: () => member.view(), viewChanges: () => member.viewChanges() },
   });
   const peers = new PeerClients(config.member, config.peers);
+  const largest = largestPayloadBytes(config) + 64 * 1024;
   const server = new grpc.Server({
-    'grpc.max_receive_message_length': maxRequestBytes(config),
-    'grpc.max_send_message_length': 64 * 1024 * 1024,
+    'grpc.max_receive_message_length': Math.max(4 * 1024 * 1024, largest),
+    'grpc.max_send_message_length': Math.max(64 * 1024 * 1024, largest),
   });
   server.addService(sidecarProto().Sidecar.service, sidecarHandlers({ member, peers, metrics, logger }));
   let http: RunningHttpServer | undefined;

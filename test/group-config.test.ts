@@ -313,6 +313,34 @@ describe('store subgroups', () => {
   });
 });
 
+describe('subgroups with large objects', () => {
+  function withObjects(largeObjects: unknown, extra: Json = {}): Json {
+    return withChange((c) => Object.assign(subgroup(c), { largeObjects, ...extra }));
+  }
+
+  it('fills in the engine\'s defaults and round-trips through the file form', () => {
+    const config = parseGroupConfig(withObjects({ maxObjectBytes: 1 << 30 }));
+    expect(config.subgroups[0]?.largeObjects).toEqual({ thresholdBytes: 65536, maxObjectBytes: 1 << 30, blockBytes: 1 << 20 });
+    expect(parseGroupConfig(toConfigFile(config))).toEqual(config);
+    expect(parseGroupConfig(valid()).subgroups[0]).not.toHaveProperty('largeObjects');
+  });
+
+  const cases: [string, unknown, Json, string][] = [
+    ['a missing maxObjectBytes', {}, {}, 'subgroups[0].largeObjects.maxObjectBytes: required field is missing'],
+    ['an object of 4 GiB', { maxObjectBytes: 2 ** 32 }, {}, 'subgroups[0].largeObjects.maxObjectBytes: expected below 4 GiB (a delivery carries its length in 32 bits), found 4294967296'],
+    ['a threshold above maxMessageBytes', { maxObjectBytes: 1 << 20, thresholdBytes: 5000 }, { maxMessageBytes: 4096 }, 'subgroups[0].largeObjects.thresholdBytes: must be at most maxMessageBytes (4096): messages up to it go through the ring; found 5000'],
+    ['objects no larger than the threshold', { maxObjectBytes: 1000, thresholdBytes: 1000 }, {}, 'subgroups[0].largeObjects.maxObjectBytes: must be larger than thresholdBytes (1000), found 1000'],
+    ['blocks that are not whole cache lines', { maxObjectBytes: 1 << 20, blockBytes: 5000 }, {}, 'subgroups[0].largeObjects.blockBytes: must be a multiple of 64, at least 4096, found 5000'],
+    ['large objects in a store', { maxObjectBytes: 1 << 20 }, { store: { storage: 'volatile' } }, "subgroups[0].largeObjects: a store's operations are small: a store subgroup takes no large objects"],
+    ['an unknown field', { maxObjectBytes: 1 << 20, slots: 2 }, {}, 'subgroups[0].largeObjects.slots: unknown field'],
+  ];
+
+  it.each(cases)('rejects %s, naming the field', (_name, largeObjects, extra, expected) => {
+    const errors = errorsOf(withObjects(largeObjects, extra));
+    expect(errors).toContainEqual(expect.stringContaining(expected));
+  });
+});
+
 describe('loadGroupConfig', () => {
   const dir = mkdtempSync(join(tmpdir(), 'derecho-config-test-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));

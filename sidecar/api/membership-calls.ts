@@ -4,6 +4,7 @@ import type { NativeView } from '../../native/index.js';
 import type { DescribeReply } from './generated/derecho/sidecar/v1/DescribeReply.js';
 import type { View } from './generated/derecho/sidecar/v1/View.js';
 import type { WatchMembershipRequest__Output } from './generated/derecho/sidecar/v1/WatchMembershipRequest.js';
+import { largestMessageBytes } from '../group-config.js';
 import type { ApiContext } from './api-context.js';
 
 /** Views a client may leave unread before its stream is ended: views are rare, a stuck reader is gone. */
@@ -38,7 +39,7 @@ export function describe(ctx: ApiContext): DescribeReply {
       storage: sg.store?.storage ?? '',
       maxKeyBytes: sg.store?.maxKeyBytes ?? 0,
       maxValueBytes: sg.store?.maxValueBytes ?? 0,
-      maxMessageBytes: sg.maxMessageBytes,
+      maxMessageBytes: largestMessageBytes(sg),
     })),
     ...(view === null ? {} : { view: viewToWire(ctx, view) }),
   };

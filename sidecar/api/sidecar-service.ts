@@ -5,6 +5,7 @@ import { status, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js'
 import type { SidecarHandlers } from './generated/derecho/sidecar/v1/Sidecar.js';
 import type { SendRequest__Output } from './generated/derecho/sidecar/v1/SendRequest.js';
 import type { SendReply } from './generated/derecho/sidecar/v1/SendReply.js';
+import { largestMessageBytes } from '../group-config.js';
 import { ApiError, statusName, toStatus } from './api-error.js';
 import { requireView, subgroupByName, wasForwarded, type ApiContext } from './api-context.js';
 import { describe, watchMembership } from './membership-calls.js';
@@ -39,10 +40,11 @@ function unary<Req, Res>(
 async function send(ctx: ApiContext, call: ServerUnaryCall<SendRequest__Output, SendReply>): Promise<SendReply> {
   const req = call.request;
   const sg = subgroupByName(ctx, req.subgroup, 'multicast');
-  if (req.payload.length > sg.config.maxMessageBytes) {
+  const largest = largestMessageBytes(sg.config);
+  if (req.payload.length > largest) {
     throw new ApiError(
       status.INVALID_ARGUMENT,
-      `payload: ${req.payload.length} bytes, subgroup "${sg.config.name}" takes messages of at most ${sg.config.maxMessageBytes} bytes`,
+      `payload: ${req.payload.length} bytes, subgroup "${sg.config.name}" takes messages of at most ${largest} bytes`,
     );
   }
   requireView(ctx);

@@ -275,6 +275,7 @@ struct ConfigStorage {
   std::vector<std::vector<std::uint32_t>> reserved_counts;
   std::vector<std::vector<std::uint32_t>> reserved_ids;
   std::deque<derecho_store_config> stores;  // a deque: the subgroups point into it as it grows
+  std::deque<derecho_large_object_config> large_objects;
   std::vector<derecho_subgroup_config> subgroups;
   std::string data_dir;
   derecho_group_config config{};
@@ -300,6 +301,22 @@ void read_store(const Napi::Object& sg, const std::string& path, ConfigStorage& 
   c.max_log_bytes = optional_u64_field(store, "maxLogBytes", at);
   s.stores.push_back(c);
   out.store = &s.stores.back();
+}
+
+// subgroups[i].largeObjects: { thresholdBytes?, maxObjectBytes, blockBytes? } or absent
+// (NativeLargeObjectConfig in native/index.ts).
+void read_large_objects(const Napi::Object& sg, const std::string& path, ConfigStorage& s, derecho_subgroup_config& out) {
+  out.large_objects = nullptr;
+  if (!sg.Has("largeObjects") || sg.Get("largeObjects").IsUndefined() || sg.Get("largeObjects").IsNull()) return;
+  const std::string at = path + ".largeObjects";
+  if (!sg.Get("largeObjects").IsObject()) throw Napi::TypeError::New(sg.Env(), at + " must be an object");
+  const Napi::Object large = sg.Get("largeObjects").As<Napi::Object>();
+  derecho_large_object_config c{};
+  c.threshold_bytes = optional_u64_field(large, "thresholdBytes", at);
+  c.max_object_bytes = optional_u64_field(large, "maxObjectBytes", at);
+  c.block_bytes = optional_u32_field(large, "blockBytes", at);
+  s.large_objects.push_back(c);
+  out.large_objects = &s.large_objects.back();
 }
 
 // createMember's options: { dataDir?, flush?: 'auto' | 'persist' | 'msync', clockOffsetNs? }
@@ -423,6 +440,7 @@ std::unique_ptr<ConfigStorage> read_config(const Napi::Object& js) {
     s->reserved_ids.emplace_back();
     read_sharding(sg, path, *s, c);
     read_store(sg, path, *s, c);
+    read_large_objects(sg, path, *s, c);
     s->subgroups.push_back(c);
   }
   s->config.group = s->group.c_str();

@@ -107,6 +107,13 @@ derecho::GroupConfig to_config(const derecho_group_config& c) {
       throw std::invalid_argument(field + ".reserved: only a sharded subgroup (shards > 0) reserves members");
     }
     if (s.store) sg.store = to_store_config(*s.store, field + ".store");
+    if (s.large_objects) {
+      derecho::LargeObjectConfig large;
+      if (s.large_objects->threshold_bytes != 0) large.threshold_bytes = s.large_objects->threshold_bytes;
+      large.max_object_bytes = s.large_objects->max_object_bytes;
+      if (s.large_objects->block_bytes != 0) large.block_bytes = s.large_objects->block_bytes;
+      sg.large_objects = large;
+    }
     config.subgroups.push_back(std::move(sg));
   }
   config.spin = std::chrono::microseconds(c.spin_us);

@@ -9,7 +9,7 @@
 extern "C" {
 #endif
 
-#define DERECHO_C_API_VERSION 5
+#define DERECHO_C_API_VERSION 6
 
 typedef struct derecho_member derecho_member;
 
@@ -35,6 +35,15 @@ typedef struct {
   uint64_t max_log_bytes;   /* persistent: a quota on the log's segments */
 } derecho_store_config;
 
+/* Messages above threshold_bytes travel through the block relay (docs/protocol-rdmc.md), into an
+ * area of max_object_bytes per sender in every member's region (version 6). 0 in threshold_bytes
+ * or block_bytes: the engine's default (65536, 1 MiB). */
+typedef struct {
+  uint64_t threshold_bytes;
+  uint64_t max_object_bytes;
+  uint32_t block_bytes;
+} derecho_large_object_config;
+
 typedef struct {
   const char* name;
   const uint32_t* members;
@@ -56,6 +65,8 @@ typedef struct {
   /* NULL: a plain multicast subgroup. Otherwise a store: senders must list the same ids as
    * members, and the engine consumes the subgroup's deliveries itself (version 4). */
   const derecho_store_config* store;
+  /* NULL: no large objects (version 6). */
+  const derecho_large_object_config* large_objects;
 } derecho_subgroup_config;
 
 typedef enum {

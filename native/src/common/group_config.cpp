@@ -43,10 +43,9 @@ void validate_store(const StoreConfig& store, const SubgroupConfig& sg, const st
   }
 }
 
-// Deliveries carry their length in 32 bits (docs/c-api.md).
+// Deliveries carry their length in 32 bits (docs/c-api.md). With blocks of at least 4096 bytes
+// that is at most 2^20 blocks, which keeps a relay schedule (computed whole) to a few MiB.
 constexpr std::uint64_t kMaxObjectBytes = (std::uint64_t{1} << 32) - 1;
-// A relay schedule is computed whole at every member; this keeps it to a few MiB.
-constexpr std::uint64_t kMaxBlocksPerObject = std::uint64_t{1} << 20;
 
 void validate_large_objects(const LargeObjectConfig& lo, const SubgroupConfig& sg, const std::string& field) {
   const std::string f = field + ".largeObjects";
@@ -58,9 +57,6 @@ void validate_large_objects(const LargeObjectConfig& lo, const SubgroupConfig& s
   if (lo.max_object_bytes <= lo.threshold_bytes) fail(f + ".maxObjectBytes", "must be larger than thresholdBytes");
   if (lo.max_object_bytes > kMaxObjectBytes) fail(f + ".maxObjectBytes", "must be below 4 GiB");
   if (lo.block_bytes < 4096 || lo.block_bytes % 64 != 0) fail(f + ".blockBytes", "must be a multiple of 64, at least 4096");
-  if ((lo.max_object_bytes + lo.block_bytes - 1) / lo.block_bytes > kMaxBlocksPerObject) {
-    fail(f + ".blockBytes", "maxObjectBytes / blockBytes must be at most " + std::to_string(kMaxBlocksPerObject) + " blocks");
-  }
 }
 
 }  // namespace

@@ -233,3 +233,38 @@ TEST(LargeObjects, AMemberThatJoinsTakesPartInTheNextObjects) {
   EXPECT_EQ(g.log(0).size(), had + 1);
   expect_delivered(std::vector<Delivered>(g.log(0).begin(), g.log(0).end() - 1), before, "member 0");
 }
+
+TEST(LargeObjects, ConfigsThatCannotWorkAreRefusedNamingTheField) {
+  const auto refused = [](const std::function<void(SubgroupConfig&)>& change) -> std::string {
+    GroupConfig c;
+    c.group_name = "objects";
+    c.transport = TransportKind::shm;
+    c.members = {{0, "", 0}, {1, "", 0}};
+    SubgroupConfig sg;
+    sg.name = "o";
+    sg.members = sg.senders = {0, 1};
+    sg.max_message_bytes = 1024;
+    sg.ring_bytes = 1u << 16;
+    sg.large_objects = LargeObjectConfig{512, 1u << 20, 4096};
+    change(sg);
+    c.subgroups.push_back(sg);
+    try {
+      validate(c);
+    } catch (const std::invalid_argument& e) {
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_EQ(refused([](SubgroupConfig&) {}), "");
+  EXPECT_EQ(refused([](SubgroupConfig& sg) { sg.large_objects->threshold_bytes = 2048; }),
+            "subgroups[0].largeObjects.thresholdBytes: must be at most maxMessageBytes (1024): messages up to it go "
+            "through the ring");
+  EXPECT_EQ(refused([](SubgroupConfig& sg) { sg.large_objects->max_object_bytes = 512; }),
+            "subgroups[0].largeObjects.maxObjectBytes: must be larger than thresholdBytes");
+  EXPECT_EQ(refused([](SubgroupConfig& sg) { sg.large_objects->max_object_bytes = std::uint64_t{1} << 32; }),
+            "subgroups[0].largeObjects.maxObjectBytes: must be below 4 GiB");
+  EXPECT_EQ(refused([](SubgroupConfig& sg) { sg.large_objects->block_bytes = 4000; }),
+            "subgroups[0].largeObjects.blockBytes: must be a multiple of 64, at least 4096");
+  EXPECT_EQ(refused([](SubgroupConfig& sg) { sg.store = StoreConfig{}; sg.max_message_bytes = 1u << 20; sg.ring_bytes = 1u << 23; }),
+            "subgroups[0].largeObjects: a store's operations are small: a store subgroup takes no large objects");
+}
