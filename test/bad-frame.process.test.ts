@@ -1,17 +1,19 @@
 // A peer that speaks nonsense to a member's tcp port is cut off and logged; the member and the
 // group keep running and still deliver everything, identically everywhere.
 // Frame layout (docs/wire-tcp.md): u32 magic "DRTC" | u16 version | u16 kind | u32 length |
-// u32 count | u64 value, little-endian, 24 bytes; kinds: 1 hello, 2 write, 3 ack.
+// u32 count | u64 value, little-endian, 24 bytes; kinds: 1 hello, 2 write, 3 ack, 4 bulk.
 import { connect } from 'node:net';
 import { LocalGroup } from '../sidecar/local-group.js';
 import { collecting, explain, finishWorkload, type Collected } from './support/group-run.js';
 
 const MAGIC = 0x43545244;
+/** The wire version members speak: frames of another are refused for that alone. */
+const WIRE_VERSION = 2;
 
 function frameHeader(kind: number, length: number, count: number, value: bigint): Buffer {
   const h = Buffer.alloc(24);
   h.writeUInt32LE(MAGIC, 0);
-  h.writeUInt16LE(1, 4);
+  h.writeUInt16LE(WIRE_VERSION, 4);
   h.writeUInt16LE(kind, 6);
   h.writeUInt32LE(length, 8);
   h.writeUInt32LE(count, 12);
