@@ -39,6 +39,8 @@ struct Options {
   std::size_t size = 100;
   double seconds = 3.0;
   std::uint32_t spin_us = 50;
+  // Failure detection's timeout; groups of many processes on few cores may want it longer.
+  std::uint32_t suspect_after_ms = 1000;
   std::uint16_t base_port = 0;
   std::vector<std::size_t> sizes{100, 1024, 10240};
   std::vector<std::string> transports{"shm", "tcp"};
@@ -126,6 +128,7 @@ derecho::GroupConfig make_config(const Options& o, const std::string& name, std:
   sg.ring_bytes = 4u << 20;
   c.subgroups.push_back(sg);
   c.spin = std::chrono::microseconds(o.spin_us);
+  c.suspect_after = std::chrono::milliseconds(o.suspect_after_ms);
   return c;
 }
 
@@ -219,11 +222,11 @@ std::string run_group(const Options& o) {
   // delivery costs as the group grows, whether or not the machine has a core per member.
   std::snprintf(head, sizeof head,
                 "{\"transport\":\"%s\",\"members\":%zu,\"messageBytes\":%zu,\"seconds\":%.1f,\"spinMicros\":%u,"
-                "\"msgsPerSecPerMember\":%.0f,\"minMsgsPerSecPerMember\":%.0f,\"MBPerSecPerMember\":%.2f,"
+                "\"suspectAfterMillis\":%u,\"msgsPerSecPerMember\":%.0f,\"minMsgsPerSecPerMember\":%.0f,\"MBPerSecPerMember\":%.2f,"
                 "\"deliveriesPerSecAllMembers\":%.0f,\"cpuNsPerDelivery\":%.1f,"
                 "\"sameOrderEverywhere\":%s,\"perMember\":",
-                o.transport.c_str(), o.members, o.size, o.seconds, o.spin_us, sum_rate / o.members, min_rate,
-                sum_mb / o.members, sum_rate, deliveries > 0 ? cpu_ns / deliveries : 0.0,
+                o.transport.c_str(), o.members, o.size, o.seconds, o.spin_us, o.suspect_after_ms, sum_rate / o.members,
+                min_rate, sum_mb / o.members, sum_rate, deliveries > 0 ? cpu_ns / deliveries : 0.0,
                 same_digest && children_ok ? "true" : "false");
   munmap(shared, sizeof(Shared));
   return std::string(head) + per_member + "}";
@@ -369,6 +372,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--seconds") o.seconds = std::stod(next());
     else if (a == "--spin-us") o.spin_us = static_cast<std::uint32_t>(std::stoul(next()));
     else if (a == "--base-port") o.base_port = static_cast<std::uint16_t>(std::stoul(next()));
+    else if (a == "--suspect-after-ms") o.suspect_after_ms = static_cast<std::uint32_t>(std::stoul(next()));
     else throw std::invalid_argument("unknown option " + a);
   }
   if (o.members < 1 || o.members > 64) throw std::invalid_argument("--members must be 1..64");

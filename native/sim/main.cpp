@@ -40,9 +40,10 @@ void without(const std::string& list, derecho::sim::Options::Features& f) {
     else if (name == "spares") f.spares = false;
     else if (name == "stores") f.stores = false;
     else if (name == "store-early") f.store_early = false;
+    else if (name == "objects") f.objects = false;
     else throw std::invalid_argument("--without: unknown feature '" + name +
                                      "' (shards, leave, late-snapshots, big-states, packed, empty, spares, stores, "
-                                     "store-early)");
+                                     "store-early, objects)");
     at = end + 1;
   }
 }
@@ -87,7 +88,7 @@ int main(int argc, char** argv) {
     const auto started = std::chrono::steady_clock::now();
     ull passed = 0, failed = 0, delivered = 0, sent = 0, views = 0, breaks = 0, partitions = 0, crashes = 0,
         restarts = 0, joins = 0, freezes = 0, jumps = 0, lost = 0, majority_lost = 0, converged = 0,
-        transitions = 0, restores = 0, leaves = 0, left = 0, late = 0, unanswered = 0, packed = 0, empty = 0,
+        transitions = 0, restores = 0, leaves = 0, left = 0, late = 0, unanswered = 0, packed = 0, empty = 0, objects = 0,
         inadequate = 0, shard_restores = 0, sharded = 0, stores = 0, stores_sharded = 0, store_ops = 0, store_completed = 0,
         store_failed = 0, store_never = 0, store_refused = 0, store_versions = 0, store_reads = 0, store_times = 0,
         store_epochs = 0;
@@ -114,6 +115,7 @@ int main(int argc, char** argv) {
       unanswered += out.snapshots_unanswered;
       packed += out.packed_sends;
       empty += out.empty_messages;
+      objects += out.objects;
       inadequate += out.inadequate_views;
       shard_restores += out.shard_restores;
       sharded += out.sharded;
@@ -152,8 +154,9 @@ int main(int argc, char** argv) {
                 static_cast<ull>(args.first), args.steps, secs, sent, delivered, views, transitions, restores, breaks, partitions, crashes,
                 majority_lost, restarts, joins, freezes, jumps, converged, lost);
     std::printf("%llu runs sharded (%llu inadequate views, %llu state transfers into shards); %llu leaves asked, %llu "
-                "left; snapshots: %llu answered late, %llu never; %llu packed sends, %llu empty messages\n",
-                sharded, inadequate, shard_restores, leaves, left, late, unanswered, packed, empty);
+                "left; snapshots: %llu answered late, %llu never; %llu packed sends, %llu empty messages, %llu large "
+                "objects\n",
+                sharded, inadequate, shard_restores, leaves, left, late, unanswered, packed, empty, objects);
     std::printf("%llu runs with a store (%llu sharded, %llu histories): %llu store operations, %llu completed, %llu failed "
                 "(%llu never applied), %llu refused; %llu versions compared across members, %llu reads and %llu "
                 "versionAtTime answers checked\n",

@@ -206,7 +206,7 @@ struct Failure : std::runtime_error {
 class Simulation {
  public:
   explicit Simulation(const Options& options)
-      : options_(options), rng_(options.seed), srng_(mix(options.seed ^ 0x73746f7265ull)) {}
+      : options_(options), rng_(options.seed), srng_(mix(options.seed ^ 0x73746f7265ull)), orng_(mix(options.seed ^ 0x6f626a656374ull)) {}
   // Members go first: a store completes its pending operations (stopped) as its member stops,
   // and the completions must not reach a half-destroyed simulation.
   ~Simulation() {
@@ -268,6 +268,7 @@ class Simulation {
     out.snapshots_unanswered = counts_.snapshots_unanswered;
     out.packed_sends = counts_.packed_sends;
     out.empty_messages = counts_.empty_messages;
+    out.objects = counts_.objects;
     out.inadequate_views = counts_.inadequate_views;
     out.shard_restores = counts_.shard_restores;
     out.sharded = sharded_;
@@ -418,6 +419,12 @@ class Simulation {
       }
       sg.ring_bytes = 256u << pick(4);
       sg.max_message_bytes = std::max<std::uint32_t>(kHeaderBytes, (sg.ring_bytes - 64) / 4);
+      // Some subgroups take large objects (an RNG of their own: runs without them draw as before):
+      // a few blocks each, so relays of several steps meet the faults.
+      if (options_.features.objects && opick(3) == 0) {
+        const std::uint32_t threshold = std::max<std::uint32_t>(kHeaderBytes, sg.max_message_bytes / 2);
+        sg.large_objects = LargeObjectConfig{threshold, 4096 * (1 + opick(5)) + opick(4096), 4096};
+      }
       config_.subgroups.push_back(sg);
     }
     app_subgroups_ = config_.subgroups.size();
@@ -450,6 +457,10 @@ class Simulation {
     for (const auto& sg : config_.subgroups) {
       scenario_ += " " + sg.name + " members " + ids_text(sg.members) + " senders " + ids_text(sg.senders) + " ring " +
                    std::to_string(sg.ring_bytes);
+      if (sg.large_objects) {
+        scenario_ += " objects " + std::to_string(sg.large_objects->threshold_bytes + 1) + ".." +
+                     std::to_string(sg.large_objects->max_object_bytes);
+      }
       if (sg.sharding) {
         scenario_ += " sharded " + std::to_string(sg.sharding->shards) + " x " + std::to_string(sg.sharding->min_per_shard) +
                      ".." + std::to_string(sg.sharding->max_per_shard);
@@ -1039,8 +1050,10 @@ class Simulation {
     Incarnation* inc = running(sender);
     if (!inc) return;
     auto& msgs = sent_[{g, sender}];
+    // Objects go one at a time through send(): everything else stays within the ring's share.
+    const std::size_t ring_limit = sg.large_objects ? sg.large_objects->threshold_bytes : sg.max_message_bytes;
     const auto random_size = [&](std::size_t empty_percent) {
-      return chance(empty_percent) && options_.features.empty ? std::size_t{0} : kHeaderBytes + pick(sg.max_message_bytes - kHeaderBytes + 1);
+      return chance(empty_percent) && options_.features.empty ? std::size_t{0} : kHeaderBytes + pick(ring_limit - kHeaderBytes + 1);
     };
     const auto payload = [&](std::uint32_t number, std::size_t size) {
       return size == 0 ? std::vector<std::byte>{} : make_payload(g, sender, number, inc->number, size);
@@ -1089,6 +1102,16 @@ class Simulation {
     }
     const std::size_t size = random_size(8);
     const auto number = static_cast<std::uint32_t>(msgs.size());
+    if (sg.large_objects && opick(4) == 0) {
+      const auto& large = *sg.large_objects;
+      const std::size_t object = large.threshold_bytes + 1 + opick(large.max_object_bytes - large.threshold_bytes);
+      if (inc->member->send(g, payload(number, object))) {
+        accepted(object);
+        ++counts_.objects;
+        note(inc->name() + " sends #" + std::to_string(number) + " (an object of " + std::to_string(object) + " B) in " + sg.name);
+      }
+      return;
+    }
     if (inc->member->send(g, payload(number, size))) {
       accepted(size);
       note(inc->name() + " sends #" + std::to_string(number) + " (" + std::to_string(size) + " B) in " + sg.name);
@@ -1819,6 +1842,7 @@ class Simulation {
   };
 
   std::size_t spick(std::size_t n) { return n == 0 ? 0 : static_cast<std::size_t>(srng_() % n); }
+  std::size_t opick(std::size_t n) { return n == 0 ? 0 : static_cast<std::size_t>(orng_() % n); }
   bool schance(std::size_t percent) { return spick(100) < percent; }
 
   void add_store(const std::vector<MemberId>& ids) {
@@ -2802,7 +2826,7 @@ class Simulation {
 
   struct {
     std::uint64_t link_breaks = 0, partitions = 0, crashes = 0, restarts = 0, late_joins = 0, freezes = 0, clock_jumps = 0;
-    std::uint64_t leaves = 0, left = 0, snapshots_late = 0, snapshots_unanswered = 0, packed_sends = 0, empty_messages = 0,
+    std::uint64_t leaves = 0, left = 0, snapshots_late = 0, snapshots_unanswered = 0, packed_sends = 0, empty_messages = 0, objects = 0,
                   inadequate_views = 0, shard_restores = 0;
   } counts_;
   std::string scenario_;
@@ -2811,6 +2835,7 @@ class Simulation {
   // ---- versioned store runs -------------------------------------------------------------------------
   static constexpr std::int64_t kEpochNs = 1'700'000'000'000'000'000;  // the stores' clocks start in 2023
   std::mt19937_64 srng_;                // every store decision: runs without a store draw from rng_ as before
+  std::mt19937_64 orng_;                // every large-object decision, likewise
   std::size_t app_subgroups_ = 0;       // subgroups the simulator multicasts in (the store is after them)
   std::optional<std::uint32_t> store_g_;
   std::vector<std::int64_t> skew_ns_;   // per member: its store clock's offset from the simulated clock

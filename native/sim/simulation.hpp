@@ -30,6 +30,7 @@ struct Options {
     bool spares = true;          // initial_members below the configured members
     bool stores = true;          // a versioned store subgroup in a third of the runs
     bool store_early = true;     // store calls at members not yet in any view
+    bool objects = true;         // large objects through the block relay in some subgroups
   } features;
 };
 
@@ -58,6 +59,7 @@ struct Outcome {
   std::uint64_t snapshots_unanswered = 0;  // snapshot requests never answered
   std::uint64_t packed_sends = 0;          // send_packed calls that queued something
   std::uint64_t empty_messages = 0;        // zero-length messages accepted
+  std::uint64_t objects = 0;               // large objects accepted (sent through the block relay)
   std::uint64_t inadequate_views = 0;      // views decided inadequate (sharded subgroups wait)
   std::uint64_t shard_restores = 0;        // state transfers into a shard, checked
   bool sharded = false;                    // the group has a sharded subgroup

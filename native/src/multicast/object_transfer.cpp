@@ -12,6 +12,7 @@ ObjectTransfer::ObjectTransfer(Setup setup)
       area_offset_(setup.area_offset),
       object_(setup.object),
       base_(setup.progress_base),
+      epoch_(setup.epoch),
       have_(static_cast<std::size_t>(object_.blocks()), rank_ == 0),
       from_rank_(ranks_.size()),
       arrived_from_(ranks_.size(), 0) {
@@ -51,7 +52,7 @@ std::size_t ObjectTransfer::take_arrivals(const std::function<std::uint64_t(std:
 
 void ObjectTransfer::post(transport::Transport& transport, const BlockTransfer& send) const {
   transport.post_bulk_write(ranks_[send.peer], area_offset_ + std::size_t{send.block} * object_.block_bytes,
-                            object_.block_length(send.block));
+                            object_.block_length(send.block), epoch_);
 }
 
 std::size_t ObjectTransfer::post_sends(transport::Transport& transport, std::size_t queue_limit,

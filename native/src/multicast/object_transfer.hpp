@@ -29,6 +29,7 @@ class ObjectTransfer {
     std::size_t area_offset = 0;   // the sender's area
     ObjectDescriptor object;
     std::uint64_t progress_base = 0;
+    std::uint64_t epoch = 0;  // the view: its blocks are fenced out once a receiver moved on
   };
 
   explicit ObjectTransfer(Setup setup);
@@ -58,6 +59,7 @@ class ObjectTransfer {
   std::size_t area_offset_;
   ObjectDescriptor object_;
   std::uint64_t base_;
+  std::uint64_t epoch_;
   std::vector<bool> have_;
   std::size_t arrived_ = 0;
   // Per sending rank, our receives from it (indexes into the schedule's list), and how many of

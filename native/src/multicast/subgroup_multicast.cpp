@@ -62,6 +62,8 @@ void SubgroupMulticast::enter_view(const SubgroupView& view) {
   objects_.clear();
   own_object_index_.reset();
   if (takes_objects()) {
+    // Blocks relayed in earlier views must not land in areas this view reuses.
+    transport_.fence_bulk_below(view.vid);
     for (std::size_t k = 0; k < n; ++k) objects_.emplace_back(region.subspan(ring_offset_of_slot(view.sender_slots[k]), placement_.ring_bytes));
     for (std::size_t slot = 0; slot < config_.senders.size(); ++slot) write_count(col_progress_ + slot, 0);
   }
@@ -315,7 +317,8 @@ void SubgroupMulticast::start_object(std::size_t k, std::uint64_t message, std::
   const auto rank = static_cast<std::size_t>(std::find(ranks.begin(), ranks.end(), transport_.self()) - ranks.begin());
   o.message = message;
   o.transfer.emplace(ObjectTransfer::Setup{schedule_for(ranks.size(), object.blocks()), rank, std::move(ranks),
-                                           object_area_of_slot(view_.sender_slots[k]), object, o.progress_base});
+                                           object_area_of_slot(view_.sender_slots[k]), object, o.progress_base,
+                                           view_.vid});
   write_count(col_progress_ + view_.sender_slots[k], o.transfer->progress());
 }
 
@@ -593,6 +596,8 @@ void SubgroupMulticast::send_nulls() {
 void SubgroupMulticast::on_link_up(MemberId peer) {
   if (!in_view_ || std::find(peers_.begin(), peers_.end(), peer) == peers_.end()) return;
   if (my_sender_) transport_.post_write(peer, ring_offset_of_slot(view_.sender_slots[*my_sender_]), placement_.ring_bytes);
+  // A wedged view's relays are over: the next view starts them afresh.
+  if (wedged_) return;
   for (const SenderObjects& o : objects_) {
     if (o.transfer) o.transfer->repost_to(transport_, peer);
   }

@@ -629,6 +629,9 @@ void VersionedStore::removed(bool queue_dropped, bool fate_unknown) {
       w.may_be_resent = !queue_dropped;
       w.fate_unknown = fate_unknown;
     }
+    // A tick of ours may have been dropped with the removal: while a read by time still waits,
+    // the next step sends another.
+    tick_covers_ = 0;
     // Only the sender answers a query, and it does not deliver what the others did for it:
     // a query is harmless to ask again.
     const StoreError e(ErrorCode::stopped, "store '" + name_ + "': the query was dropped when this member was removed; ask again");

@@ -1,5 +1,6 @@
 #include "transport/memory_network.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 #include <utility>
 #include <string>
@@ -29,6 +30,16 @@ class MemoryNetwork::Endpoint final : public Transport {
       throw std::out_of_range("write outside the region");
     }
     if (net_.enqueue(self_, peer, offset, region().subspan(offset, len))) ++posted_[peer];
+  }
+  void post_bulk_write(MemberId peer, std::size_t offset, std::size_t len, std::uint64_t epoch) override {
+    if (offset < kRegionHeaderBytes || offset + len > net_.region_bytes_) {
+      throw std::out_of_range("write outside the region");
+    }
+    if (net_.enqueue(self_, peer, offset, region().subspan(offset, len), epoch)) ++posted_[peer];
+  }
+  void fence_bulk_below(std::uint64_t epoch) override {
+    auto& fence = net_.nodes_.at(self_).bulk_fence;
+    fence = std::max(fence, epoch);
   }
   void flush() override {}
   std::uint64_t completed(MemberId peer) const override {
@@ -86,9 +97,11 @@ void MemoryNetwork::reset_member(MemberId id) {
   }
   node.events.clear();
   node.region.assign(region_bytes_, std::byte{0});
+  node.bulk_fence = 0;
 }
 
-bool MemoryNetwork::enqueue(MemberId from, MemberId to, std::size_t offset, std::span<const std::byte> bytes) {
+bool MemoryNetwork::enqueue(MemberId from, MemberId to, std::size_t offset, std::span<const std::byte> bytes,
+                            std::optional<std::uint64_t> bulk_epoch) {
   for (MemberId peer : members_) {
     if (peer == from) continue;
     Link& other = links_.at({from, peer});
@@ -99,7 +112,7 @@ bool MemoryNetwork::enqueue(MemberId from, MemberId to, std::size_t offset, std:
   }
   Link& link = links_.at({from, to});
   if (!link.up || link.session != link.engine_session) return false;
-  link.writes.push_back({offset, {bytes.begin(), bytes.end()}});
+  link.writes.push_back({offset, {bytes.begin(), bytes.end()}, bulk_epoch});
   return true;
 }
 
@@ -128,7 +141,10 @@ void MemoryNetwork::restore_link(MemberId from, MemberId to) {
 
 void MemoryNetwork::apply(MemberId to, const Write& w) {
   Node& node = nodes_.at(to);
-  copy_into_region(node.region.data() + w.offset, w.bytes.data(), w.bytes.size());
+  // A bulk write from a view the receiver has left behind does not land.
+  if (!w.bulk_epoch || *w.bulk_epoch >= node.bulk_fence) {
+    copy_into_region(node.region.data() + w.offset, w.bytes.data(), w.bytes.size());
+  }
   if (node.doorbell) node.doorbell->ring();
 }
 

@@ -3,6 +3,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <vector>
 
@@ -57,12 +58,14 @@ class MemoryNetwork {
   struct Write {
     std::size_t offset;
     std::vector<std::byte> bytes;
+    std::optional<std::uint64_t> bulk_epoch;  // a bulk write: dropped at a receiver fenced beyond it
   };
   struct Node {
     std::vector<std::byte> region;
     Doorbell* doorbell = nullptr;
     bool has_endpoint = false;
     std::vector<LinkEvent> events;  // for this node's engine to take
+    std::uint64_t bulk_fence = 0;
   };
   struct Link {
     std::deque<Write> writes;
@@ -72,7 +75,8 @@ class MemoryNetwork {
     bool restore_on_next_post = false;
   };
 
-  bool enqueue(MemberId from, MemberId to, std::size_t offset, std::span<const std::byte> bytes);
+  bool enqueue(MemberId from, MemberId to, std::size_t offset, std::span<const std::byte> bytes,
+               std::optional<std::uint64_t> bulk_epoch = std::nullopt);
   void queue_event(MemberId at, LinkEvent event);
   void apply(MemberId to, const Write& w);
 

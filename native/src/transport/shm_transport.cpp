@@ -21,7 +21,7 @@ namespace derecho::transport {
 namespace {
 
 constexpr std::uint64_t kShmMagic = 0x44524348'53484d31ull;  // "DRCHSHM1"
-constexpr std::uint32_t kShmVersion = 1;
+constexpr std::uint32_t kShmVersion = 2;
 
 // Lives at offset 0 of every member's region.
 struct ShmHeader {
@@ -30,6 +30,9 @@ struct ShmHeader {
   std::uint32_t member;
   std::uint64_t region_bytes;
   Doorbell doorbell;
+  // Bulk writes of an epoch below this are not taken (Transport::fence_bulk_below); a writer
+  // reads it in the peer's header before it copies.
+  std::atomic<std::uint64_t> bulk_fence;
 };
 static_assert(sizeof(ShmHeader) <= kRegionHeaderBytes);
 
@@ -136,12 +139,22 @@ class ShmTransport final : public Transport {
   }
 
   // One plain copy: nobody reads these bytes before a later (ordered) write announces them.
-  void post_bulk_write(MemberId peer, std::size_t offset, std::size_t len) override {
+  // The peer's fence is checked before the copy; a writer stopped in the middle of it (a frozen
+  // process) can still finish it after the peer raised its fence (docs/protocol-rdmc.md, Limits).
+  void post_bulk_write(MemberId peer, std::size_t offset, std::size_t len, std::uint64_t epoch) override {
     Peer& p = find(peer);
-    if (std::byte* to = landing(p, offset, len)) {
-      std::memcpy(to, own_.data() + offset, len);
-      std::atomic_thread_fence(std::memory_order_release);
-      landed(p);
+    std::byte* to = landing(p, offset, len);
+    if (!to) return;
+    if (epoch < reinterpret_cast<ShmHeader*>(p.base.load(std::memory_order_acquire))->bulk_fence.load(std::memory_order_acquire)) return;
+    std::memcpy(to, own_.data() + offset, len);
+    std::atomic_thread_fence(std::memory_order_release);
+    landed(p);
+  }
+
+  void fence_bulk_below(std::uint64_t epoch) override {
+    auto& fence = own_.header()->bulk_fence;
+    std::uint64_t seen = fence.load(std::memory_order_relaxed);
+    while (seen < epoch && !fence.compare_exchange_weak(seen, epoch, std::memory_order_acq_rel)) {
     }
   }
 

@@ -64,13 +64,18 @@ FrameError validate_header(const FrameHeader& h, std::uint64_t region_bytes) {
       if (h.count != 0) return FrameError::nonzero_count;
       return FrameError::none;
     case FrameKind::write:
-    case FrameKind::bulk:
-      if (h.length > kMaxWritePayload) return FrameError::write_too_long;
+    case FrameKind::bulk: {
+      // A bulk frame's payload is its epoch, then the bytes for the region.
+      const bool bulk = static_cast<FrameKind>(h.kind) == FrameKind::bulk;
+      if (bulk && h.length < kBulkEpochBytes) return FrameError::bulk_without_epoch;
+      const std::uint64_t bytes = bulk ? h.length - kBulkEpochBytes : h.length;
+      if (bytes > kMaxWritePayload) return FrameError::write_too_long;
       if (h.value < kRegionHeaderBytes) return FrameError::offset_below_header;
-      if (h.value > region_bytes || h.length > region_bytes - h.value) {
+      if (h.value > region_bytes || bytes > region_bytes - h.value) {
         return FrameError::past_region_end;
       }
       return FrameError::none;
+    }
   }
   return FrameError::unknown_kind;
 }
@@ -92,6 +97,9 @@ std::string describe(FrameError error, const FrameHeader& h, std::uint64_t regio
              ", expected 0";
     case FrameError::ack_payload:
       return "ack frame with " + std::to_string(h.length) + " payload bytes, expected 0";
+    case FrameError::bulk_without_epoch:
+      return "bulk frame of " + std::to_string(h.length) + " payload bytes, too short for its epoch (" +
+             std::to_string(kBulkEpochBytes) + ")";
     case FrameError::write_too_long:
       return "write length " + std::to_string(h.length) + " exceeds the frame limit (" +
              std::to_string(kMaxWritePayload) + ")";
@@ -222,6 +230,7 @@ FrameEvent FrameReader::next() {
     ev.kind = FrameEvent::Kind::bulk;
     ev.header = stream_header_;
     ev.offset = stream_offset_;
+    ev.epoch = stream_epoch_;
     ev.bytes = {at, n};
     begin_ += n;
     stream_offset_ += n;
@@ -273,12 +282,35 @@ FrameEvent FrameReader::next() {
   }
   const auto kind = static_cast<FrameKind>(h.kind);
   const std::size_t total = kHeaderBytes + h.length;
-  if ((kind == FrameKind::write && h.length > whole_frame_limit(capacity_)) || (kind == FrameKind::bulk && h.length > 0)) {
+  if (kind == FrameKind::bulk) {
+    // The epoch first; the bytes for the region then stream through, or straight into place.
+    if (avail < kHeaderBytes + kBulkEpochBytes) {
+      need_ = kHeaderBytes + kBulkEpochBytes;
+      return ev;
+    }
+    std::memcpy(&stream_epoch_, at + kHeaderBytes, kBulkEpochBytes);
+    begin_ += kHeaderBytes + kBulkEpochBytes;
+    need_ = kHeaderBytes;
+    const std::uint32_t bytes = h.length - static_cast<std::uint32_t>(kBulkEpochBytes);
+    if (bytes == 0) {
+      ev.kind = FrameEvent::Kind::bulk;
+      ev.offset = h.value;
+      ev.epoch = stream_epoch_;
+      ev.completes = h.count;
+      return ev;
+    }
+    stream_header_ = h;
+    stream_offset_ = h.value;
+    stream_left_ = bytes;
+    stream_bulk_ = true;
+    return next();
+  }
+  if (kind == FrameKind::write && h.length > whole_frame_limit(capacity_)) {
     begin_ += kHeaderBytes;
     stream_header_ = h;
     stream_offset_ = h.value;
     stream_left_ = h.length;
-    stream_bulk_ = kind == FrameKind::bulk;
+    stream_bulk_ = false;
     return next();
   }
   if (avail < total) {
@@ -292,18 +324,18 @@ FrameEvent FrameReader::next() {
     case FrameKind::hello: ev.kind = FrameEvent::Kind::hello; break;
     case FrameKind::ack: ev.kind = FrameEvent::Kind::ack; break;
     case FrameKind::write:
-    case FrameKind::bulk:
-      ev.kind = kind == FrameKind::write ? FrameEvent::Kind::write : FrameEvent::Kind::bulk;
+      ev.kind = FrameEvent::Kind::write;
       ev.offset = h.value;
       ev.completes = h.count;
       break;
+    case FrameKind::bulk: break;  // handled above
   }
   return ev;
 }
 
 std::optional<FrameReader::Direct> FrameReader::direct() const {
   if (stream_left_ == 0 || !stream_bulk_ || begin_ != end_) return std::nullopt;
-  return Direct{stream_offset_, stream_left_};
+  return Direct{stream_offset_, stream_left_, stream_epoch_};
 }
 
 std::uint32_t FrameReader::took_direct(std::size_t n) {

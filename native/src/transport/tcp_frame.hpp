@@ -21,13 +21,16 @@ inline constexpr std::uint32_t kMaxWritePayload = 16u << 20;
 inline constexpr std::size_t kMaxGroupNameBytes = 255;
 inline constexpr std::size_t kHelloFixedBytes = 8;
 inline constexpr std::size_t kMaxHelloPayload = kHelloFixedBytes + kMaxGroupNameBytes;
+// A bulk frame's payload starts with the writer's epoch.
+inline constexpr std::size_t kBulkEpochBytes = 8;
 
 enum class FrameKind : std::uint16_t { hello = 1, write = 2, ack = 3, bulk = 4 };
 
 // Field meanings depend on the kind:
 //   hello: value = region bytes, length = hello payload bytes, count = 0
 //   write: value = region offset, length = payload bytes, count = post_write calls it completes
-//   bulk:  as write, for bytes nobody reads until a later write announces them (post_bulk_write)
+//   bulk:  as write, for bytes nobody reads until a later write announces them (post_bulk_write);
+//          the payload starts with the writer's epoch (u64), then the bytes for `value`
 //   ack:   value = cumulative count of applied writes on this connection, length = count = 0
 struct FrameHeader {
   std::uint32_t magic = kMagic;
@@ -47,6 +50,7 @@ enum class FrameError {
   nonzero_count,
   ack_payload,
   write_too_long,
+  bulk_without_epoch,
   offset_below_header,
   past_region_end,
 };
@@ -83,7 +87,9 @@ struct FrameEvent {
   FrameError error = FrameError::none;
   // write: bytes to store at `offset`; a frame larger than a quarter of the buffer arrives as
   // several of these, cut only at 8-byte-aligned offsets so no aligned word is ever torn.
-  // bulk: bytes of a bulk frame that were already buffered, cut anywhere (see direct()).
+  // bulk: bytes of a bulk frame that were already buffered, cut anywhere (see direct()), and
+  // the frame's epoch.
+  std::uint64_t epoch = 0;
   std::uint64_t offset = 0;
   std::span<const std::byte> bytes;
   // write, bulk: posts completed once `bytes` is applied (non-zero on a frame's last piece).
@@ -107,6 +113,7 @@ class FrameReader {
   struct Direct {
     std::uint64_t offset;
     std::size_t left;
+    std::uint64_t epoch;
   };
   std::optional<Direct> direct() const;
   // Returns the frame's count once its last byte is in, else 0.
@@ -132,6 +139,7 @@ class FrameReader {
   std::uint64_t stream_offset_ = 0;
   std::uint32_t stream_left_ = 0;
   bool stream_bulk_ = false;
+  std::uint64_t stream_epoch_ = 0;
 };
 
 }  // namespace derecho::transport::tcp

@@ -172,7 +172,12 @@ class TcpTransport final : public Transport {
   void start(std::chrono::milliseconds timeout) override;
   void stop() override;
   void post_write(MemberId peer, std::size_t offset, std::size_t len) override;
-  void post_bulk_write(MemberId peer, std::size_t offset, std::size_t len) override;
+  void post_bulk_write(MemberId peer, std::size_t offset, std::size_t len, std::uint64_t epoch) override;
+  void fence_bulk_below(std::uint64_t epoch) override {
+    std::uint64_t seen = bulk_fence_.load(std::memory_order_relaxed);
+    while (seen < epoch && !bulk_fence_.compare_exchange_weak(seen, epoch, std::memory_order_acq_rel)) {
+    }
+  }
   void flush() override;
   std::uint64_t completed(MemberId peer) const override {
     return find_peer(peer).completed.load(std::memory_order_acquire);
@@ -243,6 +248,10 @@ class TcpTransport final : public Transport {
   bool stopped_ = false;
   std::atomic<bool> stopping_{false};
   std::atomic<std::uint64_t> bad_frames_{0};
+  // Bulk frames of an older epoch are read and dropped (fence_bulk_below).
+  std::atomic<std::uint64_t> bulk_fence_{0};
+  // Where a dropped bulk frame's bytes are read to, off the socket.
+  std::vector<std::byte> discard_;
 
   std::mutex events_mutex_;
   std::condition_variable links_cv_;
@@ -445,7 +454,7 @@ void TcpTransport::post_write(MemberId peer_id, std::size_t offset, std::size_t 
 }
 
 // The bytes stay in the region until the socket takes them: only the frame headers are copied.
-void TcpTransport::post_bulk_write(MemberId peer_id, std::size_t offset, std::size_t len) {
+void TcpTransport::post_bulk_write(MemberId peer_id, std::size_t offset, std::size_t len, std::uint64_t epoch) {
   Peer& peer = find_peer(peer_id);
   OutQueue* pending = pending_for(peer, offset, len);
   if (!pending) return;
@@ -453,14 +462,15 @@ void TcpTransport::post_bulk_write(MemberId peer_id, std::size_t offset, std::si
     const std::size_t chunk = std::min<std::size_t>(len, tcp::kMaxWritePayload);
     FrameHeader h;
     h.kind = static_cast<std::uint16_t>(FrameKind::bulk);
-    h.length = static_cast<std::uint32_t>(chunk);
+    h.length = static_cast<std::uint32_t>(chunk + tcp::kBulkEpochBytes);
     h.count = chunk == len ? 1 : 0;
     h.value = offset;
     auto& out = pending->own_tail();
     const std::size_t at = out.size();
-    out.resize(at + tcp::kHeaderBytes);
+    out.resize(at + tcp::kHeaderBytes + tcp::kBulkEpochBytes);
     tcp::encode_header(h, out.data() + at);
-    pending->grew(tcp::kHeaderBytes);
+    std::memcpy(out.data() + at + tcp::kHeaderBytes, &epoch, tcp::kBulkEpochBytes);
+    pending->grew(tcp::kHeaderBytes + tcp::kBulkEpochBytes);
     pending->append_reference({region_.data() + offset, chunk});
     offset += chunk;
     len -= chunk;
@@ -833,11 +843,19 @@ void TcpTransport::read_inbound(Inbound& conn) {
   std::size_t budget = kReadBudgetBytes;
   while (budget > 0) {
     if (const auto direct = conn.reader.direct()) {
-      // The rest of a bulk frame: from the socket straight into its place in the region.
-      const ssize_t n = ::recv(conn.fd.get(), region_.data() + direct->offset, direct->left, 0);
+      // The rest of a bulk frame: from the socket straight into its place in the region, or
+      // off the socket into the discard buffer when its epoch is behind the fence.
+      std::byte* into = region_.data() + direct->offset;
+      std::size_t want = direct->left;
+      if (direct->epoch < bulk_fence_.load(std::memory_order_acquire)) {
+        discard_.resize(std::min<std::size_t>(want, 1u << 20));
+        into = discard_.data();
+        want = discard_.size();
+      }
+      const ssize_t n = ::recv(conn.fd.get(), into, want, 0);
       if (n > 0) {
         applied(conn, conn.reader.took_direct(static_cast<std::size_t>(n)));
-        if (static_cast<std::size_t>(n) < direct->left) return;
+        if (static_cast<std::size_t>(n) < want) return;
         budget -= std::min(budget, static_cast<std::size_t>(n));
         continue;
       }
@@ -906,8 +924,11 @@ bool TcpTransport::process_inbound(Inbound& conn) {
           cut_inbound(conn, "write frame before the handshake");
           return false;
         }
-        // Nobody reads these bytes before a later write announces them: one plain copy.
-        std::memcpy(region_.data() + ev.offset, ev.bytes.data(), ev.bytes.size());
+        // Nobody reads these bytes before a later write announces them: one plain copy, unless
+        // they come from a view this member has left behind.
+        if (ev.epoch >= bulk_fence_.load(std::memory_order_acquire)) {
+          std::memcpy(region_.data() + ev.offset, ev.bytes.data(), ev.bytes.size());
+        }
         applied(conn, ev.completes);
         break;
     }

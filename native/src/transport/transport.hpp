@@ -50,8 +50,16 @@ class Transport {
   virtual void post_write(MemberId peer, std::size_t offset, std::size_t len) = 0;
   // A post_write of bulk data the caller does not change until it has landed and that the peer
   // reads only once a later write announces it (large-object blocks): a transport may send it
-  // without taking a copy first, or copy it without ordering each word.
-  virtual void post_bulk_write(MemberId peer, std::size_t offset, std::size_t len) { post_write(peer, offset, len); }
+  // without taking a copy first, or copy it without ordering each word. `epoch` is the writer's
+  // view: the peer drops a bulk write whose epoch is below its fence (fence_bulk_below).
+  virtual void post_bulk_write(MemberId peer, std::size_t offset, std::size_t len, std::uint64_t /*epoch*/) {
+    post_write(peer, offset, len);
+  }
+  // From now on bulk writes of an epoch below `epoch` do not land here, whenever they were
+  // posted (the fence only rises). A relay that fell behind (removed from the view, frozen,
+  // partitioned) relays blocks into areas that later views reuse for other objects: this keeps
+  // them out. A transport that cannot fence (verbs) lets them through.
+  virtual void fence_bulk_below(std::uint64_t /*epoch*/) {}
   // Bytes posted to `peer` that the transport still holds, not yet handed to the link; a sender
   // of bulk data waits while this is high instead of queueing a whole object.
   virtual std::size_t queued_bytes(MemberId /*peer*/) const { return 0; }

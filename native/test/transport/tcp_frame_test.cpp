@@ -142,32 +142,42 @@ TEST(TcpFrame, EveryValidationErrorIsDetectedAndDescribed) {
   EXPECT_EQ(validate_header(ok, kRegion), FrameError::none);
   EXPECT_EQ(validate_header(write_header(kRegion - 16, 16), kRegion), FrameError::none);
   EXPECT_EQ(validate_header(write_header(4096, 0), kRegion), FrameError::none);
-  // A bulk write obeys the same bounds as a write.
+  // A bulk write obeys the same bounds as a write for the bytes after its epoch.
   for (const BadCase& c : cases) {
     if (c.header.kind != static_cast<std::uint16_t>(FrameKind::write)) continue;
     FrameHeader bulk = c.header;
     bulk.kind = static_cast<std::uint16_t>(FrameKind::bulk);
+    bulk.length += kBulkEpochBytes;
     EXPECT_EQ(validate_header(bulk, kRegion), c.error) << c.name << " (bulk)";
   }
+  FrameHeader no_epoch = write_header(8192, 4);
+  no_epoch.kind = static_cast<std::uint16_t>(FrameKind::bulk);
+  EXPECT_EQ(validate_header(no_epoch, kRegion), FrameError::bulk_without_epoch);
+  EXPECT_EQ(describe(FrameError::bulk_without_epoch, no_epoch, kRegion),
+            "bulk frame of 4 payload bytes, too short for its epoch (8)");
 }
 
 TEST(TcpFrameReader, BulkWritesHandOutWhatIsBufferedThenLetTheCallerReadTheRestInPlace) {
   const auto payload = pattern(100000, 3);
   std::vector<std::byte> stream;
-  FrameHeader h = write_header(4096 + 5, static_cast<std::uint32_t>(payload.size()), 1);
+  FrameHeader h = write_header(4096 + 5, static_cast<std::uint32_t>(payload.size() + kBulkEpochBytes), 1);
   h.kind = static_cast<std::uint16_t>(FrameKind::bulk);
   std::byte header[kHeaderBytes];
   encode_header(h, header);
   stream.insert(stream.end(), header, header + kHeaderBytes);
+  const std::uint64_t epoch = 42;
+  const auto* e = reinterpret_cast<const std::byte*>(&epoch);
+  stream.insert(stream.end(), e, e + kBulkEpochBytes);
   stream.insert(stream.end(), payload.begin(), payload.end());
   append_write(stream, 8192, pattern(16, 9));
+  constexpr std::size_t kPrefix = kHeaderBytes + kBulkEpochBytes;
 
   FrameReader reader(4096, kRegion);
   std::vector<std::byte> rebuilt(payload.size());
   std::size_t fed = 0;
   // The header and 1000 payload bytes arrive buffered; the rest, cut at odd places, is read
   // "from the socket" straight into place, as the transport does.
-  const std::size_t first = kHeaderBytes + 1000;
+  const std::size_t first = kPrefix + 1000;
   auto space = reader.space();
   std::memcpy(space.data(), stream.data(), first);
   reader.commit(first);
@@ -175,6 +185,7 @@ TEST(TcpFrameReader, BulkWritesHandOutWhatIsBufferedThenLetTheCallerReadTheRestI
   FrameEvent ev = reader.next();
   ASSERT_EQ(ev.kind, FrameEvent::Kind::bulk);
   EXPECT_EQ(ev.offset, 4096u + 5);
+  EXPECT_EQ(ev.epoch, 42u);
   EXPECT_EQ(ev.bytes.size(), 1000u);
   EXPECT_EQ(ev.completes, 0u);
   std::memcpy(rebuilt.data(), ev.bytes.data(), ev.bytes.size());
@@ -182,7 +193,8 @@ TEST(TcpFrameReader, BulkWritesHandOutWhatIsBufferedThenLetTheCallerReadTheRestI
   std::uint32_t completes = 0;
   for (std::size_t chunk = 1; reader.direct(); chunk = chunk * 3 + 7) {
     const auto d = *reader.direct();
-    EXPECT_EQ(d.offset, 4096u + 5 + (fed - kHeaderBytes));
+    EXPECT_EQ(d.offset, 4096u + 5 + (fed - kPrefix));
+    EXPECT_EQ(d.epoch, 42u);
     const std::size_t n = std::min(chunk, d.left);
     std::memcpy(rebuilt.data() + (d.offset - 4096 - 5), stream.data() + fed, n);
     fed += n;
@@ -202,17 +214,18 @@ TEST(TcpFrameReader, BulkWritesHandOutWhatIsBufferedThenLetTheCallerReadTheRestI
 }
 
 TEST(TcpFrameReader, ABulkWriteCutShortIsReportedAsTruncated) {
-  FrameHeader h = write_header(8192, 5000, 1);
+  FrameHeader h = write_header(8192, 5000 + kBulkEpochBytes, 1);
   h.kind = static_cast<std::uint16_t>(FrameKind::bulk);
   FrameReader reader(4096, kRegion);
   auto space = reader.space();
   encode_header(h, space.data());
-  reader.commit(kHeaderBytes);
+  std::memset(space.data() + kHeaderBytes, 0, kBulkEpochBytes);
+  reader.commit(kHeaderBytes + kBulkEpochBytes);
   EXPECT_EQ(reader.next().kind, FrameEvent::Kind::need_more);
   ASSERT_TRUE(reader.direct());
   EXPECT_EQ(reader.took_direct(300), 0u);
   EXPECT_TRUE(reader.mid_frame());
-  EXPECT_NE(reader.describe_truncation().find("4700 of 5000 payload bytes"), std::string::npos) << reader.describe_truncation();
+  EXPECT_NE(reader.describe_truncation().find("4700 of 5008 payload bytes"), std::string::npos) << reader.describe_truncation();
 }
 
 TEST(TcpFrameReader, ParsesFramesFedOneByteAtATime) {

@@ -320,7 +320,7 @@ TEST(TcpTransport, BulkWritesLandBeforeTheCounterThatFollowsThem) {
     ++round;
     const std::size_t at = kData + round * 3;
     fill(*a, at, size, static_cast<unsigned>(round));
-    a->post_bulk_write(2, at, size);
+    a->post_bulk_write(2, at, size, 1);
     store_word(*a, kCounter, round);
     a->post_write(2, kCounter, 8);
     a->flush();
@@ -330,6 +330,26 @@ TEST(TcpTransport, BulkWritesLandBeforeTheCounterThatFollowsThem) {
   EXPECT_TRUE(eventually([&] { return a->completed(2) == 2 * round; })) << a->completed(2);
   EXPECT_EQ(a->bad_frames() + b->bad_frames(), 0u);
   EXPECT_EQ(a->queued_bytes(2), 0u);
+
+  // Once b is fenced beyond an epoch, bulk writes of it are read off the socket and dropped;
+  // writes after them still land, and of the current epoch bulk writes land again.
+  b->fence_bulk_below(5);
+  const std::size_t at = kData + 64;
+  fill(*a, at, 100000, 7);
+  const auto before = std::vector<std::byte>(b->region().begin() + at, b->region().begin() + at + 100000);
+  a->post_bulk_write(2, at, 100000, 4);
+  store_word(*a, kCounter, ++round);
+  a->post_write(2, kCounter, 8);
+  a->flush();
+  ASSERT_TRUE(wait_word(*b, kCounter, round));
+  EXPECT_TRUE(std::equal(before.begin(), before.end(), b->region().begin() + at)) << "a fenced bulk write landed";
+  a->post_bulk_write(2, at, 100000, 5);
+  store_word(*a, kCounter, ++round);
+  a->post_write(2, kCounter, 8);
+  a->flush();
+  ASSERT_TRUE(wait_word(*b, kCounter, round));
+  EXPECT_TRUE(same_bytes(*a, *b, at, 100000));
+  EXPECT_EQ(a->bad_frames() + b->bad_frames(), 0u);
 }
 
 TEST(TcpTransport, DoorbellRingsOnlyAfterTheBytesLanded) {
