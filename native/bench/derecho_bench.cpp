@@ -25,6 +25,7 @@
 #include "common/log.hpp"
 #include "member/member.hpp"
 #include "member_processes.hpp"
+#include "shared_results.hpp"
 #include "writable_wait.hpp"
 
 namespace {
@@ -66,13 +67,6 @@ struct Shared {
   MemberResult members[64];
   double latency_micros[2];  // p50, p99 of member 0's send-to-own-delivery time
 };
-
-template <typename T>
-T* shared_anonymous() {
-  void* p = mmap(nullptr, sizeof(T), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) throw std::runtime_error("mmap failed");
-  return new (p) T{};
-}
 
 std::uint64_t mix(std::uint64_t h, std::uint64_t v) {
   h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
@@ -188,7 +182,7 @@ void run_member(const Options& o, const derecho::GroupConfig& config, derecho::M
 }
 
 std::string run_group(const Options& o) {
-  Shared* shared = shared_anonymous<Shared>();
+  Shared* shared = derecho::bench::shared_anonymous<Shared>();
   const std::string name = "bench-" + std::to_string(getpid()) + "-" + std::to_string(clock_type::now().time_since_epoch().count() % 100000);
   const std::uint16_t base_port = o.base_port ? o.base_port : pick_base_port();
   const auto config = make_config(o, name, base_port);
@@ -262,7 +256,7 @@ void run_latency_member(const Options& o, const derecho::GroupConfig& config, de
 }
 
 std::string run_latency(const Options& o) {
-  Shared* shared = shared_anonymous<Shared>();
+  Shared* shared = derecho::bench::shared_anonymous<Shared>();
   const std::string name = "lat-" + std::to_string(getpid()) + "-" + std::to_string(clock_type::now().time_since_epoch().count() % 100000);
   const auto config = make_config(o, name, o.base_port ? o.base_port : pick_base_port());
   if (!derecho::bench::run_in_member_processes(o.members, [&](derecho::MemberId id) { run_latency_member(o, config, id, shared); })) {
@@ -290,7 +284,7 @@ std::string run_tcp_baseline(const Options& o) {
   }
   socklen_t len = sizeof addr;
   getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
-  auto* result = shared_anonymous<std::atomic<std::uint64_t>>();
+  auto* result = derecho::bench::shared_anonymous<std::atomic<std::uint64_t>>();
   const pid_t pid = fork();
   if (pid == 0) {
     const int s = accept(listener, nullptr, nullptr);
@@ -352,11 +346,6 @@ std::string run_tcp_baseline(const Options& o) {
   return buf;
 }
 
-double field(const std::string& json, const std::string& name) {
-  const auto at = json.find("\"" + name + "\":");
-  return at == std::string::npos ? 0 : std::stod(json.substr(at + name.size() + 3));
-}
-
 Options parse(int argc, char** argv) {
   Options o;
   for (int i = 1; i < argc; ++i) {
@@ -403,16 +392,16 @@ int main(int argc, char** argv) {
       Options b = o;
       b.size = size;
       const std::string baseline = run_tcp_baseline(b);
-      const double base_rate = field(baseline, "msgsPerSec");
+      const double base_rate = derecho::bench::field(baseline, "msgsPerSec");
       for (const auto& t : o.transports) {
         b.transport = t;
         const std::string group = run_group(b);
         char ratio[128];
-        std::snprintf(ratio, sizeof ratio, ",\"ratioToTcpBaseline\":%.3f}", field(group, "msgsPerSecPerMember") / base_rate);
+        std::snprintf(ratio, sizeof ratio, ",\"ratioToTcpBaseline\":%.3f}", derecho::bench::field(group, "msgsPerSecPerMember") / base_rate);
         out += (first ? "" : ",") + std::string("{\"group\":") + group + ",\"tcpBaseline\":" + baseline + ratio;
         first = false;
         std::fprintf(stderr, "%s %zu B: %.0f msgs/s per member (baseline %.0f)\n", t.c_str(), size,
-                     field(group, "msgsPerSecPerMember"), base_rate);
+                     derecho::bench::field(group, "msgsPerSecPerMember"), base_rate);
       }
     }
     out += "],\"spinThenSleep\":[";
@@ -422,13 +411,13 @@ int main(int argc, char** argv) {
       Options b = o;
       b.size = 100;
       b.transport = t;
-      const double with_spin = field(run_group(b), "msgsPerSecPerMember");
+      const double with_spin = derecho::bench::field(run_group(b), "msgsPerSecPerMember");
       Options l = b;
       l.mode = "latency";
       const std::string latency_spin = run_latency(l);
       b.spin_us = 0;
       l.spin_us = 0;
-      const double without = field(run_group(b), "msgsPerSecPerMember");
+      const double without = derecho::bench::field(run_group(b), "msgsPerSecPerMember");
       const std::string latency_sleep = run_latency(l);
       char buf[512];
       std::snprintf(buf, sizeof buf,
@@ -437,12 +426,12 @@ int main(int argc, char** argv) {
                     "\"latencySleepAtOnce\":%s,\"p50LatencyRatio\":%.3f}",
                     first ? "" : ",", t.c_str(), o.spin_us, with_spin, without, with_spin / without,
                     latency_spin.c_str(), latency_sleep.c_str(),
-                    field(latency_spin, "p50Micros") / field(latency_sleep, "p50Micros"));
+                    derecho::bench::field(latency_spin, "p50Micros") / derecho::bench::field(latency_sleep, "p50Micros"));
       out += buf;
       first = false;
       std::fprintf(stderr, "%s 100 B: spin %u us %.0f msgs/s, p50 %.1f us; sleep at once %.0f msgs/s, p50 %.1f us\n",
-                   t.c_str(), o.spin_us, with_spin, field(latency_spin, "p50Micros"), without,
-                   field(latency_sleep, "p50Micros"));
+                   t.c_str(), o.spin_us, with_spin, derecho::bench::field(latency_spin, "p50Micros"), without,
+                   derecho::bench::field(latency_sleep, "p50Micros"));
     }
     out += "]}";
     std::printf("%s\n", out.c_str());

@@ -24,6 +24,7 @@
 #include "common/log.hpp"
 #include "member/member.hpp"
 #include "member_processes.hpp"
+#include "shared_results.hpp"
 #include "writable_wait.hpp"
 
 namespace {
@@ -63,13 +64,6 @@ struct Shared {
   std::atomic<std::uint64_t> sent;
   MemberResult members[64];
 };
-
-template <typename T>
-T* shared_anonymous() {
-  void* p = mmap(nullptr, sizeof(T), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) throw std::runtime_error("mmap failed");
-  return new (p) T{};
-}
 
 std::int64_t now_ns() { return std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now().time_since_epoch()).count(); }
 
@@ -184,7 +178,7 @@ Throughput receiver_rate(const MemberResult& r, std::size_t object_bytes, std::i
 }
 
 std::string run_objects(const Options& o) {
-  auto* shared = shared_anonymous<Shared>();
+  auto* shared = derecho::bench::shared_anonymous<Shared>();
   const std::string name = "objects-" + std::to_string(getpid()) + "-" + std::to_string(now_ns() % 100000);
   const auto base_port = static_cast<std::uint16_t>(20000 + (getpid() * 7919 + now_ns() / 1000) % 30000);
   const auto config = make_config(o, name, base_port);
@@ -247,7 +241,7 @@ double tcp_gb_per_sec(std::size_t bytes, double seconds) {
   }
   socklen_t len = sizeof addr;
   getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
-  auto* rate = shared_anonymous<std::atomic<double>>();
+  auto* rate = derecho::bench::shared_anonymous<std::atomic<double>>();
   const pid_t pid = fork();
   if (pid == 0) {
     const int s = accept(listener, nullptr, nullptr);
@@ -291,11 +285,6 @@ double tcp_gb_per_sec(std::size_t bytes, double seconds) {
   const double result = rate->load();
   munmap(rate, sizeof *rate);
   return result;
-}
-
-double field(const std::string& json, const std::string& name) {
-  const auto at = json.find("\"" + name + "\":");
-  return at == std::string::npos ? 0 : std::stod(json.substr(at + name.size() + 3));
 }
 
 Options parse(int argc, char** argv) {
@@ -349,7 +338,7 @@ int main(int argc, char** argv) {
           r.members = members;
           r.object_bytes = size;
           const std::string run = run_objects(r);
-          const double rate = field(run, "GBPerSecPerReceiver");
+          const double rate = derecho::bench::field(run, "GBPerSecPerReceiver");
           char tail[256];
           std::snprintf(tail, sizeof tail,
                         ",\"memcpyGBPerSec\":%.3f,\"tcpGBPerSec\":%.3f,\"ratioToMemcpy\":%.3f,\"ratioToTcp\":%.3f}",

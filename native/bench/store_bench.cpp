@@ -29,6 +29,7 @@
 #include "common/log.hpp"
 #include "member/member.hpp"
 #include "member_processes.hpp"
+#include "shared_results.hpp"
 #include "persistence/pmem_mapping.hpp"
 #include "raw_append.hpp"
 #include "store/store_ops.hpp"
@@ -96,13 +97,6 @@ struct Shared {
   std::atomic<std::uint32_t> checked;
   MemberResult members[kMaxMembers];
 };
-
-template <typename T>
-T* shared_anonymous() {
-  void* p = mmap(nullptr, sizeof(T), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) throw std::runtime_error("mmap failed");
-  return new (p) T{};
-}
 
 // Waits, sleeping, until `counter` reaches `target` (the processes share no condition
 // variable); throws when a member failed or after a minute.
@@ -390,7 +384,7 @@ std::string fmt(const char* format, auto... args) {
 }
 
 GroupRun run_group(const Options& o, derecho::StorageKind storage, const fs::path& data_dir, std::uint16_t base_port) {
-  Shared* shared = shared_anonymous<Shared>();
+  Shared* shared = derecho::bench::shared_anonymous<Shared>();
   const bool persistent = storage == derecho::StorageKind::persistent;
   const std::string name = std::string("storebench-") + (persistent ? "p-" : "v-") + std::to_string(getpid());
   const auto config = make_config(o, storage, name, base_port);
@@ -471,7 +465,7 @@ double run_concurrent_baseline(const Options& o, const fs::path& dir, std::size_
     std::atomic<std::uint32_t> ready;
     double records_per_sec[kMaxMembers];
   };
-  auto* rates = shared_anonymous<Rates>();
+  auto* rates = derecho::bench::shared_anonymous<Rates>();
   std::vector<pid_t> children;
   for (std::size_t i = 0; i < processes; ++i) {
     const pid_t pid = fork();
