@@ -69,10 +69,15 @@ std::size_t ObjectTransfer::post_sends(transport::Transport& transport, std::siz
   return next_send_ - before;
 }
 
+// The peer may have had these blocks from the first sends already, and the object may be
+// delivered everywhere and the area refilled before the repeats go out: they are copied now.
 void ObjectTransfer::repost_to(transport::Transport& transport, MemberId peer) const {
   const auto sends = schedule_->sends(rank_);
   for (std::size_t i = 0; i < next_send_; ++i) {
-    if (ranks_[sends[i].peer] == peer) post(transport, sends[i]);
+    const BlockTransfer& send = sends[i];
+    if (ranks_[send.peer] != peer) continue;
+    transport.post_bulk_copy(peer, area_offset_ + std::size_t{send.block} * object_.block_bytes,
+                             object_.block_length(send.block), epoch_);
   }
 }
 

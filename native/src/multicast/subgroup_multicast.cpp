@@ -197,6 +197,7 @@ bool SubgroupMulticast::send_object(std::size_t bytes, const std::function<void(
       return false;
     }
     own_object_busy_.store(true, std::memory_order_relaxed);
+    filling_ = true;
   }
   // Our area is ours alone while no object of ours is in flight: it is filled without the lock,
   // and the relay reads the blocks from there.
@@ -205,6 +206,8 @@ bool SubgroupMulticast::send_object(std::size_t bytes, const std::function<void(
   try {
     fill(transport_.region().subspan(object_area_of_slot(slot), bytes));
   } catch (...) {
+    std::lock_guard lock(queue_mutex_);
+    filling_ = false;
     own_object_busy_.store(false, std::memory_order_release);
     throw;
   }
@@ -212,6 +215,7 @@ bool SubgroupMulticast::send_object(std::size_t bytes, const std::function<void(
   ObjectDescriptor{bytes, large.block_bytes}.encode(descriptor);
   const std::uint32_t entry = static_cast<std::uint32_t>(descriptor.size()) | kObjectEntry;
   std::lock_guard lock(queue_mutex_);
+  filling_ = false;
   const std::size_t at = queue_.size();
   queue_.resize(at + 4 + descriptor.size());
   std::memcpy(queue_.data() + at, &entry, 4);
@@ -361,8 +365,14 @@ bool SubgroupMulticast::own_object_delivered() {
 
 void SubgroupMulticast::free_own_object() {
   own_object_index_.reset();
-  own_object_busy_.store(false, std::memory_order_release);
-  if (writable_ && refused_.exchange(false)) writable_();
+  bool was_refused = false;
+  {
+    // Under the lock send_object refuses under: a refusal is either seen here or sees the area free.
+    std::lock_guard lock(queue_mutex_);
+    own_object_busy_.store(false, std::memory_order_release);
+    was_refused = refused_.exchange(false);
+  }
+  if (writable_ && was_refused) writable_();
 }
 
 std::uint64_t SubgroupMulticast::received_from_slot(std::size_t slot) const {
@@ -511,7 +521,8 @@ std::uint64_t SubgroupMulticast::drop_pending() {
   queue_messages_ = 0;
   queued_bytes_.store(0, std::memory_order_relaxed);
   own_object_index_.reset();
-  own_object_busy_.store(false, std::memory_order_release);
+  // An object being filled right now is queued after this drop and stays in flight.
+  if (!filling_) own_object_busy_.store(false, std::memory_order_release);
   return dropped;
 }
 

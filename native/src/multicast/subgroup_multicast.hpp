@@ -226,6 +226,7 @@ class SubgroupMulticast {
   // Our own large object: its bytes sit in our area from send() until every member delivered
   // it (or it was dropped). Its record's global index in this view once it is in the ring.
   std::atomic<bool> own_object_busy_{false};
+  bool filling_ = false;  // under queue_mutex_: send_object is writing our area
   std::optional<std::uint64_t> own_object_index_;
 
   // Application send queue: packed [u32 length][payload]..., filled by any thread.

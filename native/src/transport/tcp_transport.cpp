@@ -173,6 +173,7 @@ class TcpTransport final : public Transport {
   void stop() override;
   void post_write(MemberId peer, std::size_t offset, std::size_t len) override;
   void post_bulk_write(MemberId peer, std::size_t offset, std::size_t len, std::uint64_t epoch) override;
+  void post_bulk_copy(MemberId peer, std::size_t offset, std::size_t len, std::uint64_t epoch) override;
   void fence_bulk_below(std::uint64_t epoch) override {
     std::uint64_t seen = bulk_fence_.load(std::memory_order_relaxed);
     while (seen < epoch && !bulk_fence_.compare_exchange_weak(seen, epoch, std::memory_order_acq_rel)) {
@@ -203,6 +204,7 @@ class TcpTransport final : public Transport {
   // Engine thread, with peer.mutex held.
   void break_link_locked(Peer& peer, std::string reason);
   void append_backlog_locked(Peer& peer);
+  void queue_bulk(MemberId peer, std::size_t offset, std::size_t len, std::uint64_t epoch, bool by_reference);
   // Engine thread: cuts the link when a peer that does not read has too much queued.
   void check_queue_limit(Peer& peer);
   // Engine thread: the peer's pending queue if writes to it are taken now (its link is up in the
@@ -453,8 +455,17 @@ void TcpTransport::post_write(MemberId peer_id, std::size_t offset, std::size_t 
   check_queue_limit(peer);
 }
 
-// The bytes stay in the region until the socket takes them: only the frame headers are copied.
 void TcpTransport::post_bulk_write(MemberId peer_id, std::size_t offset, std::size_t len, std::uint64_t epoch) {
+  queue_bulk(peer_id, offset, len, epoch, true);
+}
+
+void TcpTransport::post_bulk_copy(MemberId peer_id, std::size_t offset, std::size_t len, std::uint64_t epoch) {
+  queue_bulk(peer_id, offset, len, epoch, false);
+}
+
+// By reference, the bytes stay in the region until the socket takes them and only the frame
+// headers are copied; otherwise they are copied now.
+void TcpTransport::queue_bulk(MemberId peer_id, std::size_t offset, std::size_t len, std::uint64_t epoch, bool by_reference) {
   Peer& peer = find_peer(peer_id);
   OutQueue* pending = pending_for(peer, offset, len);
   if (!pending) return;
@@ -471,7 +482,12 @@ void TcpTransport::post_bulk_write(MemberId peer_id, std::size_t offset, std::si
     tcp::encode_header(h, out.data() + at);
     std::memcpy(out.data() + at + tcp::kHeaderBytes, &epoch, tcp::kBulkEpochBytes);
     pending->grew(tcp::kHeaderBytes + tcp::kBulkEpochBytes);
-    pending->append_reference({region_.data() + offset, chunk});
+    if (by_reference) {
+      pending->append_reference({region_.data() + offset, chunk});
+    } else {
+      out.insert(out.end(), region_.data() + offset, region_.data() + offset + chunk);
+      pending->grew(chunk);
+    }
     offset += chunk;
     len -= chunk;
   } while (len != 0);
@@ -843,6 +859,12 @@ void TcpTransport::read_inbound(Inbound& conn) {
   std::size_t budget = kReadBudgetBytes;
   while (budget > 0) {
     if (const auto direct = conn.reader.direct()) {
+      // A bulk frame's header can come in alone: the handshake is checked here too, before
+      // anything is read into the region.
+      if (!conn.peer) {
+        cut_inbound(conn, "write frame before the handshake");
+        return;
+      }
       // The rest of a bulk frame: from the socket straight into its place in the region, or
       // off the socket into the discard buffer when its epoch is behind the fence.
       std::byte* into = region_.data() + direct->offset;

@@ -55,6 +55,11 @@ class Transport {
   virtual void post_bulk_write(MemberId peer, std::size_t offset, std::size_t len, std::uint64_t /*epoch*/) {
     post_write(peer, offset, len);
   }
+  // A post_bulk_write whose bytes are taken now: for a write nobody needs any more by the time
+  // the caller may change them (a block sent again after a link came back).
+  virtual void post_bulk_copy(MemberId peer, std::size_t offset, std::size_t len, std::uint64_t epoch) {
+    post_bulk_write(peer, offset, len, epoch);
+  }
   // From now on bulk writes of an epoch below `epoch` do not land here, whenever they were
   // posted (the fence only rises). A relay that fell behind (removed from the view, frozen,
   // partitioned) relays blocks into areas that later views reuse for other objects: this keeps

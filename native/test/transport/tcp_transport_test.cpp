@@ -530,6 +530,21 @@ TEST(TcpTransport, BadFramesCutOnlyTheOffendingConnection) {
     raw.send_bytes(std::vector<std::byte>(8));
     expect_cut(raw, "write frame before the handshake");
   }
+  {  // a bulk write before any handshake, its header and epoch alone first: nothing lands
+    auto raw = RawSocket::connect_to(ports[0]);
+    tcp::FrameHeader h;
+    h.kind = static_cast<std::uint16_t>(tcp::FrameKind::bulk);
+    h.value = 65536;
+    h.length = 8 + 4096;
+    h.count = 1;
+    std::vector<std::byte> head(tcp::kHeaderBytes + tcp::kBulkEpochBytes, std::byte{0});
+    tcp::encode_header(h, head.data());
+    raw.send_bytes(head);
+    std::this_thread::sleep_for(50ms);
+    raw.send_bytes(std::vector<std::byte>(4096, std::byte{0x77}));
+    expect_cut(raw, "write frame before the handshake");
+    EXPECT_EQ(load_word(*a, 65536), 0u) << "a bulk write without a handshake landed";
+  }
   // The real members' links never blinked.
   EXPECT_TRUE(a->take_link_events().empty());
   EXPECT_TRUE(b->take_link_events().empty());
