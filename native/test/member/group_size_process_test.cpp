@@ -96,9 +96,8 @@ void note_error(MemberReport& r, const std::string& what) {
 
 void run_group(TransportKind transport, std::size_t members) {
   SCOPED_TRACE(std::to_string(members) + " members over " + (transport == TransportKind::tcp ? "tcp" : "shm"));
-  void* p = ::mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  ASSERT_NE(p, MAP_FAILED);
-  Shared& shared = *new (p) Shared;
+  SharedRegion<Shared> region;
+  Shared& shared = region.get();
   GroupConfig config;
   config.group_name = "sizes-" + std::to_string(::getpid()) + "-" + std::to_string(members) +
                       (transport == TransportKind::tcp ? "-tcp" : "-shm");
@@ -148,7 +147,6 @@ void run_group(TransportKind transport, std::size_t members) {
     }
     EXPECT_EQ(exits, "");
   }
-  ::munmap(p, sizeof(Shared));
 }
 
 }  // namespace

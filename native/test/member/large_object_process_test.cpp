@@ -62,21 +62,6 @@ struct Shared {
   MemberReport members[kMaxMembers];
 };
 
-class SharedRegion {
- public:
-  SharedRegion() {
-    void* p = ::mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) throw std::runtime_error("mmap of the shared reports failed");
-    shared_ = new (p) Shared;
-  }
-  ~SharedRegion() { ::munmap(shared_, sizeof(Shared)); }
-  SharedRegion(const SharedRegion&) = delete;
-  SharedRegion& operator=(const SharedRegion&) = delete;
-  Shared& get() { return *shared_; }
-
- private:
-  Shared* shared_;
-};
 
 std::uint64_t splitmix(std::uint64_t& state) {
   std::uint64_t z = (state += 0x9e3779b97f4a7c15ull);
@@ -229,7 +214,7 @@ bool wait_until(const std::function<bool()>& condition, std::chrono::millisecond
 }
 
 struct GroupRun {
-  std::unique_ptr<SharedRegion> region = std::make_unique<SharedRegion>();
+  std::unique_ptr<SharedRegion<Shared>> region = std::make_unique<SharedRegion<Shared>>();
   MemberProcesses processes;
   Shared& shared() { return region->get(); }
 };

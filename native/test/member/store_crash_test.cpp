@@ -103,23 +103,6 @@ void note_error(Report& r, const std::string& what) {
   std::fprintf(stderr, "store crash test member: %s\n", what.c_str());
 }
 
-class SharedRegion {
- public:
-  SharedRegion() {
-    void* p = ::mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "mmap of the shared reports");
-    // Default-initialised: the reports' atomics are zeroed, the (already zero) put arrays are
-    // not touched, so their pages stay unallocated until used.
-    shared_ = new (p) Shared;
-  }
-  ~SharedRegion() { ::munmap(shared_, sizeof(Shared)); }
-  SharedRegion(const SharedRegion&) = delete;
-  SharedRegion& operator=(const SharedRegion&) = delete;
-  Shared& get() { return *shared_; }
-
- private:
-  Shared* shared_;
-};
 
 // ---- Member processes ----
 
@@ -477,7 +460,7 @@ void expect_same_state_everywhere(const Shared& shared) {
 TEST(StoreCrash, KilledMidWritesKeepsEveryGloballyPersistedPut) {
   const auto started = std::chrono::steady_clock::now();
   TempDirs dirs;
-  SharedRegion region;
+  SharedRegion<Shared> region;
   Shared& shared = region.get();
   const GroupConfig config = crash_config("kill");
   MemberProcesses processes;
@@ -603,7 +586,7 @@ TornRecord tear_last_record(const fs::path& log_dir) {
 TEST(StoreCrash, TornLogTailIsRepairedAndReported) {
   const auto started = std::chrono::steady_clock::now();
   TempDirs dirs;
-  SharedRegion region;
+  SharedRegion<Shared> region;
   Shared& shared = region.get();
   const GroupConfig config = crash_config("torn");
   MemberProcesses processes;

@@ -3,6 +3,7 @@
 // is forked, builds its Member after the fork, and ends with _exit(), never returning into
 // gtest.
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include <cstring>
 #include <functional>
 #include <map>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -20,6 +22,26 @@
 #include "common/types.hpp"
 
 namespace derecho::testing {
+
+// What member processes report to the test: a T in an anonymous shared mapping made before
+// forking. Default-initialised: zeroed atomics; large arrays already zero keep their pages
+// unallocated until used.
+template <typename T>
+class SharedRegion {
+ public:
+  SharedRegion() {
+    void* p = ::mmap(nullptr, sizeof(T), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "mmap of the shared reports");
+    shared_ = new (p) T;
+  }
+  ~SharedRegion() { ::munmap(shared_, sizeof(T)); }
+  SharedRegion(const SharedRegion&) = delete;
+  SharedRegion& operator=(const SharedRegion&) = delete;
+  T& get() { return *shared_; }
+
+ private:
+  T* shared_;
+};
 
 // Forked member processes, each SIGKILLed and reaped when the test ends however it ends.
 class MemberProcesses {
