@@ -13,6 +13,7 @@ import { sidecarHandlers } from './api/sidecar-service.js';
 import { PeerClients } from './api/peer-clients.js';
 import { shardOf } from './api/routing.js';
 import { largestMessageBytes } from './group-config.js';
+import { ViewPublisher } from './kubernetes/view-publisher.js';
 
 export interface RunningSidecar {
   member: SidecarMember;
@@ -87,6 +88,10 @@ export async function startSidecar(config: SidecarConfig, logger: Logger): Promi
     source: { subgroups: source.subgroups, view: () => member.view(), viewChanges: () => member.viewChanges() },
   });
   const peers = new PeerClients(config.member, config.peers);
+  const publisher = config.kubernetes
+    ? new ViewPublisher({ ...config.kubernetes, self: config.member, config: config.group, logger })
+    : undefined;
+  const stopPublishing = publisher ? member.onView((view) => publisher.viewInstalled(view)) : undefined;
   const largest = largestPayloadBytes(config) + 64 * 1024;
   const server = new grpc.Server({
     'grpc.max_receive_message_length': Math.max(4 * 1024 * 1024, largest),
@@ -116,6 +121,8 @@ export async function startSidecar(config: SidecarConfig, logger: Logger): Promi
       httpPort: http?.port ?? null,
       close: () => {
         closing ??= (async () => {
+          stopPublishing?.();
+          publisher?.close();
           const left = await member.leave();
           await shutdown(server, SHUTDOWN_GRACE_MS);
           peers.close();
@@ -126,6 +133,8 @@ export async function startSidecar(config: SidecarConfig, logger: Logger): Promi
       },
     };
   } catch (err) {
+    stopPublishing?.();
+    publisher?.close();
     server.forceShutdown();
     peers.close();
     await http?.close();

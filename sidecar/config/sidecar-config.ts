@@ -31,6 +31,8 @@ export interface SidecarConfig {
   subscribeTailBytes: number;
   /** Sends and forwarded writes a client may have waiting at once. */
   maxPendingSends: number;
+  /** The DerechoGroup this member belongs to: as view leader it publishes each view into its status. Null: outside Kubernetes. */
+  kubernetes: { namespace: string; group: string } | null;
 }
 
 /** The environment variables read, and what each sets (docs/sidecar-config.md). */
@@ -46,6 +48,8 @@ export const ENV = {
   http: 'DERECHO_HTTP',
   logLevel: 'DERECHO_LOG_LEVEL',
   startTimeoutMs: 'DERECHO_START_TIMEOUT_MS',
+  k8sNamespace: 'DERECHO_K8S_NAMESPACE',
+  k8sGroup: 'DERECHO_K8S_GROUP',
 } as const;
 
 export const DEFAULT_SOCKET = '/run/derecho/sidecar.sock';
@@ -82,6 +86,7 @@ const fileSchema = z
     startTimeoutMs: z.number().int().min(1).optional(),
     subscribeTailBytes: z.number().int().min(64 * 1024).optional(),
     maxPendingSends: z.number().int().min(1).optional(),
+    kubernetes: z.object({ namespace: z.string().min(1), group: z.string().min(1) }).strict().optional(),
   })
   .strict();
 
@@ -141,7 +146,11 @@ function merge(file: Record<string, unknown>, env: NodeJS.ProcessEnv, issues: Co
     const ms = integerEnv(ENV.startTimeoutMs, v, issues);
     if (ms !== undefined) out.startTimeoutMs = ms;
   });
+  const kubernetes = { ...((file.kubernetes as Record<string, unknown> | undefined) ?? {}) };
+  set(ENV.k8sNamespace, (v) => (kubernetes.namespace = v));
+  set(ENV.k8sGroup, (v) => (kubernetes.group = v));
   if (Object.keys(api).length > 0) out.api = api;
+  if (Object.keys(kubernetes).length > 0) out.kubernetes = kubernetes;
   return out;
 }
 
@@ -227,6 +236,7 @@ export function loadSidecarConfig(path: string | undefined, env: NodeJS.ProcessE
     startTimeoutMs: file.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS,
     subscribeTailBytes: file.subscribeTailBytes ?? DEFAULT_SUBSCRIBE_TAIL_BYTES,
     maxPendingSends: file.maxPendingSends ?? DEFAULT_MAX_PENDING_SENDS,
+    kubernetes: file.kubernetes ?? null,
   };
   crossChecks(config, file.peers ?? {}, issues);
   if (issues.length > 0) throw new ConfigError(source, issues);
@@ -248,6 +258,8 @@ function envFor(field: string): string | undefined {
     group: ENV.group,
     dataDir: ENV.dataDir,
     'api.socket': ENV.socket,
+    'kubernetes.namespace': ENV.k8sNamespace,
+    'kubernetes.group': ENV.k8sGroup,
   };
   return byField[field];
 }

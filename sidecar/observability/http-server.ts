@@ -1,7 +1,6 @@
 // The sidecar's HTTP endpoint for Prometheus and the kubelet: /metrics, /healthz, /readyz.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Logger } from './logger.js';
-import type { SidecarMetrics } from './metrics.js';
 
 export interface Health {
   /** False: the kubelet should restart the container (the engine stopped on an error). */
@@ -12,11 +11,17 @@ export interface Health {
   reason: string;
 }
 
+/** A Prometheus registry's text exposition (prom-client's Registry, SidecarMetrics). */
+export interface MetricsText {
+  metrics(): Promise<string>;
+  readonly contentType: string;
+}
+
 export interface HttpServerOptions {
   host: string;
   /** 0: any free port (see the returned port). */
   port: number;
-  metrics: SidecarMetrics;
+  metrics: MetricsText;
   health: () => Health;
   logger?: Logger;
 }

@@ -14,7 +14,8 @@ export interface Logger {
 
 export interface LoggerOptions {
   level: LogLevel;
-  member: number;
+  /** The member writing (a sidecar); absent for a process that is no member (the operator). */
+  member?: number;
   /** Default: process.stdout. */
   stream?: NodeJS.WritableStream;
 }
@@ -35,7 +36,7 @@ export function createLogger(opts: LoggerOptions): Logger {
   const leadingKeys = winston.format((info) => {
     const { timestamp, level, message, ...fields } = info;
     delete fields.member;
-    return { timestamp, level, member: opts.member, message, ...fields };
+    return opts.member === undefined ? { timestamp, level, message, ...fields } : { timestamp, level, member: opts.member, message, ...fields };
   });
   const logger = winston.createLogger({
     level: opts.level,

@@ -28,7 +28,7 @@ export type SubgroupFile = GroupConfigFile['subgroups'][number];
 export async function startSidecarGroup(
   members: number,
   subgroups: SubgroupFile[],
-  extra: { subscribeTailBytes?: number } = {},
+  extra: { subscribeTailBytes?: number; kubernetes?: { namespace: string; group: string } } = {},
 ): Promise<SidecarGroup> {
   requireBuiltCli();
   requireAddon();
