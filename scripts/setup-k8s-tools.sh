@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes tools the operator tests run against (envtest style) into a cache outside
 # the repository, once: kube-apiserver from the Go module k8s.io/kubernetes, etcd from
-# go.etcd.io/etcd/server/v3, helm from helm.sh/helm/v4. Everything comes from the Go module proxy.
+# go.etcd.io/etcd/server/v3, helm from helm.sh/helm/v4, and kubectl of the same release as the API
+# server (the tests apply manifests with it as a user would). Everything comes from the Go module proxy.
 # Prints nothing but progress; the binaries land in $DERECHO_K8S_TOOLS (default below).
 # A version change builds into a new folder, so a stale binary is never picked up.
 set -euo pipefail
@@ -43,6 +44,13 @@ build_kube_apiserver() {
     go build -trimpath -o "$bin/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver)
 }
 
+build_kubectl() {
+  local src="$tools_root/src/kube-apiserver-$KUBERNETES_VERSION"
+  [[ -f $src/go.mod ]] || build_kube_apiserver
+  (cd "$src" && go get "k8s.io/kubernetes/cmd/kubectl@$KUBERNETES_VERSION" &&
+    go build -trimpath -o "$bin/kubectl" k8s.io/kubernetes/cmd/kubectl)
+}
+
 # etcd's server module replaces its sibling modules with ../ paths; requiring the same release of
 # each from a wrapper module builds the same binary.
 build_etcd() {
@@ -59,7 +67,7 @@ build_helm() {
   GOBIN="$bin" go install -trimpath "helm.sh/helm/v4/cmd/helm@$HELM_VERSION"
 }
 
-for tool in etcd helm kube-apiserver; do
+for tool in etcd helm kube-apiserver kubectl; do
   if [[ -x $bin/$tool ]]; then
     echo "setup-k8s-tools: $tool present"
     continue

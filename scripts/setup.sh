@@ -61,3 +61,4 @@ else
   echo "setup: npm install"
   npm install --no-audit --no-fund
 fi
+

@@ -145,8 +145,8 @@ describe('operator against a real kube-apiserver', () => {
     expect(docs.map((d) => d.kind).sort()).toEqual(
       ['ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'CustomResourceDefinition', 'CustomResourceDefinition', 'DaemonSet', 'Deployment', 'Role', 'RoleBinding', 'Service', 'ServiceAccount', 'StorageClass'].sort(),
     );
-    // kubectl, as a user would: it sends the manifests as they are.
-    const applied = await runWithInput('kubectl', ['--kubeconfig', plane.kubeconfigFile(), 'apply', '--server-side', '--field-manager=helm-test', '-n', OPERATOR_NS, '-f', '-'], stdout);
+    // kubectl (built with the API server), as a user would: it sends the manifests as they are.
+    const applied = await runWithInput(tool('kubectl'), ['--kubeconfig', plane.kubeconfigFile(), 'apply', '--server-side', '--field-manager=helm-test', '-n', OPERATOR_NS, '-f', '-'], stdout);
     expect(applied.split('\n').filter((l) => /serverside-applied|created|configured/.test(l))).toHaveLength(docs.length);
     const ext = plane.kubeConfig().makeApiClient(ApiextensionsV1Api);
     for (const name of ['derechogroups.derecho.io', 'derechosubgroups.derecho.io']) {
@@ -174,7 +174,7 @@ describe('operator against a real kube-apiserver', () => {
   ])('an invalid DerechoGroup (%s) is refused by the API server with a clear message', async (_what, spec, message) => {
     // kubectl, as a user would (it asks for strict field validation, so unknown fields are errors too).
     const manifest = JSON.stringify(groupBody('bad', spec as DerechoGroupSpec));
-    const outcome = await runWithInput('kubectl', ['--kubeconfig', plane.kubeconfigFile(), 'create', '-f', '-'], manifest).then(
+    const outcome = await runWithInput(tool('kubectl'), ['--kubeconfig', plane.kubeconfigFile(), 'create', '-f', '-'], manifest).then(
       (out) => `accepted: ${out}`,
       (err: Error) => err.message,
     );

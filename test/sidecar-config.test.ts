@@ -76,6 +76,14 @@ describe('sidecar config', () => {
       DERECHO_DATA_DIR: '/d',
     });
     expect(c.member).toBe(0);
+    expect(c.kubernetes).toBeNull();
+  });
+
+  it('names its DerechoGroup from the environment the operator sets, and wants both halves', () => {
+    const env = { DERECHO_MEMBER_ID: '0', DERECHO_GROUP_CONFIG: join(dir, 'group.json'), DERECHO_DATA_DIR: '/d' };
+    const c = loadSidecarConfig(undefined, { ...env, DERECHO_K8S_NAMESPACE: 'iot', DERECHO_K8S_GROUP: 'sensors' });
+    expect(c.kubernetes).toEqual({ namespace: 'iot', group: 'sensors' });
+    expect(errorOf(() => loadSidecarConfig(undefined, { ...env, DERECHO_K8S_NAMESPACE: 'iot' }))).toMatch(/kubernetes\.group: required \(or set \$DERECHO_K8S_GROUP\)/);
   });
 
   it('reports every problem at once, each at its field', () => {

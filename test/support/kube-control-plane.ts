@@ -14,7 +14,7 @@ import { findFreePorts } from '../../sidecar/free-ports.js';
 
 export const toolsDir = process.env.DERECHO_K8S_TOOLS_BIN ?? join(process.env.DERECHO_K8S_TOOLS ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'derecho-k8s', 'tools'), 'current');
 
-export function tool(name: 'etcd' | 'kube-apiserver' | 'helm'): string {
+export function tool(name: 'etcd' | 'kube-apiserver' | 'kubectl' | 'helm'): string {
   const path = join(toolsDir, name);
   if (!existsSync(path)) throw new Error(`${path} is missing: run scripts/setup-k8s-tools.sh (make test runs it)`);
   return path;
