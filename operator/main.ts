@@ -66,6 +66,8 @@ export async function runOperator(opts: OperatorOptions): Promise<void> {
   const leading = elector.acquire().then(() => 'leading' as const);
   if ((await Promise.race([stopping, leading])) === 'leading') {
     metrics.leader.set(1);
+    // Renewing starts at once: listing a large cluster must not let the lease lapse.
+    const kept = elector.keepLeading();
     controller = new GroupController({
       kubeConfig: kc,
       namespace: opts.namespace,
@@ -74,8 +76,8 @@ export async function runOperator(opts: OperatorOptions): Promise<void> {
       logger,
       onReconciled: (result) => metrics.reconciles.inc({ result }),
     });
-    await controller.start();
-    const outcome = await Promise.race([stopping, elector.keepLeading().then((kept) => (kept ? ('signal' as const) : ('lost' as const)))]);
+    void controller.start();
+    const outcome = await Promise.race([stopping, kept.then((stillLeading) => (stillLeading ? ('signal' as const) : ('lost' as const)))]);
     healthy = outcome !== 'lost';
     metrics.leader.set(0);
     await controller.stop();
@@ -109,6 +111,8 @@ export function operatorProgram(): Command {
     .action(async (opts: OperatorOptions) => {
       if (opts.renewDeadlineMs >= opts.leaseDurationMs) throw new Error('--renew-deadline-ms must be less than --lease-duration-ms');
       await runOperator(opts);
+      // Done: sockets a library still keeps open (a watch aborted mid-reconnect) must not hold the exit up.
+      process.exit(0);
     });
 }
 

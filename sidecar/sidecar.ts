@@ -1,6 +1,6 @@
 // One sidecar: the group member, the gRPC API on a Unix socket (and TCP), the HTTP endpoints for
 // Prometheus and the kubelet's probes, started and stopped in the order that loses nothing.
-import { existsSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { SidecarConfig } from './config/sidecar-config.js';
@@ -13,7 +13,7 @@ import { sidecarHandlers } from './api/sidecar-service.js';
 import { PeerClients } from './api/peer-clients.js';
 import { shardOf } from './api/routing.js';
 import { largestMessageBytes } from './group-config.js';
-import { ViewPublisher } from './kubernetes/view-publisher.js';
+import type { ViewPublisher } from './kubernetes/view-publisher.js';
 
 export interface RunningSidecar {
   member: SidecarMember;
@@ -88,8 +88,9 @@ export async function startSidecar(config: SidecarConfig, logger: Logger): Promi
     source: { subgroups: source.subgroups, view: () => member.view(), viewChanges: () => member.viewChanges() },
   });
   const peers = new PeerClients(config.member, config.peers);
-  const publisher = config.kubernetes
-    ? new ViewPublisher({ ...config.kubernetes, self: config.member, config: config.group, logger })
+  // Loaded only in Kubernetes: the client library alone takes most of a second to import.
+  const publisher: ViewPublisher | undefined = config.kubernetes
+    ? new (await import('./kubernetes/view-publisher.js')).ViewPublisher({ ...config.kubernetes, self: config.member, config: config.group, logger })
     : undefined;
   const stopPublishing = publisher ? member.onView((view) => publisher.viewInstalled(view)) : undefined;
   const largest = largestPayloadBytes(config) + 64 * 1024;
@@ -106,6 +107,8 @@ export async function startSidecar(config: SidecarConfig, logger: Logger): Promi
     }
     prepareSocket(config.api.socket);
     await bind(server, unixTarget(config.api.socket));
+    // Apps in other containers of the pod connect as other users that share the pod's fsGroup.
+    chmodSync(config.api.socket, 0o660);
     const apiPort = config.api.tcp ? await bind(server, `${config.api.tcp.host}:${config.api.tcp.port}`) : null;
     logger.info('sidecar serving', {
       socket: config.api.socket,

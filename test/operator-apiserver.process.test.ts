@@ -183,6 +183,14 @@ describe('operator against a real kube-apiserver', () => {
     expect(await until('no group "bad"', async () => !(await custom.listNamespacedCustomObject({ ...G, plural: 'derechogroups' })).items.some((g: DerechoGroup) => g.metadata.name === 'bad'))).toBe(true);
   }, TEST_MS);
 
+  test('a group named with a leading digit (no valid Service name) is refused', async () => {
+    const outcome = await runWithInput(tool('kubectl'), ['--kubeconfig', plane.kubeconfigFile(), 'create', '-f', '-'], JSON.stringify(groupBody('1abc', sensorsSpec))).then(
+      (out) => `accepted: ${out}`,
+      (err: Error) => err.message,
+    );
+    expect(outcome).toContain("a group's name is at most 40 of a-z 0-9 -, starting with a letter");
+  }, TEST_MS);
+
   test('the operator, as the chart\'s service account, leads and creates the group\'s objects as specified', async () => {
     operator = startOperator();
     await operator.waitForMessage('leading');
@@ -246,6 +254,13 @@ describe('operator against a real kube-apiserver', () => {
     expect((await readSts('sensors')).spec?.replicas).toBe(4);
     await custom.patchNamespacedCustomObjectScale({ ...G, plural: 'derechogroups', name: 'sensors', body: { spec: { replicas: 3 } } }, mergePatch);
     await until('3 replicas and Degraded False', async () => (await readSts('sensors')).spec?.replicas === 3 && condition(await getGroup('sensors'), 'Degraded')?.status === 'False');
+
+    // Claim templates are immutable in a StatefulSet: the API server refuses the change up front.
+    const resize = await runWithInput(tool('kubectl'), ['--kubeconfig', plane.kubeconfigFile(), 'patch', 'derechogroup', 'sensors', '--type=merge', '-p', '{"spec":{"storage":{"size":"2Gi"}}}'], '').then(
+      (out) => `accepted: ${out}`,
+      (err: Error) => err.message,
+    );
+    expect(resize).toContain('spec.storage (its size and storage class, and whether there is one) cannot change once the group exists');
   }, TEST_MS);
 
   test('Ready follows the members\' readiness and the view the group\'s leader sidecar publishes (as the members\' service account)', async () => {
@@ -309,9 +324,34 @@ describe('operator against a real kube-apiserver', () => {
     await plane.startApiServer();
     await custom.patchNamespacedCustomObject({ ...G, plural: 'derechogroups', name: 'second', body: { spec: { members: 2 } } }, mergePatch);
     await until('second at 2 replicas after the restart', async () => (await readSts('second')).spec?.replicas === 2, 60_000);
-    expect(operator?.messages()).toContain('watch failed; restarting');
+    // Every informer backed off while the API server was away: the retries for one path grew.
+    const retries = (operator?.lines ?? [])
+      .map((l) => JSON.parse(l) as { message?: string; path?: string; retryInMs?: number })
+      .filter((l) => l.message === 'watch failed; restarting' && l.path?.endsWith('/derechogroups'))
+      .map((l) => l.retryInMs);
+    expect(retries.slice(0, 2)).toEqual([250, 500]);
     // Its resourceVersion was compacted away: the watch got 410 Gone and the informer listed again.
     expect(listedGroups()).toBeGreaterThan(listsBefore);
+  }, TEST_MS);
+
+  test('one leader at a time: a second operator stands by while the first renews, and takes over at once when the first steps down', async () => {
+    const first = operator as OperatorProcess;
+    const metricsOf = async (op: OperatorProcess): Promise<string> => {
+      const started = op.lines.map((l) => JSON.parse(l) as { message?: string; port?: number }).find((l) => l.message === 'operator started');
+      return (await fetch(`http://127.0.0.1:${started?.port}/metrics`)).text();
+    };
+    expect(await metricsOf(first)).toMatch(/^derecho_operator_leader 1$/m);
+    expect(await metricsOf(first)).toMatch(/^derecho_operator_reconciles_total\{result="applied"\} [1-9]/m);
+    const second = startOperator();
+    await second.waitForMessage('operator started');
+    // The first holds a 60 s lease and renews it: the second must not lead meanwhile.
+    await new Promise((r) => setTimeout(r, 3000));
+    expect(second.messages()).not.toContain('leading');
+    expect(await metricsOf(second)).toMatch(/^derecho_operator_leader 0$/m);
+    expect(await first.stop('SIGTERM')).toBe(0);
+    expect(first.messages()).toContain('released the lease');
+    await second.waitForMessage('leading', 10_000);
+    operator = second;
   }, TEST_MS);
 
   test('deleting a group deletes its objects (finalizer) and then the group', async () => {

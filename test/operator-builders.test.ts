@@ -99,5 +99,10 @@ describe('operator desired state', () => {
     expect(twice.objects).toEqual([]);
     expect(twice.problem?.reason).toBe('InvalidSpec');
     expect(twice.problem?.message).toMatch(/^subgroups\[1\]\.name: .*alerts/);
+    // A referenced subgroup that is persistent, in a group without storage (the schema checks inline ones only).
+    const stored = new Map([['alerts', { ...alerts, spec: { type: 'kv' as const, storage: 'persistent' as const } }]]);
+    const noStorage = desiredState(group({ members: 3, layout: [{ subgroupRef: 'alerts' }] }), stored, settings, undefined);
+    expect(noStorage.objects).toEqual([]);
+    expect(noStorage.problem).toEqual({ reason: 'InvalidSpec', message: 'subgroup "alerts" is persistent: spec.storage (size, storage class) is needed for the members\' volumes' });
   });
 });

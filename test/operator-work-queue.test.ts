@@ -41,12 +41,31 @@ describe('work queue', () => {
         if (attempts < 4) throw new Error(`attempt ${attempts}`);
       },
       (_key, _err, retryInMs) => delays.push(retryInMs),
-      { baseDelayMs: 5, maxDelayMs: 15 },
+      { baseDelayMs: 5, maxDelayMs: 15, timeoutMs: 1000 },
     );
     queue.add('k');
     await tick(120);
     expect(attempts).toBe(4);
     expect(delays).toEqual([5, 10, 15]);
+    queue.stop();
+  });
+
+  test('a reconcile that hangs counts as failed after the timeout and the other keys go on', async () => {
+    const runs: string[] = [];
+    const errors: string[] = [];
+    const queue = new WorkQueue(
+      (key) => {
+        runs.push(key);
+        return key === 'stuck' ? new Promise<void>(() => undefined) : Promise.resolve();
+      },
+      (key, err) => errors.push(`${key}: ${(err as Error).message}`),
+      { baseDelayMs: 1000, maxDelayMs: 1000, timeoutMs: 20 },
+    );
+    queue.add('stuck');
+    queue.add('other');
+    await tick(60);
+    expect(runs).toEqual(['stuck', 'other']);
+    expect(errors).toEqual(['stuck: reconcile of stuck took longer than 20 ms']);
     queue.stop();
   });
 });

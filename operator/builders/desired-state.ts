@@ -6,7 +6,7 @@ import { ConfigError } from '../../sidecar/group-config.js';
 import type { DerechoGroup, DerechoSubgroup } from '../api/types.js';
 import { buildConfigMap, configHash } from './config-map.js';
 import { buildDisruptionBudget } from './disruption-budget.js';
-import { minimumMembers, resolveLayout } from './layout.js';
+import { hasPersistentStorage, minimumMembers, resolveLayout } from './layout.js';
 import { buildMemberRole, buildMemberRoleBinding, buildMemberServiceAccount } from './member-rbac.js';
 import { buildHeadlessService } from './service.js';
 import { buildStatefulSet } from './stateful-set.js';
@@ -46,6 +46,10 @@ export function desiredState(
     const list = layout.missing.map((n) => `"${n}"`).join(', ');
     return nothing({ reason: 'SubgroupNotFound', message: `spec.layout references DerechoSubgroup ${list}, not found in namespace ${group.metadata.namespace}` });
   }
+  if (hasPersistentStorage(layout.subgroups) && group.spec.storage === undefined) {
+    const names = layout.subgroups.filter((s) => s.storage === 'persistent').map((s) => `"${s.name}"`);
+    return nothing({ reason: 'InvalidSpec', message: `subgroup ${names.join(', ')} is persistent: spec.storage (size, storage class) is needed for the members' volumes` });
+  }
   const minimum = minimumMembers(layout.subgroups);
   let replicas = group.spec.members;
   let problem: Problem | null = null;
@@ -71,7 +75,7 @@ export function desiredState(
       configMap,
       buildHeadlessService(group),
       buildDisruptionBudget(group, replicas),
-      buildStatefulSet(group, layout.subgroups, { sidecarImage: settings.sidecarImage, replicas, configHash: hash }),
+      buildStatefulSet(group, { sidecarImage: settings.sidecarImage, replicas, configHash: hash }),
     ],
     replicas,
     configHash: hash,

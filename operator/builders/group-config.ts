@@ -38,6 +38,6 @@ export function buildSidecarConfig(group: DerechoGroup, subgroups: readonly Reso
     http: `0.0.0.0:${METRICS_PORT}`,
     logLevel: group.spec.sidecar?.logLevel ?? 'info',
   };
-  if (hasPersistentStorage(subgroups)) config.dataDir = DATA_DIR;
+  if (hasPersistentStorage(subgroups) && group.spec.storage) config.dataDir = DATA_DIR;
   return toYaml(config);
 }

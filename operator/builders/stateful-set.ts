@@ -5,7 +5,6 @@
 import type { V1Container, V1EnvVar, V1PersistentVolumeClaim, V1ResourceRequirements, V1StatefulSet, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import type { DerechoGroup } from '../api/types.js';
 import { GROUP_CONFIG_FILE, SIDECAR_CONFIG_FILE } from './group-config.js';
-import { hasPersistentStorage, type ResolvedSubgroup } from './layout.js';
 import {
   API_PORT,
   CONFIG_DIR,
@@ -22,6 +21,8 @@ import {
 } from './names.js';
 
 export const DEFAULT_RDMA_RESOURCE = 'rdma/hca_shared_devices_a';
+/** The user docker/sidecar.Dockerfile runs as. */
+export const SIDECAR_UID = 65532;
 
 export interface WorkloadSettings {
   sidecarImage: string;
@@ -64,8 +65,10 @@ function sidecarContainer(group: DerechoGroup, persistent: boolean, image: strin
   if (group.spec.sidecar?.imagePullPolicy) container.imagePullPolicy = group.spec.sidecar.imagePullPolicy;
   const resources = sidecarResources(group);
   if (resources) container.resources = resources;
-  // Registering memory with an RDMA device pins it; IPC_LOCK lifts the memlock limit for that.
-  if (group.spec.transport === 'rdma') container.securityContext = { capabilities: { add: ['IPC_LOCK'] } };
+  // Registering memory with an RDMA device pins it; IPC_LOCK lifts the memlock limit for that. A
+  // capability is effective only for root (Kubernetes sets no ambient capabilities), so with RDMA
+  // the member runs as root, with that one capability added to the runtime's default set.
+  if (group.spec.transport === 'rdma') container.securityContext = { runAsUser: 0, capabilities: { add: ['IPC_LOCK'] } };
   return container;
 }
 
@@ -81,9 +84,7 @@ function appContainer(group: DerechoGroup): V1Container | undefined {
   };
 }
 
-function dataClaim(group: DerechoGroup): V1PersistentVolumeClaim {
-  const storage = group.spec.storage;
-  if (!storage) throw new Error('a persistent subgroup needs spec.storage');
+function dataClaim(group: DerechoGroup, storage: NonNullable<DerechoGroup['spec']['storage']>): V1PersistentVolumeClaim {
   return {
     apiVersion: 'v1',
     kind: 'PersistentVolumeClaim',
@@ -96,9 +97,12 @@ function dataClaim(group: DerechoGroup): V1PersistentVolumeClaim {
   };
 }
 
-export function buildStatefulSet(group: DerechoGroup, subgroups: readonly ResolvedSubgroup[], settings: WorkloadSettings): V1StatefulSet {
+export function buildStatefulSet(group: DerechoGroup, settings: WorkloadSettings): V1StatefulSet {
   const names = groupNames(group.metadata.name);
-  const persistent = hasPersistentStorage(subgroups);
+  // The volume follows spec.storage, not the layout: claim templates cannot change once the
+  // StatefulSet exists, and spec.storage cannot either (the CRD says so).
+  const storage = group.spec.storage;
+  const persistent = storage !== undefined;
   const app = appContainer(group);
   const volumes: V1Volume[] = [
     {
@@ -124,7 +128,7 @@ export function buildStatefulSet(group: DerechoGroup, subgroups: readonly Resolv
       podManagementPolicy: 'Parallel',
       updateStrategy: { type: 'RollingUpdate' },
       selector: { matchLabels: selectorLabels(group.metadata.name) },
-      ...(persistent ? { persistentVolumeClaimRetentionPolicy: { whenDeleted: retain, whenScaled: retain }, volumeClaimTemplates: [dataClaim(group)] } : {}),
+      ...(storage ? { persistentVolumeClaimRetentionPolicy: { whenDeleted: retain, whenScaled: retain }, volumeClaimTemplates: [dataClaim(group, storage)] } : {}),
       template: {
         metadata: {
           labels: groupLabels(group.metadata.name),
@@ -136,6 +140,8 @@ export function buildStatefulSet(group: DerechoGroup, subgroups: readonly Resolv
         },
         spec: {
           serviceAccountName: names.serviceAccount,
+          // The sidecar image runs as 65532: the data volume and the socket are the pod's group's.
+          securityContext: { fsGroup: SIDECAR_UID },
           // A member leaving on SIGTERM lets the others install a view without it at once.
           terminationGracePeriodSeconds: 30,
           containers: app ? [sidecarContainer(group, persistent, settings.sidecarImage), app] : [sidecarContainer(group, persistent, settings.sidecarImage)],

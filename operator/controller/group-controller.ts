@@ -81,9 +81,11 @@ export class GroupController {
   }
 
   async start(): Promise<void> {
-    // Subgroups and StatefulSets first, so the first reconcile of each group sees them.
+    // Subgroups and StatefulSets first, and listed, so no group is reconciled against an empty
+    // cache (it would read as SubgroupNotFound, or as no StatefulSet yet).
     await this.subgroups.start();
     await this.statefulSets.start();
+    await Promise.all([this.subgroups.synced, this.statefulSets.synced]);
     await this.groups.start();
     this.resync = setInterval(() => {
       for (const g of this.groups.list()) this.queue.add(keyOf(g));

@@ -1,6 +1,7 @@
 // Brings one DerechoGroup's objects to what its spec says (operator/builders) and writes what it
-// saw into status (operator/status). Deletion waits on the finalizer until every object the group
-// owns is gone, so a group is cleaned up even where no garbage collector runs.
+// saw into status (operator/status). On deletion the finalizer holds the group until the operator
+// has deleted every object it built (in the background: their own dependents, pods and the
+// StatefulSet's claims, are the garbage collector's).
 import { setHeaderOptions, PatchStrategy, type CustomObjectsApi, type KubernetesObject, type V1StatefulSet } from '@kubernetes/client-node';
 import { API_GROUP, API_VERSION, GROUP_PLURAL, type DerechoGroup, type DerechoGroupStatus, type DerechoSubgroup } from '../api/types.js';
 import { desiredState, type OperatorSettings } from '../builders/desired-state.js';
@@ -39,15 +40,16 @@ function ownedObjects(group: DerechoGroup): KubernetesObject[] {
   ];
 }
 
+/** Whether patching `b` would change `a` (a merge patch leaves fields b does not name, like configHash when nothing is built). */
 function sameStatus(a: DerechoGroupStatus | undefined, b: DerechoGroupStatus): boolean {
   if (a === undefined) return false;
+  if (b.configHash !== undefined && a.configHash !== b.configHash) return false;
   const pick = (s: DerechoGroupStatus): unknown =>
     JSON.stringify([
       s.observedGeneration,
       s.replicas,
       s.readyMembers,
       s.selector,
-      s.configHash,
       (s.conditions ?? []).map((c) => [c.type, c.status, c.reason, c.message, c.observedGeneration, new Date(c.lastTransitionTime).getTime()]),
     ]);
   return pick(a) === pick(b);

@@ -1,6 +1,6 @@
 // One active operator among its replicas, through a coordination.k8s.io Lease (the same rules as
 // client-go's leaderelection): the holder renews every retry period; a candidate takes the lease
-// once it has seen it unrenewed for its duration (by its own clock, so clock skew does not matter); every write carries the resourceVersion it read,
+// once it has seen it unrenewed for its duration (by its own monotonic clock, so skew and clock steps do not matter); every write carries the resourceVersion it read,
 // so two candidates cannot both win. A holder that cannot renew within the renew deadline stops
 // leading (the process exits and restarts as a candidate). Stepping down clears the holder, so a
 // successor need not wait out the lease.
@@ -57,13 +57,18 @@ export class LeaderElector {
     }
   }
 
-  /** Renews until stopped; resolves false when leadership was lost (the renew deadline passed). */
+  /**
+   * Renews until stopped; resolves false when leadership was lost: the renew deadline passed
+   * without a renewal, whether the attempts failed or hung (a request on a dead connection).
+   */
   async keepLeading(): Promise<boolean> {
     while (!this.stopped) {
       await sleep(this.settings.retryPeriodMs);
       if (this.stopped) break;
-      if (await this.tryAcquireOrRenew()) continue;
-      if (Date.now() - this.lastRenew > this.settings.renewDeadlineMs) {
+      const left = this.lastRenew + this.settings.renewDeadlineMs - performance.now();
+      const renewed = left > 0 && (await Promise.race([this.tryAcquireOrRenew(), sleep(left).then(() => false)]));
+      if (renewed || this.stopped) continue;
+      if (performance.now() - this.lastRenew > this.settings.renewDeadlineMs) {
         this.leading = false;
         this.logger.error('lost the lease', { lease: this.settings.name });
         return false;
@@ -72,19 +77,24 @@ export class LeaderElector {
     return true;
   }
 
-  /** Stops renewing and hands the lease back when held. */
+  /** Stops renewing and hands the lease back when held (a renewal racing it may win once: then again). */
   async release(): Promise<void> {
     this.stopped = true;
     if (!this.leading) return;
     this.leading = false;
-    try {
-      const lease = await this.read();
-      if (lease?.spec?.holderIdentity !== this.settings.identity) return;
-      lease.spec = { ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1, renewTime: microTime(new Date()) };
-      await this.api.replaceNamespacedLease({ name: this.settings.name, namespace: this.settings.namespace, body: lease });
-      this.logger.info('released the lease', { lease: this.settings.name });
-    } catch (err) {
-      this.logger.warn('could not release the lease', { error: describeError(err) });
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        const lease = await this.read();
+        if (lease?.spec?.holderIdentity !== this.settings.identity) return;
+        lease.spec = { ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1, renewTime: microTime(new Date()) };
+        await this.api.replaceNamespacedLease({ name: this.settings.name, namespace: this.settings.namespace, body: lease });
+        this.logger.info('released the lease', { lease: this.settings.name });
+        return;
+      } catch (err) {
+        if (isConflict(err)) continue;
+        this.logger.warn('could not release the lease', { error: describeError(err) });
+        return;
+      }
     }
   }
 
@@ -108,7 +118,7 @@ export class LeaderElector {
           namespace,
           body: { metadata: { name, namespace }, spec: { holderIdentity: identity, leaseDurationSeconds: durationSeconds, acquireTime: microTime(now), renewTime: microTime(now), leaseTransitions: 0 } },
         });
-        this.lastRenew = Date.now();
+        this.lastRenew = performance.now();
         return true;
       }
       const spec = lease.spec ?? {};
@@ -116,9 +126,9 @@ export class LeaderElector {
       const record = `${holder}@${spec.renewTime ? new Date(spec.renewTime).toISOString() : ''}`;
       if (record !== this.observed) {
         this.observed = record;
-        this.observedAt = now.getTime();
+        this.observedAt = performance.now();
       }
-      const expired = this.observedAt + (spec.leaseDurationSeconds ?? durationSeconds) * 1000 < now.getTime();
+      const expired = this.observedAt + (spec.leaseDurationSeconds ?? durationSeconds) * 1000 < performance.now();
       if (holder !== identity && holder !== '' && !expired) return false;
       const takingOver = holder !== identity;
       lease.spec = {
@@ -129,7 +139,7 @@ export class LeaderElector {
         ...(takingOver ? { acquireTime: microTime(now), leaseTransitions: (spec.leaseTransitions ?? 0) + 1 } : {}),
       };
       await this.api.replaceNamespacedLease({ name, namespace, body: lease });
-      this.lastRenew = Date.now();
+      this.lastRenew = performance.now();
       return true;
     } catch (err) {
       if (!isConflict(err)) this.logger.warn('lease update failed', { lease: name, error: describeError(err) });

@@ -1,9 +1,12 @@
 // Keys waiting to be reconciled, one at a time. A key queued again while it waits is queued once;
-// a key queued while it is being worked on runs again afterwards (never twice at once). A failed
-// key comes back after a backoff that doubles per consecutive failure.
+// a key queued while it is being worked on runs again afterwards. A failed key comes back after a
+// backoff that doubles per consecutive failure. A reconcile that takes longer than timeoutMs (a
+// request hung on a dead connection) counts as failed, so one stuck group cannot stop the others;
+// should it finish later, its writes are the same idempotent applies the retry makes.
 export interface WorkQueueOptions {
   baseDelayMs: number;
   maxDelayMs: number;
+  timeoutMs: number;
 }
 
 export class WorkQueue {
@@ -17,7 +20,7 @@ export class WorkQueue {
   constructor(
     private readonly work: (key: string) => Promise<void>,
     private readonly onError: (key: string, err: unknown, retryInMs: number) => void,
-    private readonly options: WorkQueueOptions = { baseDelayMs: 500, maxDelayMs: 30_000 },
+    private readonly options: WorkQueueOptions = { baseDelayMs: 500, maxDelayMs: 30_000, timeoutMs: 120_000 },
   ) {}
 
   add(key: string): void {
@@ -45,10 +48,15 @@ export class WorkQueue {
     this.waiting.delete(key);
     this.active = key;
     this.dirtyWhileActive = false;
-    this.work(key)
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`reconcile of ${key} took longer than ${this.options.timeoutMs} ms`)), this.options.timeoutMs);
+    });
+    Promise.race([this.work(key), timeout])
       .then(() => this.failures.delete(key))
       .catch((err: unknown) => this.retryLater(key, err))
       .finally(() => {
+        clearTimeout(timer);
         this.active = undefined;
         if (this.dirtyWhileActive) this.waiting.add(key);
         this.pump();

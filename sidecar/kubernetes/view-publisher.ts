@@ -2,7 +2,11 @@
 // installs, with the shard map, into its DerechoGroup's status (status.view, status.shards). A
 // merge patch of those two fields only, so it never touches what the operator writes there.
 // Publishing is best effort and never holds the member up: only the newest view is kept
-// pending, and a failed write is retried with a backoff until a newer view replaces it.
+// pending, a failed write is retried with a backoff until a newer view replaces it, and a member
+// that stops leading drops what it had pending. A write never replaces a newer view: it reads
+// the published view id and writes only over an older one, with the resourceVersion it read (a
+// leader of an old view that wakes up late loses the race instead of winning it); a view
+// published before this process started is replaced whatever its id (see flush).
 import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import type { NativeGroupConfig, NativeView } from '../../native/index.js';
 import type { Logger } from '../observability/logger.js';
@@ -47,6 +51,8 @@ export class ViewPublisher {
   private failures = 0;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** Second precision, as publishedAt has. */
+  private readonly startedAt = Math.floor(Date.now() / 1000) * 1000;
 
   constructor(private readonly options: ViewPublisherOptions) {
     const kc = options.kubeConfig ?? new KubeConfig();
@@ -56,7 +62,13 @@ export class ViewPublisher {
 
   /** Called with every installed view; only the leader's sidecar writes. */
   viewInstalled(view: NativeView): void {
-    if (this.closed || view.leader !== this.options.self) return;
+    if (this.closed) return;
+    if (view.leader !== this.options.self) {
+      this.pending = undefined;
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      return;
+    }
     this.pending = view;
     if (this.timer === undefined) void this.flush();
   }
@@ -74,15 +86,19 @@ export class ViewPublisher {
         const view = this.pending;
         this.pending = undefined;
         try {
+          const ref = { group: 'derecho.io', version: 'v1alpha1', plural: 'derechogroups', namespace: this.options.namespace, name: this.options.group };
+          const current = (await this.api.getNamespacedCustomObjectStatus(ref)) as { metadata?: { resourceVersion?: string }; status?: { view?: { id?: number; publishedAt?: string } } };
+          const publishedId = current.status?.view?.id ?? -1;
+          // A view published before this process started may come from before a total restart of
+          // the group, whose view ids start over: that one is replaced whatever its id.
+          const publishedSinceStart = Date.parse(current.status?.view?.publishedAt ?? '') >= this.startedAt;
+          if (publishedId >= view.vid && publishedSinceStart) {
+            this.options.logger.debug('view not published: the group shows a newer one', { vid: view.vid, published: publishedId });
+            continue;
+          }
+          const status = publishedStatus(this.options.config, view, new Date());
           await this.api.patchNamespacedCustomObjectStatus(
-            {
-              group: 'derecho.io',
-              version: 'v1alpha1',
-              plural: 'derechogroups',
-              namespace: this.options.namespace,
-              name: this.options.group,
-              body: { status: publishedStatus(this.options.config, view, new Date()) },
-            },
+            { ...ref, body: { metadata: { resourceVersion: current.metadata?.resourceVersion }, status } },
             setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
           );
           this.failures = 0;
