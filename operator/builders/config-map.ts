@@ -3,18 +3,13 @@ import type { V1ConfigMap } from '@kubernetes/client-node';
 import type { DerechoGroup } from '../api/types.js';
 import { GROUP_CONFIG_FILE, SIDECAR_CONFIG_FILE, buildGroupConfig, buildSidecarConfig } from './group-config.js';
 import type { ResolvedSubgroup } from './layout.js';
-import { groupLabels, groupNames, ownerReference } from './names.js';
+import { groupNames, ownedMeta } from './names.js';
 
 export function buildConfigMap(group: DerechoGroup, subgroups: readonly ResolvedSubgroup[], clusterDomain: string, replicas: number): V1ConfigMap {
   return {
     apiVersion: 'v1',
     kind: 'ConfigMap',
-    metadata: {
-      name: groupNames(group.metadata.name).configMap,
-      namespace: group.metadata.namespace,
-      labels: groupLabels(group.metadata.name),
-      ownerReferences: [ownerReference(group)],
-    },
+    metadata: ownedMeta(group, groupNames(group.metadata.name).configMap),
     data: {
       [GROUP_CONFIG_FILE]: `${JSON.stringify(buildGroupConfig(group, subgroups, clusterDomain, replicas), null, 2)}\n`,
       [SIDECAR_CONFIG_FILE]: buildSidecarConfig(group, subgroups),

@@ -1,6 +1,6 @@
 import type { V1PodDisruptionBudget } from '@kubernetes/client-node';
 import type { DerechoGroup } from '../api/types.js';
-import { groupLabels, groupNames, ownerReference, selectorLabels } from './names.js';
+import { groupNames, ownedMeta, selectorLabels } from './names.js';
 
 /**
  * A view change needs a majority of the previous view, so voluntary evictions never take it. With
@@ -14,12 +14,7 @@ export function buildDisruptionBudget(group: DerechoGroup, replicas: number): V1
   return {
     apiVersion: 'policy/v1',
     kind: 'PodDisruptionBudget',
-    metadata: {
-      name: groupNames(group.metadata.name).pdb,
-      namespace: group.metadata.namespace,
-      labels: groupLabels(group.metadata.name),
-      ownerReferences: [ownerReference(group)],
-    },
+    metadata: ownedMeta(group, groupNames(group.metadata.name).pdb),
     spec: {
       minAvailable: majority(replicas),
       // A member that is not ready is in no view and holds no majority up: it may go.

@@ -2,14 +2,14 @@
 // that is all a member may do with the API server.
 import type { V1Role, V1RoleBinding, V1ServiceAccount } from '@kubernetes/client-node';
 import { API_GROUP, GROUP_PLURAL, type DerechoGroup } from '../api/types.js';
-import { groupLabels, groupNames, ownerReference } from './names.js';
+import { groupNames, ownedMeta } from './names.js';
 
 export function buildMemberServiceAccount(group: DerechoGroup): V1ServiceAccount {
   const names = groupNames(group.metadata.name);
   return {
     apiVersion: 'v1',
     kind: 'ServiceAccount',
-    metadata: { name: names.serviceAccount, namespace: group.metadata.namespace, labels: groupLabels(group.metadata.name), ownerReferences: [ownerReference(group)] },
+    metadata: ownedMeta(group, names.serviceAccount),
   };
 }
 
@@ -18,7 +18,7 @@ export function buildMemberRole(group: DerechoGroup): V1Role {
   return {
     apiVersion: 'rbac.authorization.k8s.io/v1',
     kind: 'Role',
-    metadata: { name: names.role, namespace: group.metadata.namespace, labels: groupLabels(group.metadata.name), ownerReferences: [ownerReference(group)] },
+    metadata: ownedMeta(group, names.role),
     rules: [{ apiGroups: [API_GROUP], resources: [`${GROUP_PLURAL}/status`], resourceNames: [group.metadata.name], verbs: ['get', 'patch'] }],
   };
 }
@@ -28,7 +28,7 @@ export function buildMemberRoleBinding(group: DerechoGroup): V1RoleBinding {
   return {
     apiVersion: 'rbac.authorization.k8s.io/v1',
     kind: 'RoleBinding',
-    metadata: { name: names.roleBinding, namespace: group.metadata.namespace, labels: groupLabels(group.metadata.name), ownerReferences: [ownerReference(group)] },
+    metadata: ownedMeta(group, names.roleBinding),
     roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: names.role },
     subjects: [{ kind: 'ServiceAccount', name: names.serviceAccount, namespace: group.metadata.namespace }],
   };

@@ -1,6 +1,6 @@
 // Names, labels and the owner reference every object built for a DerechoGroup carries. The
 // selector labels never change for the life of a group (a StatefulSet's selector is immutable).
-import type { V1OwnerReference } from '@kubernetes/client-node';
+import type { V1ObjectMeta, V1OwnerReference } from '@kubernetes/client-node';
 import { API_GROUP, API_VERSION, type DerechoGroup } from '../api/types.js';
 
 export const MEMBER_PORT = 7000;
@@ -66,6 +66,11 @@ export function ownerReference(group: DerechoGroup): V1OwnerReference {
     controller: true,
     blockOwnerDeletion: true,
   };
+}
+
+/** The metadata of an object G owns: its name, G's namespace, labels and owner reference. */
+export function ownedMeta(group: DerechoGroup, name: string): V1ObjectMeta {
+  return { name, namespace: group.metadata.namespace, labels: groupLabels(group.metadata.name), ownerReferences: [ownerReference(group)] };
 }
 
 /** The DNS name of member i's pod through the headless Service. */

@@ -1,6 +1,6 @@
 import type { V1Service } from '@kubernetes/client-node';
 import type { DerechoGroup } from '../api/types.js';
-import { API_PORT, MEMBER_PORT, METRICS_PORT, groupLabels, groupNames, ownerReference, selectorLabels } from './names.js';
+import { API_PORT, MEMBER_PORT, METRICS_PORT, groupNames, ownedMeta, selectorLabels } from './names.js';
 
 /**
  * Headless: it gives each member a stable DNS name for the group config. Not-ready pods are
@@ -10,12 +10,7 @@ export function buildHeadlessService(group: DerechoGroup): V1Service {
   return {
     apiVersion: 'v1',
     kind: 'Service',
-    metadata: {
-      name: groupNames(group.metadata.name).service,
-      namespace: group.metadata.namespace,
-      labels: groupLabels(group.metadata.name),
-      ownerReferences: [ownerReference(group)],
-    },
+    metadata: ownedMeta(group, groupNames(group.metadata.name).service),
     spec: {
       clusterIP: 'None',
       publishNotReadyAddresses: true,

@@ -16,7 +16,7 @@ import {
   SOCKET_DIR,
   groupLabels,
   groupNames,
-  ownerReference,
+  ownedMeta,
   selectorLabels,
 } from './names.js';
 
@@ -121,7 +121,7 @@ export function buildStatefulSet(group: DerechoGroup, settings: WorkloadSettings
   return {
     apiVersion: 'apps/v1',
     kind: 'StatefulSet',
-    metadata: { name: names.statefulSet, namespace: group.metadata.namespace, labels: groupLabels(group.metadata.name), ownerReferences: [ownerReference(group)] },
+    metadata: ownedMeta(group, names.statefulSet),
     spec: {
       replicas: settings.replicas,
       serviceName: names.service,
