@@ -37,6 +37,7 @@
 #include "transport/verbs_wire.hpp"
 
 #include "../support/eventually.hpp"
+#include "../support/free_ports.hpp"
 #include "../support/link_events.hpp"
 
 namespace derecho::transport {
@@ -336,25 +337,14 @@ using Factory = std::function<std::unique_ptr<Transport>(const TransportOptions&
 
 constexpr std::size_t kRegion = 1 << 20;
 
-std::uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
 GroupConfig make_group(std::size_t n, const std::string& name = "verbs-test") {
   GroupConfig g;
   g.group_name = name;
   g.transport = TransportKind::verbs;
+  // All at once: ports probed one by one can repeat (the kernel may hand a closed one out again).
+  const auto ports = derecho::testing::free_ports(n);
   for (std::size_t i = 0; i < n; ++i) {
-    g.members.push_back(MemberAddress{static_cast<MemberId>(i + 1), "127.0.0.1", free_port()});
+    g.members.push_back(MemberAddress{static_cast<MemberId>(i + 1), "127.0.0.1", ports[i]});
   }
   return g;
 }
