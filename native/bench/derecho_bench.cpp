@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "common/log.hpp"
+#include "loopback_tcp.hpp"
 #include "member/member.hpp"
 #include "member_processes.hpp"
 #include "shared_results.hpp"
@@ -275,19 +276,8 @@ std::string run_latency(const Options& o) {
 // Raw one-way loopback TCP: one process writes [u32 length][payload] records in the same
 // 64 KiB batches the engine coalesces into, the other reads and walks every record.
 std::string run_tcp_baseline(const Options& o) {
-  int listener = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || listen(listener, 1) != 0) {
-    throw std::runtime_error("baseline listen failed");
-  }
-  socklen_t len = sizeof addr;
-  getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
   auto* result = derecho::bench::shared_anonymous<std::atomic<std::uint64_t>>();
-  const pid_t pid = fork();
-  if (pid == 0) {
-    const int s = accept(listener, nullptr, nullptr);
+  derecho::bench::LoopbackTcp link([&](int s) {
     std::vector<char> buf(1 << 20);
     std::size_t have = 0;
     std::uint64_t count = 0;
@@ -307,12 +297,9 @@ std::string run_tcp_baseline(const Options& o) {
       have -= at;
     }
     result->store(count);
-    _exit(0);
-  }
-  const int s = socket(AF_INET, SOCK_STREAM, 0);
-  if (connect(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) throw std::runtime_error("baseline connect failed");
+  });
   const int one = 1;
-  setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  setsockopt(link.fd(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   std::vector<char> batch;
   const std::size_t per_batch = std::max<std::size_t>(1, (64u << 10) / (o.size + 4));
   for (std::size_t i = 0; i < per_batch; ++i) {
@@ -322,22 +309,9 @@ std::string run_tcp_baseline(const Options& o) {
   }
   const auto start = clock_type::now();
   const auto end = start + std::chrono::duration<double>(o.seconds);
-  std::uint64_t batches = 0;
-  while (clock_type::now() < end) {
-    std::size_t off = 0;
-    while (off < batch.size()) {
-      const ssize_t n = write(s, batch.data() + off, batch.size() - off);
-      if (n <= 0) throw std::runtime_error("baseline write failed");
-      off += static_cast<std::size_t>(n);
-    }
-    ++batches;
-  }
-  shutdown(s, SHUT_WR);
-  int status = 0;
-  waitpid(pid, &status, 0);
+  while (clock_type::now() < end) derecho::bench::write_all(link.fd(), batch.data(), batch.size());
+  link.finish();
   const double elapsed = std::chrono::duration<double>(clock_type::now() - start).count();
-  close(s);
-  close(listener);
   const double rate = result->load() / elapsed;
   munmap(result, sizeof *result);
   char buf[256];

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "common/log.hpp"
+#include "loopback_tcp.hpp"
 #include "member/member.hpp"
 #include "member_processes.hpp"
 #include "shared_results.hpp"
@@ -232,19 +233,8 @@ double memcpy_gb_per_sec(std::size_t bytes) {
 
 // One object after another, one way over loopback TCP, received into one object-sized buffer.
 double tcp_gb_per_sec(std::size_t bytes, double seconds) {
-  const int listener = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || listen(listener, 1) != 0) {
-    throw std::runtime_error("baseline listen failed");
-  }
-  socklen_t len = sizeof addr;
-  getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
   auto* rate = derecho::bench::shared_anonymous<std::atomic<double>>();
-  const pid_t pid = fork();
-  if (pid == 0) {
-    const int s = accept(listener, nullptr, nullptr);
+  derecho::bench::LoopbackTcp link([&](int s) {
     std::vector<char> object(bytes);
     std::uint64_t objects = 0;
     std::int64_t first_ns = 0, last_ns = 0;
@@ -262,26 +252,15 @@ double tcp_gb_per_sec(std::size_t bytes, double seconds) {
     rate->store(objects > 1 ? static_cast<double>(objects - 1) * static_cast<double>(bytes) /
                                   (static_cast<double>(last_ns - first_ns) / 1e9) / 1e9
                             : 0.0);
-    _exit(0);
-  }
-  const int s = socket(AF_INET, SOCK_STREAM, 0);
-  if (connect(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) throw std::runtime_error("baseline connect failed");
+  });
   std::vector<char> object(bytes, 'x');
   const auto end = clock_type::now() + std::chrono::duration<double>(seconds);
   std::uint64_t sent = 0;
   while (clock_type::now() < end || sent < 3) {
-    for (std::size_t off = 0; off < bytes;) {
-      const ssize_t n = write(s, object.data() + off, bytes - off);
-      if (n <= 0) throw std::runtime_error("baseline write failed");
-      off += static_cast<std::size_t>(n);
-    }
+    derecho::bench::write_all(link.fd(), object.data(), bytes);
     ++sent;
   }
-  shutdown(s, SHUT_WR);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  close(s);
-  close(listener);
+  link.finish();
   const double result = rate->load();
   munmap(rate, sizeof *rate);
   return result;
