@@ -84,6 +84,14 @@ async function until<T>(what: string, probe: () => Promise<T | undefined | false
  * `lease`: [duration, renew deadline] in ms. A leader that cannot renew within the deadline exits
  * (a Deployment restarts it), so the API server restart test gives it room to ride that out.
  */
+/** `kubectl ARGS` as the admin: its output, or for a refused request its error (with the API server's message). */
+function kubectl(args: string[], input = ''): Promise<string> {
+  return runWithInput(tool('kubectl'), ['--kubeconfig', plane.kubeconfigFile(), ...args], input).then(
+    (out) => `accepted: ${out}`,
+    (err: Error) => err.message,
+  );
+}
+
 function startOperator(lease: [number, number] = [3000, 2000]): OperatorProcess {
   return new OperatorProcess([
     `--kubeconfig=${plane.kubeconfigFile(OPERATOR_SA)}`,
@@ -146,7 +154,8 @@ describe('operator against a real kube-apiserver', () => {
       ['ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'CustomResourceDefinition', 'CustomResourceDefinition', 'DaemonSet', 'Deployment', 'Role', 'RoleBinding', 'Service', 'ServiceAccount', 'StorageClass'].sort(),
     );
     // kubectl (built with the API server), as a user would: it sends the manifests as they are.
-    const applied = await runWithInput(tool('kubectl'), ['--kubeconfig', plane.kubeconfigFile(), 'apply', '--server-side', '--field-manager=helm-test', '-n', OPERATOR_NS, '-f', '-'], stdout);
+    const applied = await kubectl(['apply', '--server-side', '--field-manager=helm-test', '-n', OPERATOR_NS, '-f', '-'], stdout);
+    expect(applied).toMatch(/^accepted: /);
     expect(applied.split('\n').filter((l) => /serverside-applied|created|configured/.test(l))).toHaveLength(docs.length);
     const ext = plane.kubeConfig().makeApiClient(ApiextensionsV1Api);
     for (const name of ['derechogroups.derecho.io', 'derechosubgroups.derecho.io']) {
@@ -174,20 +183,14 @@ describe('operator against a real kube-apiserver', () => {
   ])('an invalid DerechoGroup (%s) is refused by the API server with a clear message', async (_what, spec, message) => {
     // kubectl, as a user would (it asks for strict field validation, so unknown fields are errors too).
     const manifest = JSON.stringify(groupBody('bad', spec as DerechoGroupSpec));
-    const outcome = await runWithInput(tool('kubectl'), ['--kubeconfig', plane.kubeconfigFile(), 'create', '-f', '-'], manifest).then(
-      (out) => `accepted: ${out}`,
-      (err: Error) => err.message,
-    );
+    const outcome = await kubectl(['create', '-f', '-'], manifest);
     expect(outcome).toContain('exited 1');
     expect(outcome).toContain(message);
     expect(await until('no group "bad"', async () => !(await custom.listNamespacedCustomObject({ ...G, plural: 'derechogroups' })).items.some((g: DerechoGroup) => g.metadata.name === 'bad'))).toBe(true);
   }, TEST_MS);
 
   test('a group named with a leading digit (no valid Service name) is refused', async () => {
-    const outcome = await runWithInput(tool('kubectl'), ['--kubeconfig', plane.kubeconfigFile(), 'create', '-f', '-'], JSON.stringify(groupBody('1abc', sensorsSpec))).then(
-      (out) => `accepted: ${out}`,
-      (err: Error) => err.message,
-    );
+    const outcome = await kubectl(['create', '-f', '-'], JSON.stringify(groupBody('1abc', sensorsSpec)));
     expect(outcome).toContain("a group's name is at most 40 of a-z 0-9 -, starting with a letter");
   }, TEST_MS);
 
@@ -256,10 +259,7 @@ describe('operator against a real kube-apiserver', () => {
     await until('3 replicas and Degraded False', async () => (await readSts('sensors')).spec?.replicas === 3 && condition(await getGroup('sensors'), 'Degraded')?.status === 'False');
 
     // Claim templates are immutable in a StatefulSet: the API server refuses the change up front.
-    const resize = await runWithInput(tool('kubectl'), ['--kubeconfig', plane.kubeconfigFile(), 'patch', 'derechogroup', 'sensors', '--type=merge', '-p', '{"spec":{"storage":{"size":"2Gi"}}}'], '').then(
-      (out) => `accepted: ${out}`,
-      (err: Error) => err.message,
-    );
+    const resize = await kubectl(['patch', 'derechogroup', 'sensors', '--type=merge', '-p', '{"spec":{"storage":{"size":"2Gi"}}}']);
     expect(resize).toContain('spec.storage (its size and storage class, and whether there is one) cannot change once the group exists');
   }, TEST_MS);
 
